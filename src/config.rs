@@ -1,0 +1,535 @@
+//! `sftpctl.toml` → [`Config`]: defaults, loading and validation of every value.
+//!
+//! Every path sftpctl reads or writes, every group name and every service command comes from
+//! here, so that a test (or an unusual host) can redirect all of them with `--config`.
+//! Values end up inside sshd, rsyslog and systemd files, so each one is validated before any
+//! template sees it: a newline or a stray `%` must be an error, never a new config line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::error::usage;
+use crate::names;
+
+/// Where the config lives unless `--config` or `SFTPCTL_CONFIG` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/sftpctl/sftpctl.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Parent of all jails; must be a root-owned chain (sshd's ChrootDirectory rule).
+    pub root: PathBuf,
+    /// The writable directory inside each jail (the user's home, seen from inside).
+    pub data_dir: String,
+    /// Group that owns shared files: every jailed user and the admin.
+    pub group: String,
+    /// Members are chrooted and get SFTP only.
+    pub jail_group: String,
+    /// Admin account that reads and writes every jail (optional).
+    pub admin: Option<String>,
+    /// Umask of SFTP sessions, four octal digits.
+    pub umask: String,
+    /// Path of this binary as the rendered systemd units and logrotate file call it.
+    pub sftpctl_bin: PathBuf,
+    /// Shell of jailed users.
+    pub nologin_shell: PathBuf,
+    /// Shell of the admin account.
+    pub admin_shell: PathBuf,
+    pub sshd: Sshd,
+    pub pam: Pam,
+    pub rsyslog: Rsyslog,
+    pub logrotate: Logrotate,
+    pub systemd: Systemd,
+    pub watch: Watch,
+    pub mail: Mail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sshd {
+    /// The main sshd_config (sftpctl edits only a fenced block in it).
+    pub config: PathBuf,
+    /// The drop-in sftpctl owns.
+    pub dropin: PathBuf,
+    /// Root-owned directory with one authorized_keys file per user.
+    pub authorized_keys_dir: PathBuf,
+    /// The sshd binary used for `-t` validation and version detection.
+    pub binary: PathBuf,
+    /// Command that makes sshd re-read its config; `[]` = do not reload.
+    pub reload: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pam {
+    /// PAM service file of sshd; sftpctl adds a fenced pam_umask block.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rsyslog {
+    /// The rsyslog drop-in sftpctl owns.
+    pub config: PathBuf,
+    /// rsyslog's main config, validated with `rsyslogd -N1 -f` (it includes the drop-in).
+    pub main_config: PathBuf,
+    /// Where internal-sftp lines are written.
+    pub log_file: PathBuf,
+    /// The rsyslogd binary used for validation.
+    pub binary: PathBuf,
+    /// Command that restarts rsyslog (a restart is needed for a new listen socket).
+    pub restart: Vec<String>,
+    /// Command logrotate runs after rotation: it must make rsyslog reopen files WITHOUT
+    /// re-creating its sockets (SIGHUP does that; a restart would orphan the jails' links).
+    pub rotate: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Logrotate {
+    pub config: PathBuf,
+    /// How many rotated logs to keep.
+    pub rotate: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Systemd {
+    pub unit_dir: PathBuf,
+    /// rsyslog's unit, which gets a drop-in running `refresh-log-links` after every start.
+    pub rsyslog_unit: String,
+    /// Run after unit files changed; `[]` = do not.
+    pub daemon_reload: Vec<String>,
+    /// Enables and starts the watcher unit; `[]` = do not.
+    pub enable_watch: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Watch {
+    /// UDP address the watcher listens on and rsyslog forwards to.
+    pub listen: SocketAddr,
+    /// Outbox, saved sessions, pid file.
+    pub state_dir: PathBuf,
+    /// Seconds without a line after which an open session is reported as incomplete.
+    pub idle_timeout_secs: u64,
+    /// Directory whose templates override the built-in mail templates (optional).
+    pub template_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mail {
+    /// `file` (no MTA needed), `sendmail` or `smtp`.
+    pub transport: Transport,
+    pub spool_dir: PathBuf,
+    pub from: String,
+    pub to: Vec<String>,
+    /// sendmail binary for `transport = "sendmail"`.
+    pub sendmail: PathBuf,
+    /// Per-user recipients copied on that user's reports.
+    pub users: std::collections::BTreeMap<String, String>,
+    pub smtp: Smtp,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    File,
+    Sendmail,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// Empty = no login.
+    pub username: String,
+    /// Root-only file holding the password; never the password itself.
+    pub password_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    Starttls,
+    Tls,
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root: "/sftp-root".into(),
+            data_dir: "data".into(),
+            group: "sftp".into(),
+            jail_group: "sftp-only".into(),
+            admin: None,
+            umask: "0002".into(),
+            sftpctl_bin: "/usr/local/sbin/sftpctl".into(),
+            nologin_shell: "/usr/sbin/nologin".into(),
+            admin_shell: "/bin/bash".into(),
+            sshd: Sshd::default(),
+            pam: Pam::default(),
+            rsyslog: Rsyslog::default(),
+            logrotate: Logrotate::default(),
+            systemd: Systemd::default(),
+            watch: Watch::default(),
+            mail: Mail::default(),
+        }
+    }
+}
+
+impl Default for Sshd {
+    fn default() -> Self {
+        Sshd {
+            config: "/etc/ssh/sshd_config".into(),
+            dropin: "/etc/ssh/sshd_config.d/50-sftpctl.conf".into(),
+            authorized_keys_dir: "/etc/ssh/sftpctl/authorized_keys".into(),
+            binary: "/usr/sbin/sshd".into(),
+            reload: strings(&["systemctl", "reload", "ssh"]),
+        }
+    }
+}
+
+impl Default for Pam {
+    fn default() -> Self {
+        Pam {
+            file: "/etc/pam.d/sshd".into(),
+        }
+    }
+}
+
+impl Default for Rsyslog {
+    fn default() -> Self {
+        Rsyslog {
+            config: "/etc/rsyslog.d/50-sftpctl.conf".into(),
+            main_config: "/etc/rsyslog.conf".into(),
+            log_file: "/var/log/sftp.log".into(),
+            binary: "/usr/sbin/rsyslogd".into(),
+            restart: strings(&["systemctl", "restart", "rsyslog"]),
+            rotate: strings(&["/usr/lib/rsyslog/rsyslog-rotate"]),
+        }
+    }
+}
+
+impl Default for Logrotate {
+    fn default() -> Self {
+        Logrotate {
+            config: "/etc/logrotate.d/sftpctl".into(),
+            rotate: 12,
+        }
+    }
+}
+
+impl Default for Systemd {
+    fn default() -> Self {
+        Systemd {
+            unit_dir: "/etc/systemd/system".into(),
+            rsyslog_unit: "rsyslog.service".into(),
+            daemon_reload: strings(&["systemctl", "daemon-reload"]),
+            enable_watch: strings(&["systemctl", "enable", "--now", "sftpctl-watch.service"]),
+        }
+    }
+}
+
+impl Default for Watch {
+    fn default() -> Self {
+        Watch {
+            listen: "127.0.0.1:5514".parse().expect("valid default address"),
+            state_dir: "/var/lib/sftpctl".into(),
+            idle_timeout_secs: 3600,
+            template_dir: None,
+        }
+    }
+}
+
+impl Default for Mail {
+    fn default() -> Self {
+        Mail {
+            transport: Transport::File,
+            spool_dir: "/var/spool/sftpctl/mail".into(),
+            from: "SFTP Daemon <sftp-daemon@localhost>".into(),
+            to: vec!["root@localhost".into()],
+            sendmail: "/usr/sbin/sendmail".into(),
+            users: Default::default(),
+            smtp: Smtp::default(),
+        }
+    }
+}
+
+impl Default for Smtp {
+    fn default() -> Self {
+        Smtp {
+            host: "localhost".into(),
+            port: 25,
+            tls: SmtpTls::None,
+            username: String::new(),
+            password_file: PathBuf::new(),
+        }
+    }
+}
+
+/// Which config file is in effect and whether it exists.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: PathBuf,
+    pub exists: bool,
+}
+
+impl Config {
+    /// Loads the config named by `--config`/`SFTPCTL_CONFIG`, or the default file; the default
+    /// file may be absent (built-in defaults), a named one may not.
+    pub fn load(explicit: Option<&Path>) -> Result<(Config, Source)> {
+        let (path, must_exist) = match explicit {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_PATH), false),
+        };
+        if !path.is_absolute() {
+            return Err(usage(format!(
+                "config path {} is relative: give an absolute path",
+                path.display()
+            )));
+        }
+        let text = match fs_err::read_to_string(&path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(usage(format!(
+                    "config file {} does not exist: create it or drop --config to use the defaults",
+                    path.display()
+                )))
+            }
+            Err(e) => return Err(e).context("cannot read the config file"),
+        };
+        let exists = text.is_some();
+        let config = match text {
+            Some(t) => {
+                Config::parse(&t).map_err(|e| usage(format!("{}: {e:#}", path.display())))?
+            }
+            None => Config::default(),
+        };
+        Ok((config, Source { path, exists }))
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            anyhow::anyhow!("{}", e.to_string().replace('\n', " ").trim().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value that can reach a rendered file or a command line.
+    pub fn validate(&self) -> Result<()> {
+        check_abs_path("root", &self.root)?;
+        if self.root == Path::new("/") {
+            anyhow::bail!("root must not be / itself: use a directory such as /sftp-root");
+        }
+        names::check_path_component("data_dir", &self.data_dir)?;
+        if self.data_dir == "dev" {
+            anyhow::bail!("data_dir must not be \"dev\": that name holds each jail's log socket");
+        }
+        names::check_group_name("group", &self.group)?;
+        names::check_group_name("jail_group", &self.jail_group)?;
+        if self.group == self.jail_group {
+            anyhow::bail!(
+                "group and jail_group must differ: the admin is in group but must not be jailed"
+            );
+        }
+        if let Some(admin) = &self.admin {
+            names::check_user_name("admin", admin)?;
+        }
+        check_umask(&self.umask)?;
+        check_abs_path("sftpctl_bin", &self.sftpctl_bin)?;
+        check_abs_path("nologin_shell", &self.nologin_shell)?;
+        check_abs_path("admin_shell", &self.admin_shell)?;
+
+        check_abs_path("sshd.config", &self.sshd.config)?;
+        check_abs_path("sshd.dropin", &self.sshd.dropin)?;
+        check_abs_path("sshd.authorized_keys_dir", &self.sshd.authorized_keys_dir)?;
+        check_abs_path("sshd.binary", &self.sshd.binary)?;
+        check_command("sshd.reload", &self.sshd.reload)?;
+        check_abs_path("pam.file", &self.pam.file)?;
+        check_abs_path("rsyslog.config", &self.rsyslog.config)?;
+        check_abs_path("rsyslog.main_config", &self.rsyslog.main_config)?;
+        check_abs_path("rsyslog.log_file", &self.rsyslog.log_file)?;
+        check_abs_path("rsyslog.binary", &self.rsyslog.binary)?;
+        check_command("rsyslog.restart", &self.rsyslog.restart)?;
+        check_command("rsyslog.rotate", &self.rsyslog.rotate)?;
+        check_abs_path("logrotate.config", &self.logrotate.config)?;
+        if !(1..=1000).contains(&self.logrotate.rotate) {
+            anyhow::bail!("logrotate.rotate must be between 1 and 1000");
+        }
+        check_abs_path("systemd.unit_dir", &self.systemd.unit_dir)?;
+        names::check_unit_name("systemd.rsyslog_unit", &self.systemd.rsyslog_unit)?;
+        check_command("systemd.daemon_reload", &self.systemd.daemon_reload)?;
+        check_command("systemd.enable_watch", &self.systemd.enable_watch)?;
+        check_abs_path("watch.state_dir", &self.watch.state_dir)?;
+        if self.watch.listen.port() == 0 {
+            anyhow::bail!("watch.listen needs a port other than 0, e.g. 127.0.0.1:5514");
+        }
+        if let Some(dir) = &self.watch.template_dir {
+            check_abs_path("watch.template_dir", dir)?;
+        }
+        check_abs_path("mail.spool_dir", &self.mail.spool_dir)?;
+        check_abs_path("mail.sendmail", &self.mail.sendmail)?;
+        names::check_single_line("mail.from", &self.mail.from)?;
+        for to in &self.mail.to {
+            names::check_single_line("mail.to", to)?;
+        }
+        for (user, addr) in &self.mail.users {
+            names::check_user_name("mail.users", user)?;
+            names::check_single_line("mail.users", addr)?;
+        }
+        names::check_single_line("mail.smtp.host", &self.mail.smtp.host)?;
+        names::check_single_line("mail.smtp.username", &self.mail.smtp.username)?;
+        if !self.mail.smtp.password_file.as_os_str().is_empty() {
+            check_abs_path("mail.smtp.password_file", &self.mail.smtp.password_file)?;
+        }
+        Ok(())
+    }
+
+    /// The umask as a number.
+    pub fn umask_bits(&self) -> u32 {
+        u32::from_str_radix(&self.umask, 8).expect("validated umask")
+    }
+
+    /// The dev dir that holds rsyslog's listen socket, `<root>/dev`.
+    pub fn root_dev_dir(&self) -> PathBuf {
+        self.root.join("dev")
+    }
+
+    /// rsyslog's listen socket that every jail's `dev/log` is a hard link to.
+    pub fn root_log_socket(&self) -> PathBuf {
+        self.root_dev_dir().join("log")
+    }
+}
+
+/// An absolute, normalized path that is safe to write into sshd, rsyslog and systemd files:
+/// no whitespace, quotes, `%`, `\`, `#`, control characters, `..` or `.` components.
+pub fn check_abs_path(key: &str, path: &Path) -> Result<()> {
+    let Some(s) = path.to_str() else {
+        anyhow::bail!("{key}: path is not valid UTF-8");
+    };
+    if !path.is_absolute() {
+        anyhow::bail!("{key}: {s:?} is a relative path; give an absolute path such as /srv/sftp");
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || "\"'%\\#$`;*?[]{}<>|&!".contains(*c))
+    {
+        anyhow::bail!("{key}: {s:?} contains {c:?}, which is not allowed in a path sftpctl writes into config files");
+    }
+    if s.len() > 1 && s.ends_with('/') {
+        anyhow::bail!("{key}: {s:?} ends with /; drop the trailing slash");
+    }
+    if s.contains("//") || s.split('/').any(|c| c == "." || c == "..") {
+        anyhow::bail!("{key}: {s:?} is not a normalized path (no //, . or .. components)");
+    }
+    Ok(())
+}
+
+fn check_umask(umask: &str) -> Result<()> {
+    let ok = umask.len() == 4
+        && umask.starts_with('0')
+        && umask.chars().all(|c| ('0'..='7').contains(&c));
+    if !ok {
+        anyhow::bail!("umask: {umask:?} must be four octal digits starting with 0, e.g. \"0002\"");
+    }
+    Ok(())
+}
+
+fn check_command(key: &str, argv: &[String]) -> Result<()> {
+    for arg in argv {
+        if arg.is_empty() || arg.chars().any(|c| c.is_control()) {
+            anyhow::bail!("{key}: {arg:?} is empty or holds a control character");
+        }
+    }
+    Ok(())
+}
+
+/// The config file sftpctl writes on `init` when none exists: every key, commented.
+pub fn render_commented(config: &Config) -> Result<String> {
+    let body = toml::to_string_pretty(config).context("cannot serialize the config")?;
+    let mut out = String::from(
+        "# sftpctl configuration, written by `sftpctl init` with the values in effect.\n\
+         # Reference: docs/configuration.md. Every path, group and service command sftpctl\n\
+         # uses comes from here; edit, then run `sftpctl init` again to apply.\n\n",
+    );
+    out.push_str(&body);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let c = Config::parse(
+            r#"
+root = "/srv/x"
+admin = "boss"
+[sshd]
+reload = []
+[mail.smtp]
+tls = "starttls"
+port = 587
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.root, Path::new("/srv/x"));
+        assert_eq!(c.admin.as_deref(), Some("boss"));
+        assert!(c.sshd.reload.is_empty());
+        assert_eq!(c.mail.smtp.tls, SmtpTls::Starttls);
+        assert_eq!(c.group, "sftp");
+    }
+
+    #[test]
+    fn rejects_injection_and_bad_values() {
+        for bad in [
+            "root = \"relative\"",
+            "root = \"/srv/x\\nMatch all\"",
+            "root = \"/srv/a b\"",
+            "root = \"/srv/%u\"",
+            "root = \"/srv/../etc\"",
+            "root = \"/\"",
+            "umask = \"002\"",
+            "umask = \"0008\"",
+            "group = \"sftp\\nx\"",
+            "jail_group = \"sftp\"",
+            "data_dir = \"a/b\"",
+            "data_dir = \"dev\"",
+            "admin = \"Root Admin\"",
+            "unknown_key = 1",
+            "[watch]\nlisten = \"127.0.0.1:0\"",
+            "[mail]\nfrom = \"a\\nBcc: x\"",
+        ] {
+            assert!(Config::parse(bad).is_err(), "accepted {bad}");
+        }
+    }
+
+    #[test]
+    fn commented_config_round_trips() {
+        let c = Config::default();
+        let text = render_commented(&c).unwrap();
+        assert_eq!(Config::parse(&text).unwrap(), c);
+    }
+}

@@ -1,0 +1,1 @@
+//! The watcher: source (udp | follow file | stdin) → parse → sessions → report → outbox → deliver.
