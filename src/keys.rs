@@ -47,8 +47,9 @@ pub fn parse_line(line: &str) -> Result<PublicKey> {
     let mut words = line.split_whitespace();
     let kind = words.next().context("empty key line")?;
     if !KEY_TYPES.contains(&kind) {
+        // The line itself is not echoed: it may come from a file that holds a secret.
         bail!(
-            "{kind:?} is not an OpenSSH public key type (options before the key are not accepted); expected one of {}",
+            "it does not start with an OpenSSH public key type (options before the key are not accepted); expected one of {}",
             KEY_TYPES.join(", ")
         );
     }
@@ -83,6 +84,12 @@ pub fn read_key_file(path: &Path) -> Result<Vec<PublicKey>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         crate::error::usage(format!("cannot read key file {}: {e}", path.display()))
     })?;
+    if text.contains("PRIVATE KEY") {
+        return Err(crate::error::usage(format!(
+            "{} is a PRIVATE key: give the public key (the .pub file) instead",
+            path.display()
+        )));
+    }
     let keys = parse_text(&text).map_err(|e| {
         crate::error::usage(format!(
             "{} is not an OpenSSH public key file: {e:#}",
@@ -180,7 +187,7 @@ mod tests {
         let a = parse_line(ED).unwrap();
         let mut b = a.clone();
         b.comment = "other comment".into();
-        assert_eq!(merge(&[a.clone()], &[b]), format!("{ED}\n"));
+        assert_eq!(merge(std::slice::from_ref(&a), &[b]), format!("{ED}\n"));
     }
 
     #[test]

@@ -26,6 +26,12 @@ pub fn run(config: &Config, source: &Source, args: &InitArgs) -> Result<()> {
     let mut config = config.clone();
     if let Some(admin) = &args.admin {
         names::check_user_name("--admin", admin).map_err(|e| usage(format!("{e:#}")))?;
+        if source.exists && config.admin.as_deref() != Some(admin) {
+            eprintln!(
+                "sftpctl: note: {} does not say admin = \"{admin}\": add it there, or the next init without --admin drops the admin's sshd block",
+                source.path.display()
+            );
+        }
         config.admin = Some(admin.clone());
     }
     if !args.admin_keys.is_empty() && config.admin.is_none() {

@@ -43,6 +43,13 @@ pub(crate) fn finish(command: &str, plan: Plan, dry_run: bool) -> Result<()> {
     for note in &outcome.notes {
         writeln!(out, "{note}")?;
     }
+    if !outcome.manual.is_empty() {
+        writeln!(
+            out,
+            "note: no service manager is running (systemd is not PID 1), so these did not run; the files are in place and valid, run them once it does: {}",
+            outcome.manual.join("; ")
+        )?;
+    }
     if outcome.changed == 0 {
         writeln!(
             out,

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::error::require_root;
 use crate::plan::fsops::{self, Kind};
 use crate::plan::steps::HardLink;
-use crate::plan::{Journal, Phase, Plan, Step};
+use crate::plan::{Journal, Phase, Plan, Soft, Step};
 
 /// The links that need renewing, and what was looked at.
 struct Survey {
@@ -184,6 +184,10 @@ impl Step for RefreshLinksStep {
         Ok(false)
     }
     fn apply(&self, _journal: &mut Journal) -> Result<()> {
+        if fsops::inspect(&self.config.root_log_socket())?.0 == Kind::Missing {
+            // rsyslog was not (re)started: nothing to link to yet, and its unit will do it.
+            return Ok(());
+        }
         let survey = survey(&self.config)?;
         let mut plan = Plan::new();
         for link in survey.stale {
@@ -197,9 +201,9 @@ impl Step for RefreshLinksStep {
     fn topic(&self) -> Option<&'static str> {
         self.topic
     }
-    fn soft_failure(&self, err: &anyhow::Error) -> Option<String> {
-        Some(format!(
+    fn soft_failure(&self, err: &anyhow::Error) -> Option<Soft> {
+        Some(Soft::Note(format!(
             "note: the jails' log links were not refreshed ({err:#}); run sftpctl refresh-log-links once rsyslog runs"
-        ))
+        )))
     }
 }

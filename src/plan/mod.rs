@@ -49,9 +49,18 @@ pub trait Step {
         None
     }
     /// An activation step whose failure is reported but does not fail the command.
-    fn soft_failure(&self, _err: &anyhow::Error) -> Option<String> {
+    fn soft_failure(&self, _err: &anyhow::Error) -> Option<Soft> {
         None
     }
+}
+
+/// A failed activation that does not fail the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Soft {
+    /// The command needs a service manager and none runs: the admin runs it later.
+    NoServiceManager(String),
+    /// Anything else worth one line.
+    Note(String),
 }
 
 /// An ordered list of steps.
@@ -66,6 +75,8 @@ pub struct Outcome {
     pub changed: usize,
     pub unchanged: usize,
     pub notes: Vec<String>,
+    /// Service commands that could not run because no service manager runs.
+    pub manual: Vec<String>,
 }
 
 impl Plan {
@@ -172,7 +183,8 @@ impl Plan {
             match step.apply(&mut Journal::default()) {
                 Ok(()) => writeln!(out, "  ↻ {}", step.describe())?,
                 Err(err) => match step.soft_failure(&err) {
-                    Some(note) => outcome.notes.push(note),
+                    Some(Soft::Note(note)) => outcome.notes.push(note),
+                    Some(Soft::NoServiceManager(cmd)) => outcome.manual.push(cmd),
                     None => {
                         return Err(err.context(format!(
                             "the files are in place and valid, but {} failed",

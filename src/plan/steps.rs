@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::plan::fsops::{self, Kind, Meta};
 use crate::plan::journal::{Journal, Undo};
-use crate::plan::{Phase, Step};
+use crate::plan::{Phase, Soft, Step};
 
 /// First line of every file that sftpctl owns whole. A file without it that sftpctl changes
 /// is kept beside it as `<name>.sftpctl-orig` the first time.
@@ -371,22 +371,17 @@ impl Step for Activate {
     fn topic(&self) -> Option<&'static str> {
         self.topic
     }
-    fn soft_failure(&self, _err: &anyhow::Error) -> Option<String> {
+    fn soft_failure(&self, _err: &anyhow::Error) -> Option<Soft> {
         if self.argv.is_empty() {
-            return Some(format!(
+            return Some(Soft::Note(format!(
                 "note: {} is [], so sftpctl did not {}: do it yourself",
                 self.key, self.what
-            ));
+            )));
         }
         if service_manager_running() {
             return None;
         }
-        Some(format!(
-            "note: no service manager is running (systemd is not PID 1), so `{}` could not {}; \
-             the files are in place: do it by hand",
-            self.argv.join(" "),
-            self.what
-        ))
+        Some(Soft::NoServiceManager(self.argv.join(" ")))
     }
 }
 

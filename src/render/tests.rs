@@ -1,1 +1,89 @@
+//! Every template rendered from a fixed config, compared with the files in
+//! `src/render/snapshots/`. After an intended template change, regenerate them with
+//! `UPDATE_SNAPSHOTS=1 cargo test --lib render` and review the diff.
 
+use super::*;
+use crate::config::Config;
+
+fn sample() -> Renderer {
+    let config = Config::parse(
+        r#"
+root = "/srv/exchange"
+admin = "boss"
+sftpctl_bin = "/usr/local/sbin/sftpctl"
+[watch]
+listen = "127.0.0.1:5514"
+"#,
+    )
+    .unwrap();
+    Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), "9.2")
+}
+
+fn check(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/render/snapshots")
+        .join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_SNAPSHOTS=1)", path.display()));
+    assert_eq!(actual, expected, "{name} differs from its snapshot");
+}
+
+#[test]
+fn sshd_dropin_for_old_openssh() {
+    check(
+        "sshd_dropin_9.2.conf",
+        &sample().sshd_dropin(false).unwrap(),
+    );
+}
+
+#[test]
+fn sshd_dropin_for_new_openssh_carries_the_subsystem() {
+    let text = sample().sshd_dropin(true).unwrap();
+    check("sshd_dropin_9.5.conf", &text);
+    let sub = text.find("Subsystem sftp").unwrap();
+    assert!(
+        sub < text.find("Match").unwrap(),
+        "Subsystem must precede Match"
+    );
+}
+
+#[test]
+fn the_other_templates() {
+    let r = sample();
+    check("sshd_subsystem.conf", &r.subsystem().unwrap());
+    check("pam_umask.conf", &r.pam_umask().unwrap());
+    check("rsyslog.conf", &r.rsyslog().unwrap());
+    check("logrotate.conf", &r.logrotate().unwrap());
+    check("sftpctl-watch.service", &r.watch_unit().unwrap());
+    check("rsyslog-refresh.conf", &r.rsyslog_unit_dropin().unwrap());
+}
+
+#[test]
+fn no_admin_no_admin_block() {
+    let config = Config::default();
+    let r = Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), "9.2");
+    assert!(!r.match_block().unwrap().contains("Match User"));
+}
+
+#[test]
+fn ipv6_listen_renders_a_bare_address() {
+    let config = Config::parse("[watch]\nlisten = \"[::1]:5514\"").unwrap();
+    let r = Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), "9.2");
+    assert!(r.rsyslog().unwrap().contains(r#"target="::1" port="5514""#));
+}
+
+#[test]
+fn shell_join_quotes_what_needs_it() {
+    let argv = [
+        "/bin/kill".to_string(),
+        "-s".into(),
+        "HUP x".into(),
+        "it's".into(),
+    ];
+    assert_eq!(shell_join(&argv), r"/bin/kill -s 'HUP x' 'it'\''s'");
+}
