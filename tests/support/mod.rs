@@ -875,7 +875,13 @@ spool_dir = "{d}/spool"
     /// `run/`: pid files, daemon logs, client files) plus the host account lines that mention
     /// this sandbox's names and the host files sftpctl must never touch.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot::take(&self.dir, &format!("s{}", self.id))
+        Snapshot::take(&self.dir, &format!("s{}", self.id), &[])
+    }
+
+    /// [`Sandbox::snapshot`] that also records the account lines of `names` (e.g. `daemon`):
+    /// their passwd/shadow lines and every group line that has them as a member.
+    pub fn snapshot_with(&self, names: &[&str]) -> Snapshot {
+        Snapshot::take(&self.dir, &format!("s{}", self.id), names)
     }
 
     fn kill_user_processes(&self, users: &BTreeSet<String>) {

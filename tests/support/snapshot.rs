@@ -83,7 +83,7 @@ fn describe(path: &Path, meta: &fs::Metadata) -> String {
 impl Snapshot {
     /// Walks `dir` (not following symlinks, skipping `dir/run`) and reads the host's account
     /// lines that contain `prefix`.
-    pub fn take(dir: &Path, prefix: &str) -> Snapshot {
+    pub fn take(dir: &Path, prefix: &str, names: &[&str]) -> Snapshot {
         let mut map = BTreeMap::new();
         let run = dir.join("run");
         for entry in walkdir::WalkDir::new(dir)
@@ -104,7 +104,17 @@ impl Snapshot {
         }
         for file in ACCOUNT_FILES {
             let text = fs::read_to_string(file).unwrap_or_default();
-            for (n, line) in text.lines().filter(|l| l.contains(prefix)).enumerate() {
+            let mentions = |l: &str| {
+                l.contains(prefix)
+                    || names.iter().any(|n| {
+                        let mut fields = l.split(':');
+                        fields.next() == Some(n)
+                            || l.split(':')
+                                .nth(3)
+                                .is_some_and(|members| members.split(',').any(|m| m == *n))
+                    })
+            };
+            for (n, line) in text.lines().filter(|l| mentions(l)).enumerate() {
                 let name = line.split(':').next().unwrap_or("");
                 map.insert(format!("{file}#{name}#{n}"), line.to_string());
             }
