@@ -27,7 +27,9 @@ fn rejects(sb: &Sandbox, args: &[&str], code: i32) -> String {
         &sb.snapshot_with(&["root", "daemon", "nobody"]),
         &format!("sftpctl {args:?}"),
     );
-    stderr(&out)
+    let err = stderr(&out);
+    eprintln!("sftpctl {args:?} -> {}", err.trim_end());
+    err
 }
 
 #[test]
@@ -68,7 +70,14 @@ fn add_user_rejects_existing_system_users_and_the_admin() {
     sb.sftpctl_ok(&["init", "--admin", &admin]);
     let (_, key) = sb.keygen("k");
     let key = key.to_str().unwrap();
-    for name in ["daemon", "nobody", admin.as_str()] {
+    // A host account sftpctl did not make (not on any reserved list either).
+    let other = sb.user("other");
+    let out = std::process::Command::new("useradd")
+        .args(["-M", "-s", "/usr/sbin/nologin", &other])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "useradd\n{}", show(&out));
+    for name in ["daemon", "nobody", admin.as_str(), other.as_str()] {
         rejects(&sb, &["add-user", name, "--key", key], 2);
     }
 }
@@ -191,6 +200,10 @@ fn init_rejects_root_chain_that_sshd_would_refuse() {
 fn config_with_newline_injection_is_rejected() {
     let sb = Sandbox::new();
     let group = sb.group.clone();
+    let akd = sb
+        .path("etc/ssh/sftpctl/authorized_keys")
+        .display()
+        .to_string();
     for (from, to) in [
         (
             format!("group = \"{group}\""),
@@ -205,13 +218,25 @@ fn config_with_newline_injection_is_rejected() {
             "umask = \"0002\\n\"".to_string(),
         ),
         (
-            "[sshd]\n".to_string(),
-            "[sshd]\nauthorized_keys_dir = \"/etc/ssh/keys/%u\\nPermitRootLogin yes\"\n"
-                .to_string(),
+            format!("authorized_keys_dir = \"{akd}\""),
+            format!("authorized_keys_dir = \"{akd}\\nPermitRootLogin yes\""),
+        ),
+        (
+            format!("jail_group = \"{}\"", sb.jail_group),
+            format!(
+                "jail_group = \"{}\\n  ForceCommand /bin/sh\"",
+                sb.jail_group
+            ),
         ),
     ] {
-        sb.set_config(&sb.config_text_default().replacen(&from, &to, 1));
-        rejects(&sb, &["init"], 2);
+        let text = sb.config_text_default();
+        assert!(text.contains(&from), "{from:?}");
+        sb.set_config(&text.replacen(&from, &to, 1));
+        let err = rejects(&sb, &["init"], 2);
+        assert!(
+            !err.contains("parse error"),
+            "not the case under test: {err}"
+        );
     }
 }
 

@@ -176,6 +176,26 @@ impl Snapshot {
         assert!(d.is_empty(), "{context}: changed\n{}", d.join("\n"));
     }
 
+    /// The same picture without file mtimes: for "restored byte for byte" (a rollback that
+    /// writes the original content back changes the mtime but nothing else).
+    pub fn without_mtimes(&self) -> Snapshot {
+        Snapshot(
+            self.0
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v.find(" mtime=") {
+                        Some(i) => {
+                            let end = v[i + 1..].find(' ').map_or(v.len(), |j| i + 1 + j);
+                            format!("{}{}", &v[..i], &v[end..])
+                        }
+                        None => v.clone(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        )
+    }
+
     /// The described entries whose key contains `needle` (for targeted assertions).
     pub fn entries(&self, needle: &str) -> Vec<(&String, &String)> {
         self.0.iter().filter(|(k, _)| k.contains(needle)).collect()
