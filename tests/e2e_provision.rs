@@ -354,6 +354,16 @@ fn admin_overwrites_users_file_and_user_modifies_admins_file() {
     let admin_key = w.admin_key.clone().unwrap();
     let data = sb.data(alice);
     let remote = data.join("shared.txt");
+    let pw = nix::unistd::User::from_name(&admin).unwrap().unwrap();
+    assert_eq!(pw.dir, sb.root, "admin's home is the jail root");
+    assert_eq!(pw.gid.as_raw(), gid_of(&sb.group), "admin's primary group");
+    let jail_group = nix::unistd::Group::from_name(&sb.jail_group)
+        .unwrap()
+        .unwrap();
+    assert!(
+        !jail_group.mem.contains(&admin),
+        "the admin must not be jailed"
+    );
     let remote_s = remote.to_str().unwrap();
 
     // Mode 0666 locally: the session umask 0002 (ForceCommand internal-sftp -u 0002) makes 0664.
@@ -611,6 +621,7 @@ fn init_dry_run_changes_nothing_and_shows_diffs() {
         "--admin-key",
         admin_pub.to_str().unwrap(),
     ]);
+    eprintln!("{}", show(&out));
     snap.assert_same(&sb.snapshot(), "init --dry-run");
     assert!(!sb.root.exists());
     assert!(nix::unistd::Group::from_name(&sb.group).unwrap().is_none());
@@ -680,6 +691,7 @@ fn sshd_validation_failure_leaves_every_file_as_before() {
     fs::write(&main, text).unwrap();
     let snap = sb.snapshot();
     let out = sb.sftpctl(&["init"]);
+    eprintln!("{}", show(&out));
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(
         stderr(&out).contains("Bad configuration option: NoSuchOptionForSftpctlTest"),
@@ -725,6 +737,7 @@ fn candidate_rejected_by_sshd_leaves_every_file_as_before() {
 
     let snap = sb.snapshot();
     let out = sb.sftpctl(&["init"]);
+    eprintln!("{}", show(&out));
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(
         stderr(&out).contains("Subsystem 'sftp' already defined"),
@@ -735,4 +748,81 @@ fn candidate_rejected_by_sshd_leaves_every_file_as_before() {
         &sb.snapshot().without_mtimes(),
         "init whose candidate fails sshd -t",
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// refresh-log-links never follows a symlink and never links into a dir a user owns.
+
+#[test]
+fn refresh_log_links_skips_symlinked_and_foreign_owned_jails() {
+    let mut sb = Sandbox::new();
+    sb.sftpctl_ok(&["init"]);
+    sb.start_rsyslogd();
+    let (_, key) = sb.keygen("k");
+    let users: Vec<String> = ["alice", "bob", "carol", "dave"]
+        .iter()
+        .map(|n| sb.user(n))
+        .collect();
+    for u in &users {
+        sb.sftpctl_ok(&["add-user", u, "--key", key.to_str().unwrap()]);
+    }
+    let (alice, bob, carol, dave) = (&users[0], &users[1], &users[2], &users[3]);
+    // bob's dev dir becomes a symlink to a dir outside the jails.
+    let outside_b = sb.path("outside-b");
+    fs::create_dir(&outside_b).unwrap();
+    fs::remove_file(sb.jail(bob).join("dev/log")).unwrap();
+    fs::remove_dir(sb.jail(bob).join("dev")).unwrap();
+    std::os::unix::fs::symlink(&outside_b, sb.jail(bob).join("dev")).unwrap();
+    // carol's whole jail becomes a symlink to a dir with its own dev.
+    let outside_c = sb.path("outside-c");
+    fs::create_dir_all(outside_c.join("dev")).unwrap();
+    fs::remove_dir_all(sb.jail(carol)).unwrap();
+    std::os::unix::fs::symlink(&outside_c, sb.jail(carol)).unwrap();
+    // dave's dev dir is owned by dave.
+    let dave_dev = sb.jail(dave).join("dev");
+    nix::unistd::chown(
+        &dave_dev,
+        Some(nix::unistd::Uid::from_raw(uid_of(dave))),
+        None,
+    )
+    .unwrap();
+
+    sb.restart_rsyslogd();
+    let out = sb.sftpctl(&["refresh-log-links"]);
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(1),
+        "{}",
+        show(&out)
+    );
+    let new = sb.root_socket_inode().unwrap();
+    assert_eq!(
+        fs::symlink_metadata(sb.jail(alice).join("dev/log"))
+            .unwrap()
+            .ino(),
+        new,
+        "the healthy jail is renewed\n{}",
+        show(&out)
+    );
+    assert!(
+        !outside_b.join("log").exists(),
+        "followed bob's dev symlink"
+    );
+    assert!(
+        !outside_c.join("dev/log").exists(),
+        "followed carol's jail symlink"
+    );
+    assert_ne!(
+        fs::symlink_metadata(dave_dev.join("log")).unwrap().ino(),
+        new,
+        "linked into a dev dir owned by the user"
+    );
+    let err = stderr(&out);
+    for u in [bob, carol, dave] {
+        assert!(
+            err.contains(u.as_str()),
+            "no warning naming {u}\n{}",
+            show(&out)
+        );
+    }
+    assert!(stdout(&out).contains("3 skipped"), "{}", show(&out));
 }
