@@ -24,13 +24,14 @@ use users::os::unix::GroupExt;
 pub fn run(config: &Config, source: &Source, args: &InitArgs) -> Result<()> {
     require_root("sftpctl init")?;
     let mut config = config.clone();
+    let mut admin_note = None;
     if let Some(admin) = &args.admin {
         names::check_user_name("--admin", admin).map_err(|e| usage(format!("{e:#}")))?;
         if source.exists && config.admin.as_deref() != Some(admin) {
-            eprintln!(
+            admin_note = Some(format!(
                 "sftpctl: note: {} does not say admin = \"{admin}\": add it there, or the next init without --admin drops the admin's sshd block",
                 source.path.display()
-            );
+            ));
         }
         config.admin = Some(admin.clone());
     }
@@ -46,7 +47,11 @@ pub fn run(config: &Config, source: &Source, args: &InitArgs) -> Result<()> {
     }
 
     let plan = build(&config, source, &admin_keys)?;
-    finish("init", plan, args.dry_run.dry_run)
+    finish("init", plan, args.dry_run.dry_run)?;
+    if let Some(note) = admin_note {
+        eprintln!("{note}");
+    }
+    Ok(())
 }
 
 fn build(config: &Config, source: &Source, admin_keys: &[keys::PublicKey]) -> Result<Plan> {

@@ -130,6 +130,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8], meta: Meta) -> Result<()> {
     Ok(())
 }
 
+/// Keeps the current inode of `path` reachable under a hidden name in the same directory,
+/// so that a revert can rename it back exactly as it was.
+pub fn save_original(path: &Path) -> Result<PathBuf> {
+    let dir = path
+        .parent()
+        .with_context(|| format!("{} has no parent directory", path.display()))?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    let saved = dir.join(format!(
+        ".{}.sftpctl-undo-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&saved);
+    std::fs::hard_link(path, &saved).with_context(|| {
+        format!(
+            "cannot keep the original of {} for a revert",
+            path.display()
+        )
+    })?;
+    Ok(saved)
+}
+
 /// Best effort: makes a rename durable.
 pub fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {

@@ -10,12 +10,9 @@ use crate::plan::fsops::{self, Meta};
 pub enum Undo {
     /// A file that did not exist before: remove it.
     RemoveFile(PathBuf),
-    /// A file that existed: write back its bytes, mode and owner.
-    RestoreFile {
-        path: PathBuf,
-        bytes: Vec<u8>,
-        meta: Meta,
-    },
+    /// A file that existed: `saved` is a hard link to its original inode, renamed back over
+    /// `path` on revert (same inode, bytes, mode, owner and times) and removed on commit.
+    RestoreFile { path: PathBuf, saved: PathBuf },
     /// A directory this run created: remove it (only if empty).
     RemoveDir(PathBuf),
     /// A directory whose owner or mode this run changed.
@@ -35,9 +32,13 @@ impl Journal {
         self.undo.push(undo);
     }
 
-    /// Keeps the changes: nothing will be reverted.
+    /// Keeps the changes: nothing will be reverted; the saved originals go.
     pub fn commit(&mut self) {
-        self.undo.clear();
+        for undo in self.undo.drain(..) {
+            if let Undo::RestoreFile { saved, .. } = undo {
+                let _ = std::fs::remove_file(saved);
+            }
+        }
     }
 
     /// Undoes every recorded change, newest first. Returns what could not be undone.
@@ -55,7 +56,12 @@ impl Journal {
 fn undo_one(undo: &Undo) -> anyhow::Result<()> {
     match undo {
         Undo::RemoveFile(path) => fs_err::remove_file(path)?,
-        Undo::RestoreFile { path, bytes, meta } => fsops::write_atomic(path, bytes, *meta)?,
+        Undo::RestoreFile { path, saved } => {
+            fs_err::rename(saved, path)?;
+            if let Some(dir) = path.parent() {
+                fsops::sync_dir(dir);
+            }
+        }
         Undo::RemoveDir(path) => fs_err::remove_dir(path)?,
         Undo::RestoreMeta { path, meta } => fsops::set_dir_meta(path, *meta)?,
         Undo::RunCommand(argv) => {

@@ -257,16 +257,16 @@ impl Step for File {
             }
             Some((bytes, meta)) => {
                 keep_original(&self.path, bytes, *meta, journal)?;
+                let saved = fsops::save_original(&self.path)?;
+                journal.record(Undo::RestoreFile {
+                    path: self.path.clone(),
+                    saved,
+                });
                 fsops::write_atomic(
                     &self.path,
                     self.content.as_bytes(),
                     self.target_meta(Some(*meta)),
                 )?;
-                journal.record(Undo::RestoreFile {
-                    path: self.path.clone(),
-                    bytes: bytes.clone(),
-                    meta: *meta,
-                });
             }
         }
         Ok(())

@@ -28,7 +28,9 @@ impl Drop for Bench {
             let _ = Command::new("userdel").arg(u).output();
         }
         for g in ["g", "j"] {
-            let _ = Command::new("groupdel").arg(format!("{}{g}", self.prefix)).output();
+            let _ = Command::new("groupdel")
+                .arg(format!("{}{g}", self.prefix))
+                .output();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
