@@ -38,6 +38,11 @@ pub struct Config {
     pub nologin_shell: PathBuf,
     /// Shell of the admin account.
     pub admin_shell: PathBuf,
+    /// One small root-only file per managed user with what the account database cannot
+    /// hold (the per-user report address).
+    pub user_dir: PathBuf,
+    /// The shadow file read to tell locked accounts and password state.
+    pub shadow_file: PathBuf,
     pub sshd: Sshd,
     pub pam: Pam,
     pub rsyslog: Rsyslog,
@@ -179,6 +184,8 @@ impl Default for Config {
             sftpctl_bin: "/usr/local/sbin/sftpctl".into(),
             nologin_shell: "/usr/sbin/nologin".into(),
             admin_shell: "/bin/bash".into(),
+            user_dir: "/etc/sftpctl/users".into(),
+            shadow_file: "/etc/shadow".into(),
             sshd: Sshd::default(),
             pam: Pam::default(),
             rsyslog: Rsyslog::default(),
@@ -354,6 +361,8 @@ impl Config {
         check_abs_path("sftpctl_bin", &self.sftpctl_bin)?;
         check_abs_path("nologin_shell", &self.nologin_shell)?;
         check_abs_path("admin_shell", &self.admin_shell)?;
+        check_abs_path("user_dir", &self.user_dir)?;
+        check_abs_path("shadow_file", &self.shadow_file)?;
 
         check_abs_path("sshd.config", &self.sshd.config)?;
         check_abs_path("sshd.dropin", &self.sshd.dropin)?;
