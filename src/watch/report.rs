@@ -233,6 +233,55 @@ impl Report {
     }
 }
 
+/// A report with something in every list: renders every branch of a template.
+pub fn example() -> Report {
+    use super::parse::parse_line;
+    use super::session::{Ending, Limits, Sessions};
+    let log = "\
+2026-01-01T00:00:00Z h sftp[1]: x
+2026-01-01T00:00:00Z h internal-sftp[1]: open \"/data/u\" flags WRITE,CREATE mode 0644
+2026-01-01T00:00:01Z h internal-sftp[1]: forced close \"/data/u\" bytes read 0 written 5
+2026-01-01T00:00:01Z h internal-sftp[1]: close \"/data/d\" bytes read 5 written 0
+2026-01-01T00:00:01Z h internal-sftp[1]: remove name \"/data/r\"
+2026-01-01T00:00:01Z h internal-sftp[1]: rename old \"/data/a\" new \"/data/b\"
+2026-01-01T00:00:01Z h internal-sftp[1]: symlink old \"a\" new \"/data/l\"
+2026-01-01T00:00:01Z h internal-sftp[1]: mkdir name \"/data/m\" mode 0777
+2026-01-01T00:00:01Z h internal-sftp[1]: rmdir name \"/data/m\"
+2026-01-01T00:00:01Z h internal-sftp[1]: set \"/data/b\" mode 0600
+2026-01-01T00:00:01Z h internal-sftp[1]: remove name \"/x\"
+2026-01-01T00:00:01Z h internal-sftp[1]: sent status Permission denied
+2026-01-01T00:00:01Z h internal-sftp[1]: garbled
+";
+    let limits = Limits {
+        max_list_entries: 0,
+        ..Limits::default()
+    };
+    let mut sessions = Sessions::new(limits, "/data");
+    let mut out = Vec::new();
+    for line in log.lines() {
+        sessions.apply(parse_line(line.as_bytes(), 0), 0, &mut out);
+    }
+    sessions.finish_all(Ending::IdleTimeout, &mut out);
+    let mut r = out.remove(0);
+    let mut full = Sessions::new(Limits::default(), "/data");
+    let mut again = Vec::new();
+    for line in log.lines() {
+        full.apply(parse_line(line.as_bytes(), 0), 0, &mut again);
+    }
+    full.finish_all(Ending::IdleTimeout, &mut again);
+    let shown = again.remove(0);
+    r.uploads = shown.uploads;
+    r.downloads = shown.downloads;
+    r.deletes = shown.deletes;
+    r.renames = shown.renames;
+    r.links = shown.links;
+    r.mkdirs = shown.mkdirs;
+    r.rmdirs = shown.rmdirs;
+    r.changes = shown.changes;
+    r.failures = shown.failures;
+    r
+}
+
 /// `/data/a/b` → `a/b`, `/data` → `.`; names outside the data dir stay absolute.
 fn relative(path: String, prefix: &str) -> String {
     if prefix.is_empty() || prefix == "/" {
