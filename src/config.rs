@@ -163,6 +163,8 @@ pub struct Smtp {
     pub username: String,
     /// Root-only file holding the password; never the password itself.
     pub password_file: PathBuf,
+    /// Seconds one SMTP conversation may stall before the attempt counts as failed.
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -290,6 +292,7 @@ impl Default for Smtp {
             tls: SmtpTls::None,
             username: String::new(),
             password_file: PathBuf::new(),
+            timeout_secs: 30,
         }
     }
 }
@@ -408,6 +411,9 @@ impl Config {
         }
         if !(65_536..=1 << 30).contains(&self.watch.receive_buffer_bytes) {
             anyhow::bail!("watch.receive_buffer_bytes must be between 65536 and 1073741824");
+        }
+        if !(1..=3600).contains(&self.mail.smtp.timeout_secs) {
+            anyhow::bail!("mail.smtp.timeout_secs must be between 1 and 3600");
         }
         if !(1..=86_400).contains(&self.mail.retry_max_secs) {
             anyhow::bail!("mail.retry_max_secs must be between 1 and 86400");

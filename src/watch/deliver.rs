@@ -25,8 +25,6 @@ use crate::error::usage;
 
 /// Reports delivered between two syncs of the spool and of the acknowledgements.
 const BATCH: usize = 256;
-/// How long one SMTP conversation may stall before it counts as failed.
-const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where mail goes.
 pub enum Mailer {
@@ -70,7 +68,7 @@ impl Mailer {
                 let mut builder = SmtpTransport::builder_dangerous(host)
                     .port(smtp.port)
                     .tls(tls)
-                    .timeout(Some(SMTP_TIMEOUT));
+                    .timeout(Some(Duration::from_secs(smtp.timeout_secs)));
                 if !smtp.username.is_empty() {
                     let password = read_password_file(&smtp.password_file)?;
                     builder =
