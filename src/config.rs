@@ -341,9 +341,8 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Config> {
-        let config: Config = toml::from_str(text).map_err(|e| {
-            anyhow::anyhow!("{}", e.to_string().replace('\n', " ").trim().to_string())
-        })?;
+        let config: Config = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace('\n', " ").trim()))?;
         config.validate()?;
         Ok(config)
     }

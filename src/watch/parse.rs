@@ -163,8 +163,11 @@ fn trim_end(mut s: &[u8]) -> &[u8] {
     s
 }
 
+/// (time, host, tag, message) of a syslog line.
+type Header<'a> = (Option<i64>, &'a [u8], &'a [u8], &'a [u8]);
+
 /// `[<PRI>]TIMESTAMP HOST TAG: MESSAGE` → (time, host, tag, message).
-fn split_header(line: &[u8], now: i64) -> Option<(Option<i64>, &[u8], &[u8], &[u8])> {
+fn split_header(line: &[u8], now: i64) -> Option<Header<'_>> {
     let mut rest = line;
     if let Some(after) = rest.strip_prefix(b"<") {
         let end = after.iter().take(4).position(|&b| b == b'>')?;

@@ -188,10 +188,10 @@ mod tests {
             .unwrap();
         write!(w, "one\ntw").unwrap();
         assert_eq!(collect(&mut f), ["one"]);
-        write!(w, "o\n").unwrap();
+        writeln!(w, "o").unwrap();
         assert_eq!(collect(&mut f), ["two"]);
         // logrotate: rename, then a new file
-        write!(w, "three\n").unwrap();
+        writeln!(w, "three").unwrap();
         std::fs::rename(&path, dir.join("sftp.log.1")).unwrap();
         std::fs::write(&path, "four\n").unwrap();
         assert_eq!(collect(&mut f), ["three", "four"]);
