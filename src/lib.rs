@@ -1,8 +1,15 @@
 //! sftpctl as a library: the binary in `main.rs` only parses and dispatches.
 
+pub mod accounts;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod fenced;
+pub mod jail;
+pub mod keys;
 pub mod names;
+pub mod openssh;
+pub mod plan;
+pub mod render;
 pub mod watch;

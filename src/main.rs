@@ -7,6 +7,10 @@ use sftpctl::cli::Cli;
 fn main() {
     let cli = Cli::parse();
     if let Err(err) = sftpctl::commands::run(cli) {
+        if is_broken_pipe(&err) {
+            // The reader went away (`sftpctl ... | head`): not an error of ours.
+            std::process::exit(0);
+        }
         eprintln!("sftpctl: error: {}", one_line(&err));
         std::process::exit(sftpctl::error::exit_code(&err));
     }
@@ -15,4 +19,11 @@ fn main() {
 /// The whole context chain on one line, as the interface contract promises.
 fn one_line(err: &anyhow::Error) -> String {
     format!("{err:#}").replace('\n', " ")
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -1,25 +1,75 @@
 //! One module per subcommand. Each builds a Plan (provisioning) or runs a loop (watch).
 
+mod add_user;
+mod init;
+mod refresh_log_links;
 mod report;
 mod watch;
+
+use std::io::Write;
+use std::path::Path;
 
 use anyhow::Result;
 
 use crate::cli::{Cli, Command};
 use crate::config::Config;
+use crate::plan::steps::Dir;
+use crate::plan::Plan;
+
+pub use refresh_log_links::RefreshLinksStep;
 
 /// Loads the config and runs the chosen subcommand.
 pub fn run(cli: Cli) -> Result<()> {
     let (config, source) = Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Init(_args) => todo_command("init"),
-        Command::AddUser(_args) => todo_command("add-user"),
-        Command::RefreshLogLinks(_args) => todo_command("refresh-log-links"),
+        Command::Init(args) => init::run(&config, &source, &args),
+        Command::AddUser(args) => add_user::run(&config, &args),
+        Command::RefreshLogLinks(args) => refresh_log_links::run(&config, args.dry_run),
         Command::Watch(args) => watch::run(&config, &source, &args),
         Command::Report(args) => report::run(&config, &args),
     }
 }
 
-fn todo_command(name: &str) -> Result<()> {
-    anyhow::bail!("{name} is not built yet")
+/// Prints a plan (`--dry-run`) or applies it, then says what happened.
+pub(crate) fn finish(command: &str, plan: Plan, dry_run: bool) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if dry_run {
+        writeln!(out, "sftpctl {command} --dry-run: the plan")?;
+        plan.print_dry_run(&mut out)?;
+        return Ok(());
+    }
+    let outcome = plan.apply(&mut out)?;
+    for note in &outcome.notes {
+        writeln!(out, "{note}")?;
+    }
+    if outcome.changed == 0 {
+        writeln!(
+            out,
+            "sftpctl {command}: nothing to change, the system already matches ({} steps checked)",
+            outcome.unchanged
+        )?;
+    } else {
+        writeln!(
+            out,
+            "sftpctl {command}: {} change(s) applied, {} already in place",
+            outcome.changed, outcome.unchanged
+        )?;
+    }
+    Ok(())
+}
+
+/// Adds root-owned 0755 directory steps for the missing ancestors of `path`.
+pub(crate) fn parent_dirs(plan: &mut Plan, path: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    for dir in path.ancestors().skip(1) {
+        if dir.as_os_str().is_empty() || std::fs::symlink_metadata(dir).is_ok() {
+            break;
+        }
+        missing.push(dir.to_path_buf());
+    }
+    for dir in missing.into_iter().rev() {
+        plan.push(Dir::root(dir, 0o755));
+    }
+    Ok(())
 }

@@ -1,0 +1,396 @@
+//! The kinds of step: groups, accounts, directories, files, hard links, validators and
+//! service activations.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::plan::fsops::{self, Kind, Meta};
+use crate::plan::journal::{Journal, Undo};
+use crate::plan::{Phase, Step};
+
+/// First line of every file that sftpctl owns whole. A file without it that sftpctl changes
+/// is kept beside it as `<name>.sftpctl-orig` the first time.
+pub const MANAGED_MARKER: &str = "# Managed by sftpctl";
+
+/// Suffix of the copy of a file sftpctl did not create, kept on its first change.
+pub const ORIG_SUFFIX: &str = ".sftpctl-orig";
+
+/// Runs a command; on failure the error quotes its own output on one line.
+pub fn run_command(argv: &[String]) -> Result<String> {
+    let (program, args) = argv.split_first().context("empty command")?;
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {program}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if !output.status.success() {
+        bail!("`{}` failed ({}): {}", argv.join(" "), output.status, text);
+    }
+    Ok(text)
+}
+
+/// useradd/groupadd fail at once when another process holds the passwd lock; retry briefly.
+fn run_account_command(argv: &[String]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match run_command(argv) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() < deadline && format!("{e}").contains("lock") => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// uid of a user name; `root` is 0.
+pub fn uid_of(user: &str) -> Option<u32> {
+    users::get_user_by_name(user).map(|u| u.uid())
+}
+
+/// gid of a group name; `root` is 0.
+pub fn gid_of(group: &str) -> Option<u32> {
+    users::get_group_by_name(group).map(|g| g.gid())
+}
+
+/// A group exists.
+pub struct Group {
+    pub name: String,
+}
+
+impl Step for Group {
+    fn describe(&self) -> String {
+        format!("create group {}", self.name)
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        Ok(gid_of(&self.name).is_some())
+    }
+    fn apply(&self, journal: &mut Journal) -> Result<()> {
+        run_account_command(&["groupadd".into(), self.name.clone()])?;
+        journal.record(Undo::RunCommand(vec!["groupdel".into(), self.name.clone()]));
+        Ok(())
+    }
+}
+
+/// An account exists, created with useradd and a `*` password field (key-only, not locked).
+pub struct User {
+    pub name: String,
+    pub primary_group: String,
+    pub groups: Vec<String>,
+    pub home: PathBuf,
+    pub shell: PathBuf,
+    pub purpose: &'static str,
+}
+
+impl Step for User {
+    fn describe(&self) -> String {
+        format!(
+            "create {} account {} (group {}{}, home {}, shell {})",
+            self.purpose,
+            self.name,
+            self.primary_group,
+            if self.groups.is_empty() {
+                String::new()
+            } else {
+                format!(", also in {}", self.groups.join(","))
+            },
+            self.home.display(),
+            self.shell.display()
+        )
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        Ok(uid_of(&self.name).is_some())
+    }
+    fn apply(&self, journal: &mut Journal) -> Result<()> {
+        let mut argv: Vec<String> = vec![
+            "useradd".into(),
+            "-M".into(),
+            "-g".into(),
+            self.primary_group.clone(),
+            "-d".into(),
+            self.home.display().to_string(),
+            "-s".into(),
+            self.shell.display().to_string(),
+            "-p".into(),
+            "*".into(),
+        ];
+        if !self.groups.is_empty() {
+            argv.push("-G".into());
+            argv.push(self.groups.join(","));
+        }
+        argv.push(self.name.clone());
+        run_account_command(&argv)?;
+        journal.record(Undo::RunCommand(vec!["userdel".into(), self.name.clone()]));
+        Ok(())
+    }
+}
+
+/// A directory with exact owner and mode. Owners are names, resolved when checked or
+/// applied, so a directory can belong to an account the same plan creates.
+pub struct Dir {
+    pub path: PathBuf,
+    pub user: String,
+    pub group: String,
+    pub mode: u32,
+}
+
+impl Dir {
+    pub fn root(path: impl Into<PathBuf>, mode: u32) -> Dir {
+        Dir {
+            path: path.into(),
+            user: "root".into(),
+            group: "root".into(),
+            mode,
+        }
+    }
+
+    fn wanted(&self) -> Option<Meta> {
+        Some(Meta {
+            mode: self.mode,
+            uid: uid_of(&self.user)?,
+            gid: gid_of(&self.group)?,
+        })
+    }
+}
+
+impl Step for Dir {
+    fn describe(&self) -> String {
+        format!(
+            "directory {} {}:{} {:04o}",
+            self.path.display(),
+            self.user,
+            self.group,
+            self.mode
+        )
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        match fsops::inspect(&self.path)? {
+            (Kind::Missing, _) => Ok(false),
+            (Kind::Dir, Some(md)) => Ok(self.wanted() == Some(Meta::of(&md))),
+            (kind, _) => bail!(
+                "{} exists but is a {kind:?}, not a directory; move it away and run again",
+                self.path.display()
+            ),
+        }
+    }
+    fn apply(&self, journal: &mut Journal) -> Result<()> {
+        let meta = self.wanted().with_context(|| {
+            format!("user {} or group {} does not exist", self.user, self.group)
+        })?;
+        match fsops::inspect(&self.path)? {
+            (Kind::Missing, _) => {
+                fsops::create_dir(&self.path, meta)?;
+                journal.record(Undo::RemoveDir(self.path.clone()));
+            }
+            (Kind::Dir, Some(md)) => {
+                fsops::set_dir_meta(&self.path, meta)?;
+                journal.record(Undo::RestoreMeta {
+                    path: self.path.clone(),
+                    meta: Meta::of(&md),
+                });
+            }
+            _ => bail!("{} is not a directory", self.path.display()),
+        }
+        Ok(())
+    }
+}
+
+/// A file with exact content. `meta: None` keeps the mode and owner of an existing file
+/// (root 0644 for a new one): used for files sftpctl only adds a fenced block to.
+pub struct File {
+    pub path: PathBuf,
+    pub content: String,
+    pub meta: Option<Meta>,
+    pub topic: Option<&'static str>,
+}
+
+impl File {
+    fn target_meta(&self, existing: Option<Meta>) -> Meta {
+        self.meta.or(existing).unwrap_or(Meta::root(0o644))
+    }
+}
+
+impl Step for File {
+    fn describe(&self) -> String {
+        match self.meta {
+            Some(m) => format!("file {} ({:04o})", self.path.display(), m.mode),
+            None => format!("file {}", self.path.display()),
+        }
+    }
+    fn diff(&self) -> Result<Option<String>> {
+        let old = fsops::read_regular(&self.path)?
+            .map(|(bytes, _)| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default();
+        if old == self.content {
+            return Ok(None);
+        }
+        let name = self.path.display().to_string();
+        let diff = similar::TextDiff::from_lines(&old, &self.content)
+            .unified_diff()
+            .context_radius(2)
+            .header(&name, &name)
+            .to_string();
+        Ok(Some(diff))
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        Ok(match fsops::read_regular(&self.path)? {
+            None => false,
+            Some((bytes, meta)) => {
+                bytes == self.content.as_bytes() && self.target_meta(Some(meta)) == meta
+            }
+        })
+    }
+    fn apply(&self, journal: &mut Journal) -> Result<()> {
+        let existing = fsops::read_regular(&self.path)?;
+        match &existing {
+            None => {
+                fsops::write_atomic(&self.path, self.content.as_bytes(), self.target_meta(None))?;
+                journal.record(Undo::RemoveFile(self.path.clone()));
+            }
+            Some((bytes, meta)) => {
+                keep_original(&self.path, bytes, *meta, journal)?;
+                fsops::write_atomic(
+                    &self.path,
+                    self.content.as_bytes(),
+                    self.target_meta(Some(*meta)),
+                )?;
+                journal.record(Undo::RestoreFile {
+                    path: self.path.clone(),
+                    bytes: bytes.clone(),
+                    meta: *meta,
+                });
+            }
+        }
+        Ok(())
+    }
+    fn topic(&self) -> Option<&'static str> {
+        self.topic
+    }
+}
+
+/// The first time sftpctl changes a file it did not create, it keeps the original beside it.
+fn keep_original(path: &Path, bytes: &[u8], meta: Meta, journal: &mut Journal) -> Result<()> {
+    if bytes.starts_with(MANAGED_MARKER.as_bytes()) {
+        return Ok(());
+    }
+    let mut orig = path.as_os_str().to_owned();
+    orig.push(ORIG_SUFFIX);
+    let orig = PathBuf::from(orig);
+    if fsops::inspect(&orig)?.0 != Kind::Missing {
+        return Ok(());
+    }
+    fsops::write_atomic(&orig, bytes, meta)?;
+    journal.record(Undo::RemoveFile(orig));
+    Ok(())
+}
+
+/// `link` is a hard link to `target` (same inode), replaced atomically when stale.
+pub struct HardLink {
+    pub target: PathBuf,
+    pub link: PathBuf,
+}
+
+impl Step for HardLink {
+    fn describe(&self) -> String {
+        format!(
+            "hard link {} -> {}",
+            self.link.display(),
+            self.target.display()
+        )
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        let want = fsops::inode(&self.target)?;
+        Ok(want.is_some() && fsops::inode(&self.link)? == want)
+    }
+    fn apply(&self, journal: &mut Journal) -> Result<()> {
+        let existed = fsops::inspect(&self.link)?.0 != Kind::Missing;
+        fsops::replace_hard_link(&self.target, &self.link)?;
+        if !existed {
+            journal.record(Undo::RemoveFile(self.link.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// Runs a validator over the candidate files; its failure reverts the run.
+pub struct Validate {
+    pub what: String,
+    pub argv: Vec<String>,
+}
+
+impl Step for Validate {
+    fn describe(&self) -> String {
+        format!("validate {} ({})", self.what, self.argv.join(" "))
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        Ok(false)
+    }
+    fn apply(&self, _journal: &mut Journal) -> Result<()> {
+        run_command(&self.argv)
+            .map(|_| ())
+            .with_context(|| format!("{} rejected the new configuration", self.what))
+    }
+    fn phase(&self) -> Phase {
+        Phase::Validate
+    }
+}
+
+/// Runs a configured service command (reload, restart) after its topic's files changed.
+pub struct Activate {
+    pub what: String,
+    /// The config key the command comes from, named when it is empty.
+    pub key: &'static str,
+    pub argv: Vec<String>,
+    pub topic: Option<&'static str>,
+}
+
+impl Step for Activate {
+    fn describe(&self) -> String {
+        format!("{} ({})", self.what, self.argv.join(" "))
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        Ok(false)
+    }
+    fn apply(&self, _journal: &mut Journal) -> Result<()> {
+        if self.argv.is_empty() {
+            bail!("{} is empty", self.key);
+        }
+        run_command(&self.argv).map(|_| ())
+    }
+    fn phase(&self) -> Phase {
+        Phase::Activate
+    }
+    fn topic(&self) -> Option<&'static str> {
+        self.topic
+    }
+    fn soft_failure(&self, _err: &anyhow::Error) -> Option<String> {
+        if self.argv.is_empty() {
+            return Some(format!(
+                "note: {} is [], so sftpctl did not {}: do it yourself",
+                self.key, self.what
+            ));
+        }
+        if service_manager_running() {
+            return None;
+        }
+        Some(format!(
+            "note: no service manager is running (systemd is not PID 1), so `{}` could not {}; \
+             the files are in place: do it by hand",
+            self.argv.join(" "),
+            self.what
+        ))
+    }
+}
+
+/// True when systemd runs as PID 1 (what `sd_booted()` checks).
+pub fn service_manager_running() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}

@@ -1,0 +1,123 @@
+use super::steps::{File, ORIG_SUFFIX};
+use super::*;
+use crate::plan::fsops::Meta;
+
+fn me(mode: u32) -> Meta {
+    Meta {
+        mode,
+        uid: nix::unistd::geteuid().as_raw(),
+        gid: nix::unistd::getegid().as_raw(),
+    }
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sftpctl-plan-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn file(path: &std::path::Path, content: &str) -> File {
+    File {
+        path: path.to_path_buf(),
+        content: content.into(),
+        meta: Some(me(0o640)),
+        topic: Some("t"),
+    }
+}
+
+struct Fails;
+impl Step for Fails {
+    fn describe(&self) -> String {
+        "fail on purpose".into()
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        Ok(false)
+    }
+    fn apply(&self, _: &mut Journal) -> Result<()> {
+        anyhow::bail!("boom")
+    }
+    fn phase(&self) -> Phase {
+        Phase::Validate
+    }
+}
+
+#[test]
+fn second_apply_changes_nothing() {
+    let dir = tempdir("idem");
+    let a = dir.join("a.conf");
+    let mk = || {
+        let mut plan = Plan::new();
+        plan.push(file(&a, "one\n"));
+        plan
+    };
+    let first = mk().apply(&mut Vec::new()).unwrap();
+    assert_eq!(first.changed, 1);
+    let second = mk().apply(&mut Vec::new()).unwrap();
+    assert_eq!((second.changed, second.unchanged), (0, 1));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn dry_run_touches_nothing_and_shows_a_diff() {
+    let dir = tempdir("dry");
+    let a = dir.join("a.conf");
+    std::fs::write(&a, "old\n").unwrap();
+    let mut plan = Plan::new();
+    plan.push(file(&a, "new\n"));
+    let mut out = Vec::new();
+    assert_eq!(plan.print_dry_run(&mut out).unwrap(), 1);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("-old") && out.contains("+new"), "{out}");
+    assert_eq!(std::fs::read_to_string(&a).unwrap(), "old\n");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn failed_validation_restores_every_file_byte_for_byte() {
+    let dir = tempdir("revert");
+    let a = dir.join("a.conf");
+    let b = dir.join("b.conf");
+    std::fs::write(&a, "original\n").unwrap();
+    let mut plan = Plan::new();
+    plan.push(file(&a, "changed\n"));
+    plan.push(file(&b, "created\n"));
+    plan.push(Fails);
+    let err = plan.apply(&mut Vec::new()).unwrap_err();
+    assert!(format!("{err:#}").contains("boom"));
+    assert_eq!(std::fs::read_to_string(&a).unwrap(), "original\n");
+    assert!(!b.exists());
+    // the kept original is part of this run too, so it goes as well
+    assert!(!dir.join(format!("a.conf{ORIG_SUFFIX}")).exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_original_of_a_foreign_file_is_kept_once() {
+    let dir = tempdir("orig");
+    let a = dir.join("a.conf");
+    std::fs::write(&a, "theirs\n").unwrap();
+    for content in ["mine 1\n", "mine 2\n"] {
+        let mut plan = Plan::new();
+        plan.push(file(&a, content));
+        plan.apply(&mut Vec::new()).unwrap();
+    }
+    let orig = dir.join(format!("a.conf{ORIG_SUFFIX}"));
+    assert_eq!(std::fs::read_to_string(orig).unwrap(), "theirs\n");
+    assert_eq!(std::fs::read_to_string(&a).unwrap(), "mine 2\n");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_symlink_is_never_written_through() {
+    let dir = tempdir("link");
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "keep\n").unwrap();
+    let a = dir.join("a.conf");
+    std::os::unix::fs::symlink(&victim, &a).unwrap();
+    let mut plan = Plan::new();
+    plan.push(file(&a, "evil\n"));
+    assert!(plan.apply(&mut Vec::new()).is_err());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep\n");
+    std::fs::remove_dir_all(dir).unwrap();
+}

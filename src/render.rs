@@ -1,0 +1,179 @@
+//! Renders the config files sftpctl writes from the tera templates in `templates/`.
+//!
+//! Templates are compiled into the binary. Every value passed in was validated by
+//! [`crate::config::Config::validate`] (no whitespace, quotes, `%` or newlines in paths and
+//! names), so no value can add a line or a directive to a rendered file.
+
+use std::path::Path;
+use std::sync::LazyLock;
+
+use anyhow::{Context as _, Result};
+use tera::{Context, Tera};
+
+use crate::config::Config;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "sshd_dropin.conf",
+        include_str!("../templates/sshd_dropin.conf"),
+    ),
+    (
+        "sshd_match.conf",
+        include_str!("../templates/sshd_match.conf"),
+    ),
+    (
+        "sshd_subsystem.conf",
+        include_str!("../templates/sshd_subsystem.conf"),
+    ),
+    (
+        "pam_umask.conf",
+        include_str!("../templates/pam_umask.conf"),
+    ),
+    ("rsyslog.conf", include_str!("../templates/rsyslog.conf")),
+    (
+        "logrotate.conf",
+        include_str!("../templates/logrotate.conf"),
+    ),
+    (
+        "sftpctl-watch.service",
+        include_str!("../templates/sftpctl-watch.service"),
+    ),
+    (
+        "rsyslog-refresh.conf",
+        include_str!("../templates/rsyslog-refresh.conf"),
+    ),
+];
+
+static TERA: LazyLock<Tera> = LazyLock::new(|| {
+    let mut tera = Tera::default();
+    tera.autoescape_on(vec![]);
+    tera.add_raw_templates(TEMPLATES.iter().copied())
+        .expect("built-in templates parse");
+    tera
+});
+
+/// The values every template may use.
+pub struct Renderer {
+    ctx: Context,
+}
+
+impl Renderer {
+    /// `config_path` is the config file in use: rendered commands pass it as `--config`.
+    pub fn new(config: &Config, config_path: &Path, openssh_version: &str) -> Renderer {
+        let mut ctx = Context::new();
+        ctx.insert("root", &config.root.display().to_string());
+        ctx.insert("jail_group", &config.jail_group);
+        ctx.insert("group", &config.group);
+        ctx.insert("admin", &config.admin);
+        ctx.insert("umask", &config.umask);
+        ctx.insert(
+            "authorized_keys_dir",
+            &config.sshd.authorized_keys_dir.display().to_string(),
+        );
+        ctx.insert("socket", &config.root_log_socket().display().to_string());
+        ctx.insert("log_file", &config.rsyslog.log_file.display().to_string());
+        ctx.insert("watch_host", &config.watch.listen.ip().to_string());
+        ctx.insert("watch_port", &config.watch.listen.port());
+        ctx.insert("rotate", &config.logrotate.rotate);
+        ctx.insert("rotate_cmd", &shell_join(&config.rsyslog.rotate));
+        ctx.insert(
+            "sftpctl",
+            &format!(
+                "{} --config {}",
+                config.sftpctl_bin.display(),
+                config_path.display()
+            ),
+        );
+        ctx.insert("rsyslog_unit", &config.systemd.rsyslog_unit);
+        ctx.insert("openssh_version", openssh_version);
+        Renderer { ctx }
+    }
+
+    fn render(&self, name: &str, extra: &[(&str, &str)]) -> Result<String> {
+        let mut ctx = self.ctx.clone();
+        for (k, v) in extra {
+            ctx.insert(*k, v);
+        }
+        TERA.render(name, &ctx)
+            .with_context(|| format!("cannot render template {name}"))
+            .map(|s| tidy(&s))
+    }
+
+    pub fn subsystem(&self) -> Result<String> {
+        self.render("sshd_subsystem.conf", &[])
+    }
+
+    pub fn match_block(&self) -> Result<String> {
+        self.render("sshd_match.conf", &[])
+    }
+
+    /// The sshd drop-in; it carries the Subsystem line only where OpenSSH allows it.
+    pub fn sshd_dropin(&self, subsystem_in_dropin: bool) -> Result<String> {
+        let mut ctx = self.ctx.clone();
+        ctx.insert("subsystem_in_dropin", &subsystem_in_dropin);
+        ctx.insert("subsystem", self.subsystem()?.trim_end());
+        ctx.insert("match_block", self.match_block()?.trim_end());
+        TERA.render("sshd_dropin.conf", &ctx)
+            .context("cannot render template sshd_dropin.conf")
+            .map(|s| tidy(&s))
+    }
+
+    pub fn pam_umask(&self) -> Result<String> {
+        self.render("pam_umask.conf", &[])
+    }
+
+    pub fn rsyslog(&self) -> Result<String> {
+        self.render("rsyslog.conf", &[])
+    }
+
+    pub fn logrotate(&self) -> Result<String> {
+        self.render("logrotate.conf", &[])
+    }
+
+    pub fn watch_unit(&self) -> Result<String> {
+        self.render("sftpctl-watch.service", &[])
+    }
+
+    pub fn rsyslog_unit_dropin(&self) -> Result<String> {
+        self.render("rsyslog-refresh.conf", &[])
+    }
+}
+
+/// Drops the blank lines that template tags leave behind: no run of more than one blank
+/// line, none at the start, exactly one newline at the end.
+fn tidy(text: &str) -> String {
+    let mut out = String::new();
+    let mut blank = true;
+    for line in text.lines() {
+        let is_blank = line.trim().is_empty();
+        if is_blank && blank {
+            continue;
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+        blank = is_blank;
+    }
+    while out.ends_with("\n\n") {
+        out.pop();
+    }
+    out
+}
+
+/// Joins argv for a shell line, quoting what needs it.
+pub fn shell_join(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._-=:,+@".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests;
