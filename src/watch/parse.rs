@@ -23,6 +23,9 @@ pub struct Line {
     pub pid: u32,
     /// Unix seconds from the line's own timestamp, when it has one that parses.
     pub time: Option<i64>,
+    /// Unix microseconds, when the timestamp has a fraction (or the watcher set the time of
+    /// receipt): tells a failure of this request from one of an unlogged request after it.
+    pub time_us: Option<i64>,
     pub event: Event,
 }
 
@@ -118,6 +121,11 @@ pub enum Event {
     Statvfs {
         path: String,
     },
+    /// `stat`/`lstat`/`realpath`/`readlink`, logged only with `internal-sftp -l VERBOSE`: not
+    /// news for a report, but a failure after one belongs to it.
+    Lookup {
+        path: String,
+    },
     /// A failed request; it carries no path: it answers the previous request of that pid.
     SentStatus {
         status: String,
@@ -128,7 +136,7 @@ pub enum Event {
 /// forward format leaves out. Never panics, whatever the bytes.
 pub fn parse_line(raw: &[u8], now: i64) -> Parsed {
     let line = trim_end(raw);
-    let Some((time, host, tag, message)) = split_header(line, now) else {
+    let Some(((time, time_us), host, tag, message)) = split_header(line, now) else {
         return Parsed::Foreign;
     };
     let (pid, message) = match sftp_pid(tag) {
@@ -150,6 +158,7 @@ pub fn parse_line(raw: &[u8], now: i64) -> Parsed {
             host,
             pid,
             time,
+            time_us,
             event,
         }),
         None => Parsed::Unreadable { host, pid, time },
@@ -163,8 +172,8 @@ fn trim_end(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// (time, host, tag, message) of a syslog line.
-type Header<'a> = (Option<i64>, &'a [u8], &'a [u8], &'a [u8]);
+/// ((seconds, microseconds), host, tag, message) of a syslog line.
+type Header<'a> = ((Option<i64>, Option<i64>), &'a [u8], &'a [u8], &'a [u8]);
 
 /// `[<PRI>]TIMESTAMP HOST TAG: MESSAGE` → (time, host, tag, message).
 fn split_header(line: &[u8], now: i64) -> Option<Header<'_>> {
@@ -178,13 +187,15 @@ fn split_header(line: &[u8], now: i64) -> Option<Header<'_>> {
     }
     let time;
     if rest.len() > 15 && rest[0].is_ascii_alphabetic() && rest[15] == b' ' {
-        time = time::parse_traditional(&rest[..15], now);
-        time?;
+        time = (Some(time::parse_traditional(&rest[..15], now)?), None);
         rest = &rest[16..];
     } else {
         let (stamp, after) = split_once(rest, b" ")?;
-        time = time::parse_rfc3339(stamp);
-        time?;
+        let (secs, micros) = time::parse_rfc3339_micros(stamp)?;
+        time = (
+            Some(secs),
+            micros.map(|us| secs.saturating_mul(1_000_000) + i64::from(us)),
+        );
         rest = after;
     }
     let (host, rest) = split_once(rest, b" ")?;
@@ -388,6 +399,18 @@ pub fn parse_message(m: &[u8]) -> Option<Event> {
     }
     if let Some(rest) = m.strip_prefix(b"set \"") {
         return set(rest);
+    }
+    for prefix in [
+        &b"stat name \""[..],
+        b"lstat name \"",
+        b"realpath \"",
+        b"readlink \"",
+    ] {
+        if let Some(rest) = m.strip_prefix(prefix) {
+            return Some(Event::Lookup {
+                path: quoted_to_end(rest)?,
+            });
+        }
     }
     None
 }

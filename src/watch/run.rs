@@ -69,9 +69,14 @@ impl Engine {
 
     /// One line. `live`: time is the wall clock; else the line's own timestamp.
     pub fn line(&mut self, bytes: &[u8], live: bool) -> Result<()> {
-        let parsed = parse_line(bytes, self.wall);
+        let mut parsed = parse_line(bytes, self.wall);
         if live {
             self.clock = self.wall;
+            // The forward format has whole seconds only; the time of receipt still tells a
+            // request's own failure from a later one (see session::OWN_STATUS_WINDOW_US).
+            if let Parsed::Sftp(line) = &mut parsed {
+                line.time_us = line.time_us.or_else(now_micros);
+            }
         } else {
             let time = match &parsed {
                 Parsed::Sftp(l) => l.time,
@@ -111,6 +116,13 @@ impl Engine {
     pub fn commit(&mut self) -> Result<()> {
         self.writer.commit()
     }
+}
+
+fn now_micros() -> Option<i64> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_micros()).ok())
 }
 
 /// Runs `sftpctl watch` until a stop signal (live sources) or the end of the stream.

@@ -30,6 +30,12 @@ impl Default for Limits {
     }
 }
 
+/// sftp-server logs a request, runs it, and logs `sent status` at once if it failed: 11-28 µs
+/// apart in the captures. A status that comes later answers a request the client sent after a
+/// round trip (146 µs and more on loopback) that is not logged at INFO, e.g. the `lstat` the
+/// OpenSSH client sends before `rm`. Used only when the times have microseconds.
+pub const OWN_STATUS_WINDOW_US: i64 = 100;
+
 /// Open file handles remembered per session, to tell an empty upload from an empty download.
 const MAX_OPEN_FILES: usize = 32;
 
@@ -120,6 +126,9 @@ pub struct Session {
     pub last_seen: i64,
     open_files: Vec<(String, OpenFlags)>,
     pending: Option<Event>,
+    /// Microsecond time of the pending request's line, when known.
+    #[serde(default)]
+    pending_us: Option<i64>,
     pub uploads: Bounded<Transfer>,
     pub downloads: Bounded<Transfer>,
     pub deletes: Bounded<String>,
@@ -146,6 +155,7 @@ impl Session {
             last_seen: clock,
             open_files: Vec::new(),
             pending: None,
+            pending_us: None,
             uploads: Bounded::default(),
             downloads: Bounded::default(),
             deletes: Bounded::default(),
@@ -255,6 +265,7 @@ impl Session {
             }
             // Clients set the modification time after every upload: not news to anyone.
             Event::SetModtime { .. }
+            | Event::Lookup { .. }
             | Event::Opendir { .. }
             | Event::Closedir { .. }
             | Event::Statvfs { .. }
@@ -324,7 +335,9 @@ impl Session {
             Event::Opendir { path } => ("list directory".into(), path),
             Event::Closedir { path } => ("closedir".into(), path),
             Event::Statvfs { path } => ("statvfs".into(), path),
-            Event::SessionOpened { .. }
+            // A client probing for a name that is not there is not news.
+            Event::Lookup { .. }
+            | Event::SessionOpened { .. }
             | Event::SessionClosed { .. }
             | Event::SentStatus { .. } => return,
         };
@@ -429,7 +442,15 @@ impl Sessions {
             }
             Event::SentStatus { status } => {
                 if let Some(s) = self.get_mut(&line.host, line.pid) {
-                    s.fail_pending(status, cap);
+                    let gap = s.pending_us.zip(line.time_us).map(|(p, t)| t - p);
+                    if gap.is_some_and(|g| g > OWN_STATUS_WINDOW_US) {
+                        // Too late to be this request's own answer: a request that is not
+                        // logged at INFO (stat, lstat, realpath) failed after it succeeded.
+                        s.commit_pending(cap);
+                    } else {
+                        s.fail_pending(status, cap);
+                    }
+                    s.pending_us = None;
                     s.end = time;
                     s.last_seen = clock;
                 }
@@ -438,6 +459,7 @@ impl Sessions {
                 let s = self.session(&line.host, line.pid, time, clock, out);
                 s.commit_pending(cap);
                 s.pending = Some(event);
+                s.pending_us = line.time_us;
             }
         }
     }
@@ -633,7 +655,10 @@ mod tests {
         let r = &reports[3];
         assert_eq!(r.uploads[0].path, "Übersicht 2026.pdf");
         assert!(r.deletes.is_empty(), "a failed remove is not a delete");
-        assert!(r.renames.is_empty(), "a failed rename is not a rename");
+        // The status 233 µs after the rename answers an unlogged lstat: the rename worked,
+        // which the failed remove of the old name right after confirms.
+        assert_eq!(r.renames[0].old, "Übersicht 2026.pdf");
+        assert_eq!(r.renames[0].new, "sub dir");
         let failed: Vec<_> = r.failures.iter().map(|f| f.action.as_str()).collect();
         assert_eq!(
             failed,
@@ -641,7 +666,6 @@ mod tests {
                 "open for writing",
                 "set owner 0 group 1001",
                 "remove",
-                "rename",
                 "remove"
             ]
         );
@@ -722,6 +746,63 @@ mod tests {
         assert!(r.rmdirs.is_empty() && r.renames.is_empty() && r.downloads.is_empty());
         assert_eq!(r.totals.failures, 4);
         assert_eq!(r.failures[2].path, "a → b");
+    }
+
+    /// What the OpenSSH client does for `rm a` then `rm missing`: lstat(missing) fails (not
+    /// logged at INFO) after the remove of `a` succeeded.
+    #[test]
+    fn late_status_belongs_to_an_unlogged_request() {
+        let at = |us: u32, pid: u32, m: &str| {
+            format!("2026-11-27T16:04:18.{us:06}+00:00 h internal-sftp[{pid}]: {m}\n")
+        };
+        let text = [
+            at(100, 1, OPEN),
+            at(200, 1, "remove name \"/data/a\""),
+            at(450, 1, "sent status No such file"),
+            at(600, 1, "remove name \"/data/missing\""),
+            at(612, 1, "sent status No such file"),
+            at(900, 1, CLOSE),
+        ]
+        .concat();
+        let (reports, _) = run(&text);
+        assert_eq!(reports[0].deletes, ["a"]);
+        assert_eq!(reports[0].failures.len(), 1);
+        assert_eq!(reports[0].failures[0].path, "missing");
+    }
+
+    #[test]
+    fn without_microseconds_the_status_goes_to_the_previous_request() {
+        let text = lines(
+            "h",
+            1,
+            &[
+                OPEN,
+                "remove name \"/data/a\"",
+                "sent status No such file",
+                CLOSE,
+            ],
+        );
+        let (reports, _) = run(&text);
+        assert!(reports[0].deletes.is_empty());
+        assert_eq!(reports[0].failures[0].path, "a");
+    }
+
+    #[test]
+    fn verbose_lookups_take_their_own_failures() {
+        let text = lines(
+            "h",
+            1,
+            &[
+                OPEN,
+                "remove name \"/data/a\"",
+                "lstat name \"/data/missing\"",
+                "sent status No such file",
+                CLOSE,
+            ],
+        );
+        let (reports, _) = run(&text);
+        assert_eq!(reports[0].deletes, ["a"]);
+        assert!(reports[0].failures.is_empty());
     }
 
     #[test]

@@ -77,6 +77,11 @@ fn hms(s: &[u8]) -> Option<i64> {
 
 /// rsyslog's file format: `2026-11-27T16:04:18.430882+00:00` (fraction and offset optional).
 pub fn parse_rfc3339(s: &[u8]) -> Option<i64> {
+    parse_rfc3339_micros(s).map(|(secs, _)| secs)
+}
+
+/// Like [`parse_rfc3339`], plus the microseconds of the second when the stamp has a fraction.
+pub fn parse_rfc3339_micros(s: &[u8]) -> Option<(i64, Option<u32>)> {
     if s.len() < 19 || s[4] != b'-' || s[7] != b'-' || !matches!(s[10], b'T' | b' ') {
         return None;
     }
@@ -86,8 +91,20 @@ pub fn parse_rfc3339(s: &[u8]) -> Option<i64> {
     }
     let mut t = days_from_civil(i64::from(y), mo, d) * 86_400 + hms(&s[11..19])?;
     let mut rest = &s[19..];
+    let mut micros = None;
     if let Some(frac) = rest.strip_prefix(b".") {
         let n = frac.iter().take_while(|b| b.is_ascii_digit()).count();
+        if n > 0 {
+            let mut us: u32 = 0;
+            for i in 0..6 {
+                us = us * 10
+                    + frac
+                        .get(i)
+                        .filter(|_| i < n)
+                        .map_or(0, |d| u32::from(d - b'0'));
+            }
+            micros = Some(us);
+        }
         rest = &frac[n..];
     }
     match rest {
@@ -98,7 +115,7 @@ pub fn parse_rfc3339(s: &[u8]) -> Option<i64> {
         }
         _ => return None,
     }
-    Some(t)
+    Some((t, micros))
 }
 
 const MONTHS: [&[u8; 3]; 12] = [
@@ -148,6 +165,10 @@ mod tests {
         assert_eq!(parse_rfc3339(b"2026-11-27T16:04:18Z"), Some(t));
         assert_eq!(parse_rfc3339(b"2026-13-27T16:04:18Z"), None);
         assert_eq!(parse_rfc3339(b"2026-11-27T16:04:18+0"), None);
+        let (_, us) = parse_rfc3339_micros(b"2026-11-27T16:04:18.430882+00:00").unwrap();
+        assert_eq!(us, Some(430_882));
+        let (_, us) = parse_rfc3339_micros(b"2026-11-27T16:04:18.43Z").unwrap();
+        assert_eq!(us, Some(430_000));
     }
 
     #[test]
