@@ -123,6 +123,18 @@ fn smtp_error(e: &lettre::transport::smtp::Error) -> String {
     text.replace('\n', " ")
 }
 
+/// A report from the outbox; `None` (logged) for a record this program cannot read, which
+/// would otherwise block every later one forever.
+fn read_record(line: &[u8]) -> Option<Report> {
+    match serde_json::from_slice(line) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("sftpctl watch: skipping an unreadable outbox record: {e}");
+            None
+        }
+    }
+}
+
 fn write_eml(spool: &Path, id: &str, bytes: &[u8]) -> Result<()> {
     let tmp = spool.join(format!(".{id}.tmp"));
     let mut file = OpenOptions::new()
@@ -350,25 +362,42 @@ impl Delivery {
             .context("cannot read the outbox")?;
         // A torn last line (crash in the middle of a write) is never complete: skip it.
         let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let lines: Vec<&[u8]> = data[..complete].split_inclusive(|&b| b == b'\n').collect();
         let mut acked = Vec::new();
         let result = (|| -> Result<bool> {
-            for line in data[..complete].split_inclusive(|&b| b == b'\n') {
-                let cursor = self.cursors.get_mut(&segment).expect("cursor exists");
-                let record = cursor.next_record;
-                let done = cursor.acks.contains(&record);
-                if !done {
-                    if self.shared.snapshot().stop {
-                        return Ok(false);
+            for chunk in lines.chunks(BATCH) {
+                if self.shared.snapshot().stop {
+                    return Ok(false);
+                }
+                let first = self.cursors.get(&segment).map_or(0, |c| c.next_record);
+                let todo: Vec<(usize, &[u8])> = chunk
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| {
+                        let record = first + *i as u64;
+                        !self
+                            .cursors
+                            .get(&segment)
+                            .is_some_and(|c| c.acks.contains(&record))
+                    })
+                    .map(|(i, l)| (i, *l))
+                    .collect();
+                let mut outcomes: Vec<Option<Result<()>>> =
+                    (0..chunk.len()).map(|_| None).collect();
+                for (i, outcome) in self.deliver_many(&todo) {
+                    outcomes[i] = Some(outcome);
+                }
+                // In order: everything up to the first failure counts; the rest is tried again.
+                for (i, line) in chunk.iter().enumerate() {
+                    if let Some(outcome) = outcomes[i].take() {
+                        outcome?;
+                        acked.push(first + i as u64);
                     }
-                    self.deliver_line(line)?;
-                    acked.push(record);
+                    let cursor = self.cursors.get_mut(&segment).expect("cursor exists");
+                    cursor.next_record += 1;
+                    cursor.offset += line.len() as u64;
                 }
-                let cursor = self.cursors.get_mut(&segment).expect("cursor exists");
-                cursor.next_record += 1;
-                cursor.offset += line.len() as u64;
-                if acked.len() >= BATCH {
-                    self.acknowledge(segment, &mut acked)?;
-                }
+                self.acknowledge(segment, &mut acked)?;
             }
             Ok(true)
         })();
@@ -377,6 +406,55 @@ impl Delivery {
         let all = result?;
         ack_result?;
         Ok(all)
+    }
+
+    /// Delivers `todo` (index, record line); the file transport renders and writes on two
+    /// threads (rendering is most of the work), the others send one by one.
+    fn deliver_many(&mut self, todo: &[(usize, &[u8])]) -> Vec<(usize, Result<()>)> {
+        let Mailer::File { spool, unsynced } = &mut self.mailer else {
+            let mut out = Vec::with_capacity(todo.len());
+            for (i, line) in todo {
+                let outcome = self.deliver_line(line);
+                let failed = outcome.is_err();
+                out.push((*i, outcome));
+                if failed {
+                    break;
+                }
+            }
+            return out;
+        };
+        if todo.is_empty() {
+            return Vec::new();
+        }
+        *unsynced = true;
+        let (spool, templates, addresses) = (&*spool, &self.templates, &self.addresses);
+        let write_one = |line: &[u8]| -> Result<()> {
+            let Some(report) = read_record(line) else {
+                return Ok(());
+            };
+            let rendered = templates.render(&report)?;
+            let message = build_message(addresses, &report, rendered)?;
+            write_eml(spool, &report.id, &message.formatted())
+                .with_context(|| format!("report {}", report.id))
+        };
+        let half = todo.len().div_ceil(2);
+        let (a, b) = todo.split_at(half);
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| {
+                b.iter()
+                    .map(|(i, l)| (*i, write_one(l)))
+                    .collect::<Vec<_>>()
+            });
+            let mut out: Vec<_> = a.iter().map(|(i, l)| (*i, write_one(l))).collect();
+            match other.join() {
+                Ok(rest) => out.extend(rest),
+                Err(_) => out.extend(
+                    b.iter()
+                        .map(|(i, _)| (*i, Err(anyhow::anyhow!("a delivery worker panicked")))),
+                ),
+            }
+            out
+        })
     }
 
     fn acknowledge(&mut self, segment: u64, acked: &mut Vec<u64>) -> Result<()> {
@@ -391,13 +469,8 @@ impl Delivery {
     }
 
     fn deliver_line(&mut self, line: &[u8]) -> Result<()> {
-        let report: Report = match serde_json::from_slice(line) {
-            Ok(r) => r,
-            Err(e) => {
-                // A record this program cannot read would block every later one forever.
-                eprintln!("sftpctl watch: skipping an unreadable outbox record: {e}");
-                return Ok(());
-            }
+        let Some(report) = read_record(line) else {
+            return Ok(());
         };
         let rendered = self.templates.render(&report)?;
         let message = build_message(&self.addresses, &report, rendered)?;
