@@ -70,6 +70,22 @@ pub fn last_session_path(config: &Config, name: &str) -> PathBuf {
     config.watch.state_dir.join("last-session").join(name)
 }
 
+/// Records the end of `name`'s last session (called by the watcher in batches).
+pub fn record_last_session(config: &Config, name: &str, when: &str) -> Result<()> {
+    if crate::names::check_user_name("user", name).is_err() || when.contains('\n') {
+        return Ok(()); // not a name we could have made: never a path we write
+    }
+    let path = last_session_path(config, name);
+    let dir = path.parent().context("last-session path has no parent")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let meta = Meta {
+        mode: 0o644,
+        uid: nix::unistd::geteuid().as_raw(),
+        gid: nix::unistd::getegid().as_raw(),
+    };
+    fsops::write_atomic(&path, format!("{when}\n").as_bytes(), meta)
+}
+
 /// The last session the watcher saw for `name`, if it recorded one.
 pub fn last_session(config: &Config, name: &str) -> Option<String> {
     let text = std::fs::read_to_string(last_session_path(config, name)).ok()?;

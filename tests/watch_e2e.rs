@@ -308,3 +308,30 @@ fn sigterm_and_restart_mid_session_still_mails_once() {
         "{text}"
     );
 }
+
+#[test]
+fn set_email_copies_the_user_and_list_users_shows_the_last_session() {
+    let w = world();
+    let _smtp = start_smtp(w.smtp_port, &w.maildir);
+    w.sb.sftpctl_ok(&["set-email", &w.alice, "alice@client.example"]);
+    let _watcher = start_watcher(&w);
+    local_file(&w.sb, "copy.bin", 100);
+    w.sb.sftp_ok(&w.alice, &w.key, "put copy.bin\n");
+    wait_until("the mail", Duration::from_secs(10), || {
+        !mails(&w.maildir).is_empty()
+    });
+    let mail = &mails(&w.maildir)[0];
+    let headers = &mail[..mail.find("\n\n").or(mail.find("\r\n\r\n")).unwrap()];
+    assert!(headers.contains("admin@example.com"), "{headers}");
+    assert!(headers.contains("alice@client.example"), "{headers}");
+
+    wait_until(
+        "list-users to show the session",
+        Duration::from_secs(10),
+        || {
+            let out = w.sb.sftpctl_ok(&["list-users", "--json"]);
+            let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            rows[0]["last_session"].is_string()
+        },
+    );
+}

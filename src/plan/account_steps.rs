@@ -139,18 +139,32 @@ pub struct KillSessions {
     pub name: String,
 }
 
-impl KillSessions {
-    fn running(&self) -> Result<bool> {
-        let Some(uid) = uid_of(&self.name) else {
-            return Ok(false);
-        };
-        let status = Command::new("pgrep")
-            .args(["-U", &uid.to_string()])
-            .stdout(Stdio::null())
-            .status()
-            .context("cannot run pgrep")?;
-        Ok(status.success())
-    }
+/// Live (not zombie) processes whose real or effective uid is `uid`, from /proc.
+fn processes_of(uid: u32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                return false;
+            };
+            let field = |key: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            };
+            let zombie = field("State:").first().is_some_and(|s| s == "Z");
+            let uids = field("Uid:");
+            let mine = uids.iter().take(2).any(|u| *u == uid.to_string());
+            mine && !zombie
+        })
+        .collect()
 }
 
 impl Step for KillSessions {
@@ -158,18 +172,28 @@ impl Step for KillSessions {
         format!("end the running sessions of {}", self.name)
     }
     fn is_satisfied(&self) -> Result<bool> {
-        Ok(!self.running()?)
+        Ok(uid_of(&self.name).is_none_or(|uid| processes_of(uid).is_empty()))
     }
     fn apply(&self, _journal: &mut Journal) -> Result<()> {
-        let uid = uid_of(&self.name).context("no such account")?.to_string();
-        let _ = Command::new("pkill").args(["-KILL", "-U", &uid]).status();
-        for _ in 0..50 {
-            if !self.running()? {
+        let uid = uid_of(&self.name).context("no such account")?;
+        for _ in 0..100 {
+            let pids = processes_of(uid);
+            if pids.is_empty() {
                 return Ok(());
+            }
+            for pid in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        bail!("processes of {} are still running after SIGKILL", self.name)
+        bail!(
+            "processes of {} are still running after SIGKILL (ps -u {} shows them)",
+            self.name,
+            self.name
+        )
     }
 }
 

@@ -124,6 +124,8 @@ pub struct Addresses {
     from: Mailbox,
     to: Vec<Mailbox>,
     users: std::collections::BTreeMap<String, Mailbox>,
+    /// For the addresses `sftpctl set-email` stores, read when a report is sent.
+    config: Config,
 }
 
 impl Addresses {
@@ -148,13 +150,24 @@ impl Addresses {
                 "mail.to is empty and no mail.users are set: nobody would get the reports",
             ));
         }
-        Ok(Addresses { from, to, users })
+        Ok(Addresses {
+            from,
+            to,
+            users,
+            config: config.clone(),
+        })
     }
 
-    /// `mail.to` plus the user's own address when one is configured.
+    /// `mail.to` plus the user's own address: the one `sftpctl set-email` stored, else the
+    /// one in `mail.users`.
     pub fn recipients(&self, user: &str) -> Vec<Mailbox> {
         let mut all = self.to.clone();
-        if let Some(own) = self.users.get(user) {
+        let stored = crate::names::check_user_name("user", user)
+            .ok()
+            .and_then(|_| crate::registry::load(&self.config, user).ok())
+            .and_then(|s| s.email)
+            .and_then(|a| a.parse::<Mailbox>().ok());
+        if let Some(own) = stored.as_ref().or_else(|| self.users.get(user)) {
             if !all.contains(own) {
                 all.push(own.clone());
             }

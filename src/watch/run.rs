@@ -47,6 +47,9 @@ pub struct Engine {
     /// Latest line time seen (replays) or wall clock (live).
     clock: i64,
     lines_since_expiry: u32,
+    /// user → end of the newest finished session, written out on commit for list-users.
+    last_sessions: std::collections::BTreeMap<String, String>,
+    config: Config,
 }
 
 impl Engine {
@@ -64,6 +67,8 @@ impl Engine {
             wall,
             clock: wall,
             lines_since_expiry: 0,
+            last_sessions: Default::default(),
+            config: config.clone(),
         }
     }
 
@@ -100,6 +105,8 @@ impl Engine {
     fn queue_finished(&mut self) -> Result<()> {
         for report in self.finished.drain(..) {
             self.writer.append(&report)?;
+            self.last_sessions
+                .insert(report.user.clone(), report.end_text.clone());
         }
         Ok(())
     }
@@ -114,7 +121,13 @@ impl Engine {
     }
 
     pub fn commit(&mut self) -> Result<()> {
-        self.writer.commit()
+        self.writer.commit()?;
+        for (user, when) in std::mem::take(&mut self.last_sessions) {
+            if let Err(e) = crate::registry::record_last_session(&self.config, &user, &when) {
+                eprintln!("sftpctl: warning: cannot record the last session of {user}: {e:#}");
+            }
+        }
+        Ok(())
     }
 }
 
