@@ -54,12 +54,12 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:>10} {:>4} {:<7} {:<28} {:<20} JAIL",
+        "{:<20} {:>10} {:>4} {:<7} {:<28} {:<24} JAIL",
         "NAME", "DATA", "KEYS", "LOCKED", "EMAIL", "LAST SESSION"
     );
     for r in &rows {
         println!(
-            "{:<20} {:>10} {:>4} {:<7} {:<28} {:<20} {}",
+            "{:<20} {:>10} {:>4} {:<7} {:<28} {:<24} {}",
             r.name,
             human(r.data_bytes),
             r.keys,
