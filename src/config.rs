@@ -45,6 +45,7 @@ pub struct Config {
     pub systemd: Systemd,
     pub watch: Watch,
     pub mail: Mail,
+    pub perms: Perms,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -120,6 +121,18 @@ pub struct Watch {
     pub template_dir: Option<PathBuf>,
 }
 
+/// Shared write access (issue 5): files and directories created in any data tree are made
+/// group-writable by the watcher, whatever mode the SFTP client asked for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Perms {
+    /// Run the permission watcher inside `sftpctl watch`.
+    pub enabled: bool,
+    /// When the watcher runs out of inotify watches it may raise the kernel's
+    /// `fs.inotify.max_user_watches` up to this value; 0 = never touch that sysctl.
+    pub max_user_watches: u32,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Mail {
@@ -186,6 +199,7 @@ impl Default for Config {
             systemd: Systemd::default(),
             watch: Watch::default(),
             mail: Mail::default(),
+            perms: Perms::default(),
         }
     }
 }
@@ -250,6 +264,15 @@ impl Default for Watch {
             state_dir: "/var/lib/sftpctl".into(),
             idle_timeout_secs: 3600,
             template_dir: None,
+        }
+    }
+}
+
+impl Default for Perms {
+    fn default() -> Self {
+        Perms {
+            enabled: true,
+            max_user_watches: 1_048_576,
         }
     }
 }
@@ -397,6 +420,13 @@ impl Config {
         if !self.mail.smtp.password_file.as_os_str().is_empty() {
             check_abs_path("mail.smtp.password_file", &self.mail.smtp.password_file)?;
         }
+        let watches = self.perms.max_user_watches;
+        if watches != 0 && !(8192..=i32::MAX as u32).contains(&watches) {
+            anyhow::bail!(
+                "perms.max_user_watches: {watches} must be 0 (never raise the kernel limit) or between 8192 and {}",
+                i32::MAX
+            );
+        }
         Ok(())
     }
 
@@ -520,6 +550,24 @@ port = 587
             "unknown_key = 1",
             "[watch]\nlisten = \"127.0.0.1:0\"",
             "[mail]\nfrom = \"a\\nBcc: x\"",
+        ] {
+            assert!(Config::parse(bad).is_err(), "accepted {bad}");
+        }
+    }
+
+    #[test]
+    fn perms_section_defaults_and_validation() {
+        let c = Config::default();
+        assert!(c.perms.enabled);
+        assert_eq!(c.perms.max_user_watches, 1_048_576);
+        let c = Config::parse("[perms]\nenabled = false\nmax_user_watches = 0\n").unwrap();
+        assert!(!c.perms.enabled);
+        assert_eq!(c.perms.max_user_watches, 0);
+        for bad in [
+            "[perms]\nmax_user_watches = 100",
+            "[perms]\nmax_user_watches = 4294967295",
+            "[perms]\nenabled = \"yes\"",
+            "[perms]\nmode = \"0664\"",
         ] {
             assert!(Config::parse(bad).is_err(), "accepted {bad}");
         }

@@ -2,6 +2,7 @@
 
 mod add_user;
 mod init;
+mod perms_watch;
 mod refresh_log_links;
 mod report;
 mod watch;
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::RefreshLogLinks(args) => refresh_log_links::run(&config, args.dry_run),
         Command::Watch(args) => watch::run(&config, &source, &args),
         Command::Report(args) => report::run(&config, &args),
+        Command::PermsWatch => perms_watch::run(&config),
     }
 }
 
