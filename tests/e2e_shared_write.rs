@@ -396,3 +396,288 @@ fn a_jail_added_while_watching_is_covered() {
     shared_within_1s(&w, &w.sb.data(&bob).join("d"));
     assert_eq!(mode(&w.sb.data(&bob).join("d")), 0o2770);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Attacks: the watcher acts as root on paths the user controls.
+
+/// Files outside the jail that the attacks aim at: one root-owned, and — the strongest case,
+/// where only "never follow a symlink, never leave the data tree" protects it — one owned by
+/// the attacking user with the shared group, plus a directory of theirs with such a file.
+struct Targets {
+    root_file: PathBuf,
+    user_file: PathBuf,
+    user_dir: PathBuf,
+    user_dir_file: PathBuf,
+}
+
+fn targets(w: &World, tag: &str) -> Targets {
+    let dir = w.sb.path(&format!("outside-{tag}"));
+    fs::create_dir_all(&dir).unwrap();
+    let (uid, gid) = (uid_of(&w.alice), gid_of(&w.sb.group));
+    let t = Targets {
+        root_file: dir.join("root-owned.txt"),
+        user_file: dir.join("alice-owned.txt"),
+        user_dir: dir.join("alice-dir"),
+        user_dir_file: dir.join("alice-dir/inner"),
+    };
+    fs::write(&t.root_file, "root\n").unwrap();
+    fs::set_permissions(&t.root_file, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::create_dir(&t.user_dir).unwrap();
+    fs::set_permissions(&t.user_dir, fs::Permissions::from_mode(0o755)).unwrap();
+    for f in [&t.user_file, &t.user_dir_file] {
+        fs::write(f, "alice\n").unwrap();
+        fs::set_permissions(f, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    for p in [&t.user_file, &t.user_dir, &t.user_dir_file] {
+        std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
+    }
+    t
+}
+
+impl Targets {
+    fn all(&self) -> [&Path; 4] {
+        [
+            &self.root_file,
+            &self.user_file,
+            &self.user_dir,
+            &self.user_dir_file,
+        ]
+    }
+
+    /// Mode and ctime of each; for the directory only its mode (entries made in it through
+    /// a link change its ctime legitimately).
+    fn state(&self) -> Vec<(u32, i64, i64)> {
+        self.all()
+            .iter()
+            .map(|p| {
+                let s = mode_ctime(p);
+                if p.is_dir() {
+                    (s.0, 0, 0)
+                } else {
+                    s
+                }
+            })
+            .collect()
+    }
+}
+
+/// On the host, as the user, in a tight loop: create a file then at once replace it by a
+/// symlink to a file outside the jail; create a directory with a file then swap the directory
+/// for a symlink to an outside directory holding a file of the same name. Every outside
+/// inode's mode and ctime stay exactly as they were (not even a same-mode chmod), while the
+/// real files the user made are repaired.
+#[test]
+fn racing_symlink_swaps_never_reach_outside_files() {
+    let mut w = world(false);
+    let t = targets(&w, "race");
+    let before = t.state();
+    w.start_watch();
+    let data = w.sb.data(&w.alice);
+    let script = format!(
+        r#"i=0
+while [ $i -lt 400 ]; do
+  echo x > f$i; ln -sfn {uf} f$i
+  echo x > g$i; ln -sfn {rf} g$i
+  echo x > h$i; rm -f h$i; ln -s {uf} h$i
+  mkdir d$i; echo y > d$i/inner; mv d$i d$i.real; ln -s {ud} d$i
+  i=$((i+1))
+done"#,
+        uf = t.user_file.display(),
+        rf = t.root_file.display(),
+        ud = t.user_dir.display(),
+    );
+    let out = as_user(&w.alice, &w.sb.group, &data, &script);
+    assert!(out.status.success(), "attack loop\n{}", show(&out));
+    drain(&w, &data, "race");
+    assert_eq!(t.state(), before, "an outside inode was changed\n{}", w.watch_output());
+    // The watcher was working all along: the real directories and files are repaired.
+    for i in [0, 199, 399] {
+        assert!(shared(&data.join(format!("d{i}.real"))), "d{i}.real");
+        assert!(shared(&data.join(format!("d{i}.real/inner"))), "d{i}.real/inner");
+        assert!(fs::symlink_metadata(data.join(format!("f{i}")))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+    // A late look (the queue is drained, but be generous): still untouched.
+    assert!(!holds_within(Duration::from_millis(300), || t.state() != before));
+}
+
+/// The same attack over SFTP (no shell needed): `put` then `rm` + `symlink` to an absolute
+/// host path, many times in one session.
+#[test]
+fn sftp_upload_then_symlink_swap_never_reaches_outside_files() {
+    let mut w = world(true);
+    let t = targets(&w, "sftp");
+    let before = t.state();
+    w.start_watch();
+    local_file(&w.sb, "x.txt", b"x\n", 0o644);
+    let mut script = String::new();
+    for i in 0..60 {
+        let target = if i % 2 == 0 { &t.user_file } else { &t.root_file };
+        script.push_str(&format!(
+            "put x.txt s{i}\nrm s{i}\nsymlink {} s{i}\n",
+            target.display()
+        ));
+    }
+    script.push_str("put x.txt last.txt\n");
+    w.sb.sftp_ok(&w.alice, &w.alice_key, &script);
+    let data = w.sb.data(&w.alice);
+    shared_within_1s(&w, &data.join("last.txt"));
+    drain(&w, &data, "sftp");
+    assert_eq!(t.state(), before, "an outside inode was changed\n{}", w.watch_output());
+}
+
+/// A symlinked directory in the data tree is never followed — not by the start-up scan, not by
+/// events for files created through it, not by `perms::scan(fix)` (what `doctor --fix` runs);
+/// files of other owners (root, another account) in the tree are left alone.
+#[test]
+fn symlinked_dirs_and_foreign_files_are_left_alone() {
+    let mut w = world(false);
+    let t = targets(&w, "links");
+    let data = w.sb.data(&w.alice);
+    let (uid, gid) = (uid_of(&w.alice), gid_of(&w.sb.group));
+    // Before the watcher starts: links made by the user, plus foreign files in the tree.
+    std::os::unix::fs::symlink(&t.user_dir, data.join("dirlink")).unwrap();
+    std::os::unix::fs::symlink(&t.user_file, data.join("filelink")).unwrap();
+    std::os::unix::fs::symlink(&t.root_file, data.join("rootlink")).unwrap();
+    for l in ["dirlink", "filelink", "rootlink"] {
+        std::os::unix::fs::lchown(data.join(l), Some(uid), Some(gid)).unwrap();
+    }
+    let nobody = uid_of("nobody");
+    let foreign = [
+        (data.join("root-file"), 0, gid),
+        (data.join("nobody-file"), nobody, gid),
+        (data.join("alice-other-group"), uid, 0),
+    ];
+    for (p, u, g) in &foreign {
+        fs::write(p, "x\n").unwrap();
+        fs::set_permissions(p, fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::lchown(p, Some(*u), Some(*g)).unwrap();
+    }
+    let before = t.state();
+    w.start_watch();
+    // Through the link, as the user: the file lands outside; nothing watches it.
+    // And new links made while watching (their IN_CREATE names the link itself).
+    let out = as_user(
+        &w.alice,
+        &w.sb.group,
+        &data,
+        &format!(
+            "echo new > dirlink/created-through-link && mkdir dirlink/subdir-through-link && \
+             ln -s {ud} dirlink2 && ln -s {uf} filelink2 && ln -s {rf} rootlink2 && \
+             mkdir real && ln -s {ud} real/dirlink3",
+            ud = t.user_dir.display(),
+            uf = t.user_file.display(),
+            rf = t.root_file.display(),
+        ),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    // Foreign files made while watching (root creates, then hands over: IN_ATTRIB fires).
+    let late = data.join("nobody-late");
+    fs::write(&late, "x\n").unwrap();
+    fs::set_permissions(&late, fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::lchown(&late, Some(nobody), Some(gid)).unwrap();
+    drain(&w, &data, "links");
+
+    let config = sftpctl::config::Config::load(Some(&w.sb.config)).unwrap().0;
+    let report = sftpctl::perms::scan(&config, true).unwrap();
+    assert_eq!(report.jails, 1, "{report}");
+    assert_eq!(report.fixed, 0, "the watcher had fixed everything already\n{report}");
+    assert_eq!(report.skipped, 4, "{report}");
+    assert!(report.errors.is_empty(), "{report}");
+
+    assert_eq!(t.state(), before, "an outside inode was changed\n{}", w.watch_output());
+    assert_eq!(mode(&t.user_dir.join("created-through-link")), 0o644);
+    assert_eq!(mode(&t.user_dir.join("subdir-through-link")), 0o755);
+    for (p, _, _) in &foreign {
+        assert_eq!(mode(p), 0o644, "{}", p.display());
+    }
+    assert_eq!(mode(&late), 0o644);
+}
+
+// ---------------------------------------------------------------------------------------------
+// doctor's half, overflow, switch
+
+/// Files from a time the watcher was down: `scan(false)` lists them and changes nothing,
+/// `scan(true)` repairs them; the watcher's start-up scan would too.
+#[test]
+fn scan_lists_then_fixes_what_was_missed() {
+    let w = world(false);
+    let data = w.sb.data(&w.alice);
+    let script = "mkdir -p a/b && echo 1 > a/f && echo 2 > a/b/g && chmod 700 a/b && echo 3 > ok && chmod 664 ok";
+    let out = as_user(&w.alice, &w.sb.group, &data, script);
+    assert!(out.status.success(), "{}", show(&out));
+    let config = sftpctl::config::Config::load(Some(&w.sb.config)).unwrap().0;
+
+    let report = sftpctl::perms::scan(&config, false).unwrap();
+    assert_eq!((report.not_shared, report.fixed), (4, 0), "{report}");
+    assert!(!report.is_clean());
+    let listed: Vec<String> = report
+        .findings
+        .iter()
+        .map(|f| f.path.strip_prefix(&data).unwrap().display().to_string())
+        .collect();
+    for p in ["a", "a/f", "a/b", "a/b/g"] {
+        assert!(listed.contains(&p.to_string()), "{p} not listed\n{report}");
+    }
+    assert_eq!(mode(&data.join("a/f")), 0o644, "scan without fix changed a mode");
+
+    let report = sftpctl::perms::scan(&config, true).unwrap();
+    assert_eq!((report.not_shared, report.fixed), (4, 4), "{report}");
+    assert!(report.is_clean());
+    assert_eq!(mode(&data.join("a")), 0o2775);
+    assert_eq!(mode(&data.join("a/b")), 0o2770);
+    assert_eq!(mode(&data.join("a/f")), 0o664);
+    assert_eq!(mode(&data.join("ok")), 0o664);
+    let report = sftpctl::perms::scan(&config, false).unwrap();
+    assert!(report.is_clean() && report.not_shared == 0, "{report}");
+}
+
+/// More events than the kernel queues (fs.inotify.max_queued_events) while the watcher is
+/// stopped: the overflow triggers a full rescan and nothing is missed.
+#[test]
+fn queue_overflow_is_followed_by_a_full_rescan() {
+    let mut w = world(false);
+    let data = w.sb.data(&w.alice);
+    let queued: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let pid = w.start_watch().pid();
+    let many = data.join("many");
+    let out = as_user(&w.alice, &w.sb.group, &data, "mkdir many");
+    assert!(out.status.success(), "{}", show(&out));
+    shared_within_1s(&w, &many); // now watched
+    kill(pid, Signal::SIGSTOP).unwrap();
+    // Each file makes at least two events (create, close-write).
+    let n = queued / 2 + 1000;
+    let out = as_user(
+        &w.alice,
+        &w.sb.group,
+        &many,
+        &format!("seq 1 {n} | xargs touch"),
+    );
+    kill(pid, Signal::SIGCONT).unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    wait_until("every file repaired after the overflow", DEADLINE, || {
+        shared(&many) && (1..=n).step_by(97).all(|i| shared(&many.join(i.to_string())))
+    });
+    drain(&w, &data, "overflow");
+    let config = sftpctl::config::Config::load(Some(&w.sb.config)).unwrap().0;
+    let report = sftpctl::perms::scan(&config, false).unwrap();
+    assert!(report.is_clean() && report.not_shared == 0, "{report}");
+    let out = w.watch.as_mut().unwrap().stop();
+    assert!(!out.contains(" 0 overflow(s)"), "no overflow happened?\n{out}");
+}
+
+/// `perms.enabled = false`: the hidden command says so and exits 0.
+#[test]
+fn disabled_in_config() {
+    let sb = Sandbox::new();
+    let text = fs::read_to_string(&sb.config).unwrap();
+    sb.set_config(&format!("{text}\n[perms]\nenabled = false\n"));
+    let out = sb.sftpctl_ok(&["perms-watch"]);
+    assert!(support::stdout(&out).contains("perms.enabled = false"), "{}", show(&out));
+}
