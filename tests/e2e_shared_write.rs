@@ -217,7 +217,9 @@ fn shared_within_1s(w: &World, p: &Path) {
         ok,
         "{} is not group-writable 1 s later (mode {:04o})\n{}",
         p.display(),
-        fs::symlink_metadata(p).map(|m| m.mode() & 0o7777).unwrap_or(0),
+        fs::symlink_metadata(p)
+            .map(|m| m.mode() & 0o7777)
+            .unwrap_or(0),
         w.watch_output()
     );
 }
@@ -253,7 +255,12 @@ fn as_user(user: &str, group: &str, dir: &Path, script: &str) -> Output {
 #[track_caller]
 fn drain(w: &World, dir: &Path, tag: &str) {
     let p = dir.join(format!(".drain-{tag}"));
-    let out = as_user(&w.alice, &w.sb.group, dir, &format!("echo > {}", p.display()));
+    let out = as_user(
+        &w.alice,
+        &w.sb.group,
+        dir,
+        &format!("echo > {}", p.display()),
+    );
     assert!(out.status.success(), "{}", show(&out));
     let ok = holds_within(DEADLINE, || shared(&p));
     assert!(ok, "drain file not repaired\n{}", w.watch_output());
@@ -307,7 +314,12 @@ fn uploads_and_mkdirs_become_group_writable_and_both_sides_can_write() {
             &format!("sftp://127.0.0.1:{}/data/", sb.ssh_port),
         ],
     );
-    assert!(out.status.success(), "curl mkdir\n{}\n{}", show(&out), sb.sshd_log());
+    assert!(
+        out.status.success(),
+        "curl mkdir\n{}\n{}",
+        show(&out),
+        sb.sshd_log()
+    );
     let by_curl = data.join("by-curl");
     shared_within_1s(&w, &by_curl);
     assert_eq!(mode(&by_curl), 0o2775);
@@ -337,7 +349,11 @@ fn uploads_and_mkdirs_become_group_writable_and_both_sides_can_write() {
     sb.sftp_ok(alice, akey, "put -p keep.sh sub/keep.sh\n");
     let keep = sub.join("keep.sh");
     shared_within_1s(&w, &keep);
-    assert_eq!(mode(&keep), 0o760, "the owner's x kept, g+rw added, nothing for others");
+    assert_eq!(
+        mode(&keep),
+        0o760,
+        "the owner's x kept, g+rw added, nothing for others"
+    );
 
     // 5. The admin overwrites alice's file and creates a file in alice's curl-made directory.
     local_file(sb, "admin1.txt", b"overwritten by the admin\n", 0o644);
@@ -489,11 +505,19 @@ done"#,
     let out = as_user(&w.alice, &w.sb.group, &data, &script);
     assert!(out.status.success(), "attack loop\n{}", show(&out));
     drain(&w, &data, "race");
-    assert_eq!(t.state(), before, "an outside inode was changed\n{}", w.watch_output());
+    assert_eq!(
+        t.state(),
+        before,
+        "an outside inode was changed\n{}",
+        w.watch_output()
+    );
     // The watcher was working all along: the real directories and files are repaired.
     for i in [0, 199, 399] {
         assert!(shared(&data.join(format!("d{i}.real"))), "d{i}.real");
-        assert!(shared(&data.join(format!("d{i}.real/inner"))), "d{i}.real/inner");
+        assert!(
+            shared(&data.join(format!("d{i}.real/inner"))),
+            "d{i}.real/inner"
+        );
         assert!(fs::symlink_metadata(data.join(format!("f{i}")))
             .unwrap()
             .file_type()
@@ -514,7 +538,11 @@ fn sftp_upload_then_symlink_swap_never_reaches_outside_files() {
     local_file(&w.sb, "x.txt", b"x\n", 0o644);
     let mut script = String::new();
     for i in 0..60 {
-        let target = if i % 2 == 0 { &t.user_file } else { &t.root_file };
+        let target = if i % 2 == 0 {
+            &t.user_file
+        } else {
+            &t.root_file
+        };
         script.push_str(&format!(
             "put x.txt s{i}\nrm s{i}\nsymlink {} s{i}\n",
             target.display()
@@ -525,7 +553,12 @@ fn sftp_upload_then_symlink_swap_never_reaches_outside_files() {
     let data = w.sb.data(&w.alice);
     shared_within_1s(&w, &data.join("last.txt"));
     drain(&w, &data, "sftp");
-    assert_eq!(t.state(), before, "an outside inode was changed\n{}", w.watch_output());
+    assert_eq!(
+        t.state(),
+        before,
+        "an outside inode was changed\n{}",
+        w.watch_output()
+    );
 }
 
 /// A symlinked directory in the data tree is never followed — not by the start-up scan, not by
@@ -583,11 +616,19 @@ fn symlinked_dirs_and_foreign_files_are_left_alone() {
     let config = sftpctl::config::Config::load(Some(&w.sb.config)).unwrap().0;
     let report = sftpctl::perms::scan(&config, true).unwrap();
     assert_eq!(report.jails, 1, "{report}");
-    assert_eq!(report.fixed, 0, "the watcher had fixed everything already\n{report}");
+    assert_eq!(
+        report.fixed, 0,
+        "the watcher had fixed everything already\n{report}"
+    );
     assert_eq!(report.skipped, 4, "{report}");
     assert!(report.errors.is_empty(), "{report}");
 
-    assert_eq!(t.state(), before, "an outside inode was changed\n{}", w.watch_output());
+    assert_eq!(
+        t.state(),
+        before,
+        "an outside inode was changed\n{}",
+        w.watch_output()
+    );
     assert_eq!(mode(&t.user_dir.join("created-through-link")), 0o644);
     assert_eq!(mode(&t.user_dir.join("subdir-through-link")), 0o755);
     for (p, _, _) in &foreign {
@@ -621,7 +662,11 @@ fn scan_lists_then_fixes_what_was_missed() {
     for p in ["a", "a/f", "a/b", "a/b/g"] {
         assert!(listed.contains(&p.to_string()), "{p} not listed\n{report}");
     }
-    assert_eq!(mode(&data.join("a/f")), 0o644, "scan without fix changed a mode");
+    assert_eq!(
+        mode(&data.join("a/f")),
+        0o644,
+        "scan without fix changed a mode"
+    );
 
     let report = sftpctl::perms::scan(&config, true).unwrap();
     assert_eq!((report.not_shared, report.fixed), (4, 4), "{report}");
@@ -662,14 +707,20 @@ fn queue_overflow_is_followed_by_a_full_rescan() {
     kill(pid, Signal::SIGCONT).unwrap();
     assert!(out.status.success(), "{}", show(&out));
     wait_until("every file repaired after the overflow", DEADLINE, || {
-        shared(&many) && (1..=n).step_by(97).all(|i| shared(&many.join(i.to_string())))
+        shared(&many)
+            && (1..=n)
+                .step_by(97)
+                .all(|i| shared(&many.join(i.to_string())))
     });
     drain(&w, &data, "overflow");
     let config = sftpctl::config::Config::load(Some(&w.sb.config)).unwrap().0;
     let report = sftpctl::perms::scan(&config, false).unwrap();
     assert!(report.is_clean() && report.not_shared == 0, "{report}");
     let out = w.watch.as_mut().unwrap().stop();
-    assert!(!out.contains(" 0 overflow(s)"), "no overflow happened?\n{out}");
+    assert!(
+        !out.contains(" 0 overflow(s)"),
+        "no overflow happened?\n{out}"
+    );
 }
 
 /// `perms.enabled = false`: the hidden command says so and exits 0.
@@ -679,5 +730,9 @@ fn disabled_in_config() {
     let text = fs::read_to_string(&sb.config).unwrap();
     sb.set_config(&format!("{text}\n[perms]\nenabled = false\n"));
     let out = sb.sftpctl_ok(&["perms-watch"]);
-    assert!(support::stdout(&out).contains("perms.enabled = false"), "{}", show(&out));
+    assert!(
+        support::stdout(&out).contains("perms.enabled = false"),
+        "{}",
+        show(&out)
+    );
 }

@@ -16,7 +16,10 @@ pub fn run(config: &Config) -> Result<()> {
     require_root("sftpctl perms-watch")?;
     let mut out = std::io::stdout();
     if !config.perms.enabled {
-        writeln!(out, "sftpctl perms-watch: perms.enabled = false, nothing to do")?;
+        writeln!(
+            out,
+            "sftpctl perms-watch: perms.enabled = false, nothing to do"
+        )?;
         return Ok(());
     }
     // Blocked before the watcher's thread exists, so only sigwait below sees them.
@@ -33,21 +36,24 @@ pub fn run(config: &Config) -> Result<()> {
     let s = watcher.stats();
     writeln!(
         out,
-        "sftpctl perms-watch: ready: {} data tree(s), {} watch(es), {} fixed at start",
-        s.jails, s.watches, s.fixed
+        "sftpctl perms-watch: ready: {} data tree(s), {} watch(es), {} fixed at start, {:.1} ms CPU",
+        s.jails,
+        s.watches,
+        s.fixed,
+        s.cpu_ns as f64 / 1e6
     )?;
     out.flush()?;
     let sig = signals.wait().context("cannot wait for a signal")?;
     let s = watcher.stop();
     writeln!(
         out,
-        "sftpctl perms-watch: {sig:?}: stopped after {} event(s), {} fixed, {} left alone, {} overflow(s), {} unwatched, {} ms CPU",
+        "sftpctl perms-watch: {sig:?}: stopped after {} event(s), {} fixed, {} left alone, {} overflow(s), {} unwatched, {:.1} ms CPU",
         s.events,
         s.fixed,
         s.skipped,
         s.overflows,
         s.unwatched,
-        s.cpu_ns / 1_000_000
+        s.cpu_ns as f64 / 1e6
     )?;
     Ok(())
 }

@@ -109,8 +109,14 @@ pub enum Outcome {
     /// Already group-writable (and setgid for a dir).
     Fine,
     /// Changed from → to (or, without `fix`, would be).
-    Fixed { from: u32, to: u32 },
-    NeedsFix { from: u32, to: u32 },
+    Fixed {
+        from: u32,
+        to: u32,
+    },
+    NeedsFix {
+        from: u32,
+        to: u32,
+    },
     /// Left alone, with the mode found.
     Skipped(Skip, u32),
     /// Gone, replaced by a symlink, or otherwise not openable beneath the data dir: nothing to
@@ -282,7 +288,10 @@ mod tests {
     #[test]
     fn join_handles_the_root() {
         assert_eq!(join(Path::new(""), OsStr::new("a")), PathBuf::from("a"));
-        assert_eq!(join(Path::new("a/b"), OsStr::new("c")), PathBuf::from("a/b/c"));
+        assert_eq!(
+            join(Path::new("a/b"), OsStr::new("c")),
+            PathBuf::from("a/b/c")
+        );
     }
 
     #[test]
@@ -297,7 +306,14 @@ mod tests {
         std::os::unix::fs::symlink("../outside/f", data.join("rel")).unwrap();
         std::os::unix::fs::symlink(&outside, data.join("dirlink")).unwrap();
         let fd = open_dir_path(&data).unwrap();
-        for p in ["abs", "rel", "dirlink/f", "dirlink", "../outside/f", "/etc/passwd"] {
+        for p in [
+            "abs",
+            "rel",
+            "dirlink/f",
+            "dirlink",
+            "../outside/f",
+            "/etc/passwd",
+        ] {
             let r = open_beneath(fd.as_raw_fd(), Path::new(p), false);
             assert!(r.is_err(), "{p} opened");
         }

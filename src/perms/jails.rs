@@ -129,11 +129,12 @@ pub fn open_jail(
     if jst.st_uid != 0 {
         return Err("the jail dir is not owned by root".into());
     }
-    let data_fd = match fsx::open_dir_beneath_mount_ok(jail_fd.as_raw_fd(), Path::new(&config.data_dir)) {
-        Ok(fd) => fd,
-        Err(nix::errno::Errno::ENOENT) => return Ok(None),
-        Err(e) => return Err(format!("cannot open its {}: {e}", config.data_dir)),
-    };
+    let data_fd =
+        match fsx::open_dir_beneath_mount_ok(jail_fd.as_raw_fd(), Path::new(&config.data_dir)) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(format!("cannot open its {}: {e}", config.data_dir)),
+        };
     let st = fsx::stat_fd(&data_fd).map_err(|e| format!("fstat: {e}"))?;
     if Kind::of_mode(st.st_mode) != Kind::Dir {
         return Err(format!("{} is not a directory", config.data_dir));

@@ -207,7 +207,11 @@ mod tests {
                 if let Decision::Fix(want) = decide(&inode, &owners()) {
                     assert_eq!(want & mode, mode, "removed bits from {mode:o}");
                     assert_eq!(want & 0o007, mode & 0o007, "changed world bits of {mode:o}");
-                    assert_eq!(want & 0o4700, mode & 0o4700, "changed owner bits of {mode:o}");
+                    assert_eq!(
+                        want & 0o4700,
+                        mode & 0o4700,
+                        "changed owner bits of {mode:o}"
+                    );
                     assert_eq!(want & !mode & !(DIR_ADD | FILE_ADD), 0);
                 }
             }
@@ -251,10 +255,7 @@ mod tests {
             user: 0,
             ..owners()
         };
-        assert_eq!(
-            decide(&file(0o644), &o),
-            Decision::Skip(Skip::ForeignOwner)
-        );
+        assert_eq!(decide(&file(0o644), &o), Decision::Skip(Skip::ForeignOwner));
     }
 
     #[test]

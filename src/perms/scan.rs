@@ -90,12 +90,9 @@ impl fmt::Display for ScanReport {
                     want,
                     if fixed { " (fixed)" } else { "" }
                 )?,
-                FindingKind::Skipped(why) => writeln!(
-                    f,
-                    "  {} {:04o} left alone: {why}",
-                    x.path.display(),
-                    x.mode
-                )?,
+                FindingKind::Skipped(why) => {
+                    writeln!(f, "  {} {:04o} left alone: {why}", x.path.display(), x.mode)?
+                }
             }
         }
         if self.truncated {
@@ -178,8 +175,10 @@ fn record(report: &mut ScanReport, data: &Path, rel: &Path, outcome: &Outcome) {
         }
         // A symlink (ELOOP), or gone since it was listed: nothing to report.
         Outcome::Unreachable(nix::errno::Errno::ELOOP | nix::errno::Errno::ENOENT) => {}
-        Outcome::Unreachable(e) => report
-            .errors
-            .push(format!("{}: {}", path().display(), e.desc())),
+        Outcome::Unreachable(e) => {
+            report
+                .errors
+                .push(format!("{}: {}", path().display(), e.desc()))
+        }
     }
 }

@@ -105,8 +105,9 @@ impl Watcher {
             )
         })?;
         // SAFETY: plain syscall; checked before use.
-        let wake = Errno::result(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })
-            .context("cannot create an eventfd")?;
+        let wake =
+            Errno::result(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })
+                .context("cannot create an eventfd")?;
         // SAFETY: a new descriptor that nothing else owns.
         let wake = unsafe { OwnedFd::from_raw_fd(wake) };
         let wake_thread = wake.try_clone().context("cannot duplicate the eventfd")?;
@@ -283,7 +284,8 @@ impl State {
     fn publish(&self) {
         let c = &self.shared.counters;
         c.jails.store(self.jails.len() as u64, Ordering::Relaxed);
-        c.watches.store(self.watches.len() as u64, Ordering::Relaxed);
+        c.watches
+            .store(self.watches.len() as u64, Ordering::Relaxed);
         c.cpu_ns.store(thread_cpu_ns(), Ordering::Relaxed);
     }
 
@@ -304,7 +306,10 @@ impl State {
 
     /// Everything again from scratch, after events were lost: new maps, stale watches removed.
     fn full_rescan(&mut self) {
-        self.shared.counters.overflows.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .counters
+            .overflows
+            .fetch_add(1, Ordering::Relaxed);
         log("the inotify queue overflowed: rescanning every data tree");
         self.ids.refresh(&self.config);
         let old = std::mem::take(&mut self.watches);
@@ -356,11 +361,21 @@ impl State {
             self.jails.remove(name);
             self.data_fds.remove(name);
         }
-        let mut result = jails::open_jail(self.root.as_raw_fd(), OsStr::new(name), &self.config, &self.ids);
-        if matches!(&result, Err(_)) && !verbose {
+        let mut result = jails::open_jail(
+            self.root.as_raw_fd(),
+            OsStr::new(name),
+            &self.config,
+            &self.ids,
+        );
+        if result.is_err() && !verbose {
             // A new account may not be in our copy of the group database yet.
             self.ids.refresh(&self.config);
-            result = jails::open_jail(self.root.as_raw_fd(), OsStr::new(name), &self.config, &self.ids);
+            result = jails::open_jail(
+                self.root.as_raw_fd(),
+                OsStr::new(name),
+                &self.config,
+                &self.ids,
+            );
         }
         match result {
             Ok(Some((jail, data_fd, _))) => {
@@ -475,7 +490,13 @@ impl State {
     /// (a move inside the watched trees was already re-walked at its new place), else drop
     /// it and everything we had below it.
     fn moved_self(&mut self, wd: i32) {
-        let Some(Watched::Tree { jail, rel, dev, ino }) = self.watches.get(&wd).cloned() else {
+        let Some(Watched::Tree {
+            jail,
+            rel,
+            dev,
+            ino,
+        }) = self.watches.get(&wd).cloned()
+        else {
             return;
         };
         if let Some(data) = self.data_fd(&jail) {
@@ -491,7 +512,9 @@ impl State {
             .watches
             .iter()
             .filter(|(_, w)| match w {
-                Watched::Tree { jail: j, rel: r, .. } => *j == jail && r.starts_with(&rel),
+                Watched::Tree {
+                    jail: j, rel: r, ..
+                } => *j == jail && r.starts_with(&rel),
                 _ => false,
             })
             .map(|(wd, _)| *wd)
@@ -664,7 +687,10 @@ mod tests {
     #[test]
     fn masks_never_ask_for_reads_or_opens() {
         for m in [ROOT_MASK, JAIL_MASK, TREE_MASK] {
-            assert_eq!(m & (libc::IN_OPEN | libc::IN_ACCESS | libc::IN_CLOSE_NOWRITE), 0);
+            assert_eq!(
+                m & (libc::IN_OPEN | libc::IN_ACCESS | libc::IN_CLOSE_NOWRITE),
+                0
+            );
             assert_ne!(m & ino::IN_ONLYDIR, 0);
         }
     }
