@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use nix::errno::Errno;
@@ -33,6 +33,9 @@ const TREE_MASK: u32 = ino::IN_CREATE
 const MAX_WATCHES_FILE: &str = "/proc/sys/fs/inotify/max_user_watches";
 /// Data dir descriptors kept open between events (the default RLIMIT_NOFILE is 1024).
 const FD_CACHE: usize = 64;
+/// At most one full rescan per this interval: a user who floods the queue on purpose cannot
+/// make the watcher rescan every jail back to back.
+const RESCAN_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Counters, readable while the watcher runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -122,6 +125,8 @@ impl Watcher {
             data_fds: HashMap::new(),
             shared: shared.clone(),
             limit_warned: false,
+            last_rescan: None,
+            rescan_due: None,
         };
         state.watches.insert(root_wd, Watched::Root);
         let thread = std::thread::Builder::new()
@@ -212,6 +217,10 @@ struct State {
     data_fds: HashMap<String, OwnedFd>,
     shared: Arc<Shared>,
     limit_warned: bool,
+    /// When the last full rescan ended.
+    last_rescan: Option<Instant>,
+    /// A full rescan is owed (after an overflow) and runs at this time.
+    rescan_due: Option<Instant>,
 }
 
 fn log(msg: impl std::fmt::Display) {
@@ -255,7 +264,14 @@ impl State {
                 },
             ];
             // SAFETY: a valid array of two pollfds.
-            let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            let timeout = match self.rescan_due {
+                None => -1,
+                Some(due) => due
+                    .saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .min(i32::MAX as u128) as i32,
+            };
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
             if r < 0 {
                 if Errno::last() == Errno::EINTR {
                     continue;
@@ -276,6 +292,9 @@ impl State {
                         return;
                     }
                 }
+            }
+            if self.rescan_due.is_some_and(|due| due <= Instant::now()) {
+                self.full_rescan();
             }
             self.publish();
         }
@@ -304,13 +323,33 @@ impl State {
         }
     }
 
-    /// Everything again from scratch, after events were lost: new maps, stale watches removed.
-    fn full_rescan(&mut self) {
+    /// Events were lost: a full rescan now, or — when the last one ended less than
+    /// [`RESCAN_INTERVAL`] ago — once that interval is over (events keep being handled).
+    fn overflowed(&mut self) {
         self.shared
             .counters
             .overflows
             .fetch_add(1, Ordering::Relaxed);
-        log("the inotify queue overflowed: rescanning every data tree");
+        if self.rescan_due.is_some() {
+            return;
+        }
+        let due = self
+            .last_rescan
+            .map_or_else(Instant::now, |t| t + RESCAN_INTERVAL);
+        log(format!(
+            "the inotify queue overflowed: rescanning every data tree{}",
+            if due > Instant::now() {
+                " shortly (one rescan per 30 s at most)"
+            } else {
+                ""
+            }
+        ));
+        self.rescan_due = Some(due);
+    }
+
+    /// Everything again from scratch, after events were lost: new maps, stale watches removed.
+    fn full_rescan(&mut self) {
+        self.rescan_due = None;
         self.ids.refresh(&self.config);
         let old = std::mem::take(&mut self.watches);
         self.jails.clear();
@@ -328,6 +367,7 @@ impl State {
                 self.inotify.rm(*wd);
             }
         }
+        self.last_rescan = Some(Instant::now());
     }
 
     /// `<root>/NAME` exists (at start, or it was just created): watch it, then try its data dir.
@@ -548,8 +588,7 @@ impl State {
         for ev in ino::parse(buf) {
             n += 1;
             if ev.mask & ino::IN_Q_OVERFLOW != 0 {
-                self.full_rescan();
-                done.clear();
+                self.overflowed();
                 continue;
             }
             if ev.mask & ino::IN_IGNORED != 0 {
