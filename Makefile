@@ -25,6 +25,7 @@ install: build
 bench:
 	$(CARGO) bench --bench watch
 	$(CARGO) bench --bench provision
+	$(CARGO) bench --bench perms
 
 clean:
 	$(CARGO) clean

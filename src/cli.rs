@@ -55,6 +55,10 @@ pub enum Command {
     Watch(WatchArgs),
     /// Print per-session summaries of a log file (e.g. /var/log/sftp.log).
     Report(ReportArgs),
+    /// Run only the shared-write permission watcher in the foreground until SIGTERM/SIGINT
+    /// (for tests; `watch` runs it when perms.enabled).
+    #[command(hide = true)]
+    PermsWatch,
 }
 
 #[derive(Debug, Args)]

@@ -50,6 +50,7 @@ pub struct Config {
     pub systemd: Systemd,
     pub watch: Watch,
     pub mail: Mail,
+    pub perms: Perms,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -133,6 +134,18 @@ pub struct Watch {
     pub receive_buffer_bytes: usize,
 }
 
+/// Shared write access (issue 5): files and directories created in any data tree are made
+/// group-writable by the watcher, whatever mode the SFTP client asked for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Perms {
+    /// Run the permission watcher inside `sftpctl watch`.
+    pub enabled: bool,
+    /// When the watcher runs out of inotify watches it may raise the kernel's
+    /// `fs.inotify.max_user_watches` up to this value; 0 = never touch that sysctl.
+    pub max_user_watches: u32,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Mail {
@@ -205,6 +218,7 @@ impl Default for Config {
             systemd: Systemd::default(),
             watch: Watch::default(),
             mail: Mail::default(),
+            perms: Perms::default(),
         }
     }
 }
@@ -272,6 +286,15 @@ impl Default for Watch {
             max_list_entries: 100,
             max_open_sessions: 50_000,
             receive_buffer_bytes: 8 << 20,
+        }
+    }
+}
+
+impl Default for Perms {
+    fn default() -> Self {
+        Perms {
+            enabled: true,
+            max_user_watches: 1_048_576,
         }
     }
 }
@@ -441,6 +464,13 @@ impl Config {
         if !self.mail.smtp.password_file.as_os_str().is_empty() {
             check_abs_path("mail.smtp.password_file", &self.mail.smtp.password_file)?;
         }
+        let watches = self.perms.max_user_watches;
+        if watches != 0 && !(8192..=i32::MAX as u32).contains(&watches) {
+            anyhow::bail!(
+                "perms.max_user_watches: {watches} must be 0 (never raise the kernel limit) or between 8192 and {}",
+                i32::MAX
+            );
+        }
         Ok(())
     }
 
@@ -567,6 +597,24 @@ port = 587
             "[watch]\nmax_list_entries = 0",
             "[watch]\nidle_timeout_secs = 0",
             "[mail]\nretry_max_secs = 0",
+        ] {
+            assert!(Config::parse(bad).is_err(), "accepted {bad}");
+        }
+    }
+
+    #[test]
+    fn perms_section_defaults_and_validation() {
+        let c = Config::default();
+        assert!(c.perms.enabled);
+        assert_eq!(c.perms.max_user_watches, 1_048_576);
+        let c = Config::parse("[perms]\nenabled = false\nmax_user_watches = 0\n").unwrap();
+        assert!(!c.perms.enabled);
+        assert_eq!(c.perms.max_user_watches, 0);
+        for bad in [
+            "[perms]\nmax_user_watches = 100",
+            "[perms]\nmax_user_watches = 4294967295",
+            "[perms]\nenabled = \"yes\"",
+            "[perms]\nmode = \"0664\"",
         ] {
             assert!(Config::parse(bad).is_err(), "accepted {bad}");
         }

@@ -10,6 +10,7 @@ pub mod jail;
 pub mod keys;
 pub mod names;
 pub mod openssh;
+pub mod perms;
 pub mod plan;
 pub mod registry;
 pub mod render;

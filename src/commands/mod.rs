@@ -6,6 +6,7 @@ mod apply;
 mod init;
 mod key;
 mod list_users;
+mod perms_watch;
 mod refresh_log_links;
 mod remove_user;
 mod report;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Apply(args) => apply::run(&config, &args),
         Command::Watch(args) => watch::run(&config, &source, &args),
         Command::Report(args) => report::run(&config, &args),
+        Command::PermsWatch => perms_watch::run(&config),
     }
 }
 

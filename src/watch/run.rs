@@ -174,6 +174,22 @@ pub fn watch(config: &Config, input: Input, options: Options) -> Result<()> {
     if live {
         daemon::install_stop_handlers()?;
     }
+    // Shared write access (issue 5) runs beside the live watcher, after detaching: threads
+    // do not survive a fork. Dropped (stopped) when this function returns.
+    let _perms = if live && config.perms.enabled {
+        // Its thread inherits a mask without SIGTERM/SIGINT, so they reach this thread.
+        let stop = nix::sys::signal::SigSet::from_iter([
+            nix::sys::signal::Signal::SIGTERM,
+            nix::sys::signal::Signal::SIGINT,
+        ]);
+        stop.thread_block().context("cannot block stop signals")?;
+        let started = crate::perms::Watcher::start(config);
+        stop.thread_unblock()
+            .context("cannot unblock stop signals")?;
+        Some(started?)
+    } else {
+        None
+    };
 
     let outbox_dir = state_dir.join("outbox");
     let writer = Writer::open(&outbox_dir)?;

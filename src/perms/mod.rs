@@ -1,0 +1,26 @@
+//! Shared write access (issue 5): every file and directory created in any jail's data tree
+//! becomes group-writable (directories also setgid) within a second, whatever mode the SFTP
+//! client asked for, because a umask can only remove bits.
+//!
+//! - [`Watcher`]: inotify on the jail root, every jail dir and every directory of every data
+//!   tree; a thread repairs each created, closed, moved-in or chmod'ed entry. Started by
+//!   `sftpctl watch` when `perms.enabled` (and by the hidden `sftpctl perms-watch`).
+//! - [`scan`]: one pass over all data trees for `doctor` (list) and `doctor --fix` (repair).
+//!
+//! Both act as root on paths users control, so every path is opened with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)`
+//! relative to the data dir, checked with `fstat` on that descriptor (regular file or
+//! directory, owned by the jail's user or the admin, group `group`, same filesystem) and
+//! changed with `fchmod` on that same descriptor, adding only `g+rw` (files) or `g+rwxs`
+//! (directories). See `docs/shared-write.md` for the race analysis and measured cost.
+
+mod fsx;
+mod inotify;
+mod jails;
+pub mod policy;
+mod scan;
+mod watcher;
+
+pub use jails::UserCheck;
+pub use scan::{scan, scan_with, Finding, FindingKind, ScanReport, MAX_LISTED};
+pub use watcher::{Stats, Watcher};
