@@ -186,7 +186,17 @@ pub fn watch(config: &Config, input: Input, options: Options) -> Result<()> {
         let started = crate::perms::Watcher::start(config);
         stop.thread_unblock()
             .context("cannot unblock stop signals")?;
-        Some(started?)
+        // Mail reports are the watcher's first job: it goes on without shared write access,
+        // says so here (the journal or watch.log) and `sftpctl doctor` reports it.
+        match started {
+            Ok(watcher) => Some(watcher),
+            Err(e) => {
+                eprintln!(
+                    "sftpctl watch: warning: shared write access is not running: {e:#} (files uploaded now keep the mode the client asked for; `sftpctl doctor --fix` repairs them later)"
+                );
+                None
+            }
+        }
     } else {
         None
     };
