@@ -736,3 +736,46 @@ fn disabled_in_config() {
         show(&out)
     );
 }
+
+/// The unit `init` installs runs `sftpctl watch --foreground`; that process (not only the
+/// hidden perms-watch) keeps uploads group-writable.
+#[test]
+fn the_installed_watch_service_runs_it() {
+    let mut w = world(true);
+    let unit = fs::read_to_string(w.sb.path("systemd/sftpctl-watch.service")).unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart in the unit");
+    assert!(exec.ends_with(" watch --foreground"), "{exec}");
+    drop(w.sb.udp_capture()); // frees watch.listen for the watcher
+    let log = w.sb.path("run/watch.log");
+    let mut child = Command::new(SFTPCTL)
+        .arg("--config")
+        .arg(&w.sb.config)
+        .args(["watch", "--foreground"])
+        .env_remove("SFTPCTL_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let port = w.sb.watch_addr.port();
+    wait_until("the watcher to listen", DEADLINE, || {
+        std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
+    });
+    local_file(&w.sb, "svc.txt", b"service\n", 0o644);
+    w.sb.sftp_ok(&w.alice, &w.alice_key, "put svc.txt svc.txt\n");
+    let target = w.sb.data(&w.alice).join("svc.txt");
+    let ok = holds_within(Duration::from_secs(1), || shared(&target));
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let status = wait_exit(&mut child);
+    assert!(
+        ok,
+        "mode {:o}\n{}",
+        mode(&target),
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(status.is_some_and(|s| s.success()), "watch exit {status:?}");
+    w.watch = None;
+}
