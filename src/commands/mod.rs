@@ -1,7 +1,8 @@
 //! One module per subcommand. Each builds a Plan (provisioning) or runs a loop (watch).
 
 mod add_user;
-mod init;
+mod doctor;
+pub(crate) mod init;
 mod refresh_log_links;
 mod report;
 mod watch;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init(args) => init::run(&config, &source, &args),
         Command::AddUser(args) => add_user::run(&config, &args),
         Command::RefreshLogLinks(args) => refresh_log_links::run(&config, args.dry_run),
+        Command::Doctor(args) => doctor::run(&config, &source, &args),
         Command::Watch(args) => watch::run(&config, &source, &args),
         Command::Report(args) => report::run(&config, &args),
     }
