@@ -88,7 +88,13 @@ fn transfer_is_logged(w: &World, tag: &str) {
 fn found_and_repaired(w: &mut World, needle: &str, after_fix: impl FnOnce(&mut World)) {
     let sb = &w.sb;
     let out = doctor(sb, &[]);
-    assert_eq!(out.status.code(), Some(1), "doctor must fail\n{}", show(&out));
+    println!("doctor with the fault:\n{}", show(&out)); // for CI logs
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "doctor must fail\n{}",
+        show(&out)
+    );
     let failing = fails(&out);
     assert!(
         failing.iter().any(|l| l.contains(needle)),
@@ -111,7 +117,9 @@ fn found_and_repaired(w: &mut World, needle: &str, after_fix: impl FnOnce(&mut W
     );
     before.assert_same(&sb.snapshot(), "doctor --fix --dry-run");
 
+    println!("doctor --fix --dry-run:\n{}", show(&dry)); // for CI logs
     let fixed = doctor(sb, &["--fix"]);
+    println!("doctor --fix:\n{}", show(&fixed)); // for CI logs
     assert_eq!(
         fixed.status.code(),
         Some(0),
@@ -130,13 +138,12 @@ fn healthy_exchange_passes_and_json_parses() {
     let sb = &w.sb;
     transfer_is_logged(&w, "healthy");
     let out = doctor(sb, &[]);
+    println!("{}", show(&out)); // for CI logs
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = stdout(&out);
     for line in text.lines().filter(|l| !l.starts_with("      ")) {
         assert!(
-            line.starts_with("ok   ")
-                || line.starts_with("warn ")
-                || line.starts_with("doctor: "),
+            line.starts_with("ok   ") || line.starts_with("warn ") || line.starts_with("doctor: "),
             "unexpected line {line:?}\n{text}"
         );
     }
@@ -161,7 +168,10 @@ fn healthy_exchange_passes_and_json_parses() {
         );
     }
     assert!(text.contains(&format!("admin {}", sb.admin)), "{text}");
-    assert!(text.lines().last().unwrap().starts_with("doctor: "), "{text}");
+    assert!(
+        text.lines().last().unwrap().starts_with("doctor: "),
+        "{text}"
+    );
 
     let json = doctor(sb, &["--json"]);
     assert_eq!(json.status.code(), Some(0), "{}", show(&json));
@@ -178,7 +188,11 @@ fn healthy_exchange_passes_and_json_parses() {
     let before = sb.snapshot();
     let fixed = doctor(sb, &["--fix"]);
     assert_eq!(fixed.status.code(), Some(0), "{}", show(&fixed));
-    assert!(stdout(&fixed).contains("nothing doctor can repair"), "{}", show(&fixed));
+    assert!(
+        stdout(&fixed).contains("nothing doctor can repair"),
+        "{}",
+        show(&fixed)
+    );
     before.assert_same(&sb.snapshot(), "doctor --fix on a healthy system");
 
     // Not root: read-only checks still run and say what they cannot see; --fix is refused.
@@ -188,7 +202,11 @@ fn healthy_exchange_passes_and_json_parses() {
         "{}",
         show(&nobody)
     );
-    assert!(stdout(&nobody).contains("not running as root"), "{}", show(&nobody));
+    assert!(
+        stdout(&nobody).contains("not running as root"),
+        "{}",
+        show(&nobody)
+    );
     let nobody_fix = sb.sftpctl_as_nobody(&["doctor", "--fix"]);
     support::assert_fails_one_line(&nobody_fix, 2);
     assert!(support::stderr(&nobody_fix).contains("must run as root"));
@@ -260,11 +278,15 @@ fn drifted_sshd_dropin_is_found_and_repaired() {
         "the drift is shown as a diff\n{text}"
     );
     assert!(
-        fails(&out).iter().any(|l| l.contains(&format!("sshd -T {}", w.alice))),
+        fails(&out)
+            .iter()
+            .any(|l| l.contains(&format!("sshd -T {}", w.alice))),
         "sshd -T shows the wrong ForceCommand\n{text}"
     );
     found_and_repaired(&mut w, "drift ", |w| w.sb.reload_sshd());
-    assert!(!fs::read_to_string(&dropin).unwrap().contains("internal-sftp -u 0002"));
+    assert!(!fs::read_to_string(&dropin)
+        .unwrap()
+        .contains("internal-sftp -u 0002"));
     let init = w.sb.sftpctl_ok(&["init", "--dry-run"]);
     assert!(
         stdout(&init).contains("dry run: nothing to change"),
@@ -304,7 +326,11 @@ fn user_flag_limits_the_per_user_checks() {
 
     let all = doctor(sb, &[]);
     assert_eq!(all.status.code(), Some(1), "{}", show(&all));
-    assert!(fails(&all).iter().any(|l| l.contains(&bob)), "{}", show(&all));
+    assert!(
+        fails(&all).iter().any(|l| l.contains(&bob)),
+        "{}",
+        show(&all)
+    );
 
     let only_alice = doctor(sb, &["--user", &w.alice]);
     assert_eq!(only_alice.status.code(), Some(0), "{}", show(&only_alice));

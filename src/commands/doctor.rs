@@ -39,7 +39,10 @@ pub fn run(config: &Config, source: &Source, args: &DoctorArgs) -> Result<()> {
 
     if !args.fix {
         if args.json {
-            write_json(&mut out, json!({ "checks": checks, "summary": Summary::of(&checks) }))?;
+            write_json(
+                &mut out,
+                json!({ "checks": checks, "summary": Summary::of(&checks) }),
+            )?;
         } else {
             print_checks(&mut out, &checks)?;
         }
@@ -146,7 +149,12 @@ fn verdict(checks: &[Check]) -> Result<()> {
     if failed.is_empty() {
         return Ok(());
     }
-    let mut names = failed.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+    let mut names = failed
+        .iter()
+        .take(5)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
     if failed.len() > 5 {
         names.push_str(", ...");
     }

@@ -233,8 +233,14 @@ fn jailed(
         return vec![Check::fail(
             AREA,
             label,
-            format!("{name} is listed in group {} but no such account exists", ctx.config.jail_group),
-            format!("gpasswd -d {name} {}, or sftpctl add-user {name}", ctx.config.jail_group),
+            format!(
+                "{name} is listed in group {} but no such account exists",
+                ctx.config.jail_group
+            ),
+            format!(
+                "gpasswd -d {name} {}, or sftpctl add-user {name}",
+                ctx.config.jail_group
+            ),
         )];
     };
     let mut out = Vec::new();
@@ -327,7 +333,10 @@ fn admin_checks(
         out.push(Check::fail(
             AREA,
             &label,
-            format!("{admin} is in {}: the admin is chrooted like a client and cannot see other jails", ctx.config.jail_group),
+            format!(
+                "{admin} is in {}: the admin is chrooted like a client and cannot see other jails",
+                ctx.config.jail_group
+            ),
             format!("gpasswd -d {admin} {}", ctx.config.jail_group),
         ));
     }
@@ -340,30 +349,48 @@ fn admin_checks(
         out.push(Check::fail(
             AREA,
             &label,
-            format!("{admin} is not in group {}: it cannot write in the jails' data dirs", ctx.config.group),
+            format!(
+                "{admin} is not in group {}: it cannot write in the jails' data dirs",
+                ctx.config.group
+            ),
             format!("usermod -aG {} {admin}", ctx.config.group),
         ));
     }
     if Path::new(&pw.shell) != ctx.config.admin_shell {
-        out.push(Check::warn(
-            AREA,
-            &label,
-            format!("shell is {}, the config says admin_shell = {}", pw.shell, ctx.config.admin_shell.display()),
-            format!("usermod -s {} {admin}", ctx.config.admin_shell.display()),
-        )
-        .repair(Usermod {
-            name: admin.into(),
-            field: AccountField::Shell(ctx.config.admin_shell.clone()),
-        }));
+        out.push(
+            Check::warn(
+                AREA,
+                &label,
+                format!(
+                    "shell is {}, the config says admin_shell = {}",
+                    pw.shell,
+                    ctx.config.admin_shell.display()
+                ),
+                format!("usermod -s {} {admin}", ctx.config.admin_shell.display()),
+            )
+            .repair(Usermod {
+                name: admin.into(),
+                field: AccountField::Shell(ctx.config.admin_shell.clone()),
+            }),
+        );
     }
     if let Some(entry) = shadow.and_then(|s| s.get(admin)) {
-        out.extend(password_check(admin, &label, Some(entry), today, &mut Vec::new()));
+        out.extend(password_check(
+            admin,
+            &label,
+            Some(entry),
+            today,
+            &mut Vec::new(),
+        ));
     }
     if out.is_empty() {
         out.push(Check::ok(
             AREA,
             label,
-            format!("in group {}, not jailed, shell {}", ctx.config.group, pw.shell),
+            format!(
+                "in group {}, not jailed, shell {}",
+                ctx.config.group, pw.shell
+            ),
         ));
     }
     out
@@ -400,9 +427,18 @@ mod tests {
         assert_eq!(password_state(&entry("!", None), today), LockedKeyOnly);
         assert_eq!(password_state(&entry("!!", None), today), LockedKeyOnly);
         assert_eq!(password_state(&entry("!*", None), today), LockedKeyOnly);
-        assert_eq!(password_state(&entry("!$6$x$y", None), today), LockedPassword);
-        assert_eq!(password_state(&entry("!*", Some(1)), today), LockedOnPurpose);
-        assert_eq!(password_state(&entry("!*", Some(30_000)), today), LockedKeyOnly);
+        assert_eq!(
+            password_state(&entry("!$6$x$y", None), today),
+            LockedPassword
+        );
+        assert_eq!(
+            password_state(&entry("!*", Some(1)), today),
+            LockedOnPurpose
+        );
+        assert_eq!(
+            password_state(&entry("!*", Some(30_000)), today),
+            LockedKeyOnly
+        );
         assert_eq!(password_state(&entry("", None), today), Empty);
     }
 

@@ -36,8 +36,13 @@ pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
         match kind {
             Kind::Missing => {
                 problems.push(
-                    Check::fail(AREA, label, format!("{} is missing", file.path.display()), fix)
-                        .repair(file),
+                    Check::fail(
+                        AREA,
+                        label,
+                        format!("{} is missing", file.path.display()),
+                        fix,
+                    )
+                    .repair(file),
                 );
                 continue;
             }
@@ -46,8 +51,14 @@ pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
                 problems.push(Check::fail(
                     AREA,
                     label,
-                    format!("{} is a {other:?}, not a regular file; sftpctl does not write through it", file.path.display()),
-                    format!("replace {} by a regular file, then run sftpctl init", file.path.display()),
+                    format!(
+                        "{} is a {other:?}, not a regular file; sftpctl does not write through it",
+                        file.path.display()
+                    ),
+                    format!(
+                        "replace {} by a regular file, then run sftpctl init",
+                        file.path.display()
+                    ),
                 ));
                 continue;
             }

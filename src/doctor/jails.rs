@@ -14,7 +14,10 @@ const AREA: &str = "jails";
 
 pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
     let mut out = root_chain(ctx);
-    if out.iter().any(|c| c.name == "jail root" && c.message.contains("missing")) {
+    if out
+        .iter()
+        .any(|c| c.name == "jail root" && c.message.contains("missing"))
+    {
         return out;
     }
     let mut problems = Vec::new();
@@ -52,7 +55,12 @@ fn root_chain(ctx: &Ctx) -> Vec<Check> {
         let (kind, md) = match inspect(dir) {
             Ok(x) => x,
             Err(e) => {
-                out.push(Check::warn(AREA, "chroot chain", format!("{e:#}"), "run as root"));
+                out.push(Check::warn(
+                    AREA,
+                    "chroot chain",
+                    format!("{e:#}"),
+                    "run as root",
+                ));
                 continue;
             }
         };
@@ -65,23 +73,41 @@ fn root_chain(ctx: &Ctx) -> Vec<Check> {
                         out.push(Check::warn(
                             AREA,
                             "chroot chain",
-                            format!("{} is a symlink; sshd checks the directory it points to", dir.display()),
+                            format!(
+                                "{} is a symlink; sshd checks the directory it points to",
+                                dir.display()
+                            ),
                             "prefer a real path for root in the config",
                         ));
                         md
                     }
                     _ => {
-                        out.push(Check::fail(AREA, "chroot chain", format!("{} is a symlink to no directory", dir.display()), "fix the path of root in the config"));
+                        out.push(Check::fail(
+                            AREA,
+                            "chroot chain",
+                            format!("{} is a symlink to no directory", dir.display()),
+                            "fix the path of root in the config",
+                        ));
                         continue;
                     }
                 }
             }
             (Kind::Missing, _) => {
-                out.push(Check::fail(AREA, "chroot chain", format!("{} is missing", dir.display()), "run sftpctl init"));
+                out.push(Check::fail(
+                    AREA,
+                    "chroot chain",
+                    format!("{} is missing", dir.display()),
+                    "run sftpctl init",
+                ));
                 return out;
             }
             _ => {
-                out.push(Check::fail(AREA, "chroot chain", format!("{} is not a directory", dir.display()), "choose another root in the config"));
+                out.push(Check::fail(
+                    AREA,
+                    "chroot chain",
+                    format!("{} is not a directory", dir.display()),
+                    "choose another root in the config",
+                ));
                 return out;
             }
         };
@@ -99,12 +125,19 @@ fn root_chain(ctx: &Ctx) -> Vec<Check> {
         }
     }
     out.extend(root_dir(root, "jail root", "run sftpctl init"));
-    out.extend(root_dir(&ctx.config.root_dev_dir(), "jail root dev", "run sftpctl init"));
+    out.extend(root_dir(
+        &ctx.config.root_dev_dir(),
+        "jail root dev",
+        "run sftpctl init",
+    ));
     if !out.iter().any(|c| c.status != crate::doctor::Status::Ok) {
         out.push(Check::ok(
             AREA,
             "chroot chain",
-            format!("every component of {} is root-owned and not group/world-writable", root.display()),
+            format!(
+                "every component of {} is root-owned and not group/world-writable",
+                root.display()
+            ),
         ));
     }
     out
@@ -115,8 +148,13 @@ fn root_dir(path: &Path, name: &str, missing_fix: &str) -> Option<Check> {
     match inspect(path) {
         Err(e) => Some(Check::warn(AREA, name, format!("{e:#}"), "run as root")),
         Ok((Kind::Missing, _)) => Some(
-            Check::fail(AREA, name, format!("{} is missing", path.display()), missing_fix)
-                .repair(Dir::root(path, 0o755)),
+            Check::fail(
+                AREA,
+                name,
+                format!("{} is missing", path.display()),
+                missing_fix,
+            )
+            .repair(Dir::root(path, 0o755)),
         ),
         Ok((Kind::Dir, Some(md))) => {
             let mode = md.mode() & 0o7777;
@@ -139,7 +177,11 @@ fn root_dir(path: &Path, name: &str, missing_fix: &str) -> Option<Check> {
                     Check::warn(
                         AREA,
                         name,
-                        format!("{} has {}, sftpctl made it root:root 0755", path.display(), meta_text(&md)),
+                        format!(
+                            "{} has {}, sftpctl made it root:root 0755",
+                            path.display(),
+                            meta_text(&md)
+                        ),
                         format!("chown root:root {0} && chmod 0755 {0}", path.display()),
                     )
                     .repair(Dir::root(path, 0o755)),
@@ -166,8 +208,13 @@ pub fn layout(ctx: &Ctx, name: &str) -> Vec<Check> {
     match inspect(&jail.dir) {
         Ok((Kind::Missing, _)) => {
             out.push(
-                Check::fail(AREA, &label, format!("{} is missing: {name} cannot log in", jail.dir.display()), &redo)
-                    .repair(Dir::root(&jail.dir, 0o755)),
+                Check::fail(
+                    AREA,
+                    &label,
+                    format!("{} is missing: {name} cannot log in", jail.dir.display()),
+                    &redo,
+                )
+                .repair(Dir::root(&jail.dir, 0o755)),
             );
         }
         Ok((Kind::Dir, _)) => out.extend(root_dir(&jail.dir, &label, &redo)),
@@ -175,7 +222,10 @@ pub fn layout(ctx: &Ctx, name: &str) -> Vec<Check> {
             out.push(Check::fail(
                 AREA,
                 &label,
-                format!("{} is a symlink; sftpctl never follows it as root", jail.dir.display()),
+                format!(
+                    "{} is a symlink; sftpctl never follows it as root",
+                    jail.dir.display()
+                ),
                 format!("remove the symlink, then run sftpctl add-user {name}"),
             ));
             return out;
@@ -217,8 +267,16 @@ fn data_dir(ctx: &Ctx, name: &str, jail: &Jail) -> Option<Check> {
     match inspect(&jail.data) {
         Err(e) => Some(Check::warn(AREA, label, format!("{e:#}"), "run as root")),
         Ok((Kind::Missing, _)) => Some(
-            Check::fail(AREA, label, format!("{} is missing: {name} has nowhere to write", jail.data.display()), fix)
-                .repair(want),
+            Check::fail(
+                AREA,
+                label,
+                format!(
+                    "{} is missing: {name} has nowhere to write",
+                    jail.data.display()
+                ),
+                fix,
+            )
+            .repair(want),
         ),
         Ok((Kind::Dir, Some(md))) => {
             let ok = Some(md.uid()) == uid
@@ -247,7 +305,10 @@ fn data_dir(ctx: &Ctx, name: &str, jail: &Jail) -> Option<Check> {
         Ok((kind, _)) => Some(Check::fail(
             AREA,
             label,
-            format!("{} is a {kind:?}, not a directory; sftpctl never follows it as root", jail.data.display()),
+            format!(
+                "{} is a {kind:?}, not a directory; sftpctl never follows it as root",
+                jail.data.display()
+            ),
             format!("move it away, then run sftpctl add-user {name}"),
         )),
     }

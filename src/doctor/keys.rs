@@ -50,7 +50,12 @@ fn chain(dir: &Path) -> Vec<Check> {
                 // sshd resolves the path first (realpath): the target is what counts.
                 Ok(md) if md.is_dir() => md,
                 _ => {
-                    out.push(Check::fail(AREA, "keys dir", format!("{} is a dangling symlink", part.display()), "fix sshd.authorized_keys_dir"));
+                    out.push(Check::fail(
+                        AREA,
+                        "keys dir",
+                        format!("{} is a dangling symlink", part.display()),
+                        "fix sshd.authorized_keys_dir",
+                    ));
                     return out;
                 }
             },
@@ -58,7 +63,10 @@ fn chain(dir: &Path) -> Vec<Check> {
                 let mut c = Check::fail(
                     AREA,
                     "keys dir",
-                    format!("{} is missing: no jailed user can log in with a key", part.display()),
+                    format!(
+                        "{} is missing: no jailed user can log in with a key",
+                        part.display()
+                    ),
                     "run sftpctl init",
                 );
                 if own {
@@ -68,11 +76,21 @@ fn chain(dir: &Path) -> Vec<Check> {
                 return out;
             }
             Ok((kind, _)) => {
-                out.push(Check::fail(AREA, "keys dir", format!("{} is a {kind:?}, not a directory", part.display()), "fix sshd.authorized_keys_dir"));
+                out.push(Check::fail(
+                    AREA,
+                    "keys dir",
+                    format!("{} is a {kind:?}, not a directory", part.display()),
+                    "fix sshd.authorized_keys_dir",
+                ));
                 return out;
             }
             Err(e) => {
-                out.push(Check::warn(AREA, "keys dir", format!("{e:#}"), "run as root"));
+                out.push(Check::warn(
+                    AREA,
+                    "keys dir",
+                    format!("{e:#}"),
+                    "run as root",
+                ));
                 return out;
             }
         };
@@ -97,7 +115,10 @@ fn chain(dir: &Path) -> Vec<Check> {
         out.push(Check::ok(
             AREA,
             "keys dir",
-            format!("{} and every directory above it are root-owned and not group/world-writable", dir.display()),
+            format!(
+                "{} and every directory above it are root-owned and not group/world-writable",
+                dir.display()
+            ),
         ));
     }
     out
@@ -117,7 +138,10 @@ fn key_file(path: &Path, name: &str, uid: Option<u32>, keys: &mut usize) -> Opti
             return Some(Check::warn(
                 AREA,
                 label,
-                format!("{} does not exist: {name} cannot log in with a key", path.display()),
+                format!(
+                    "{} does not exist: {name} cannot log in with a key",
+                    path.display()
+                ),
                 format!("sftpctl add-user {name} --key FILE adds one"),
             ))
         }
@@ -125,7 +149,10 @@ fn key_file(path: &Path, name: &str, uid: Option<u32>, keys: &mut usize) -> Opti
             return Some(Check::fail(
                 AREA,
                 label,
-                format!("{} is a {kind:?}, not a regular file; sftpctl does not follow it", path.display()),
+                format!(
+                    "{} is a {kind:?}, not a regular file; sftpctl does not follow it",
+                    path.display()
+                ),
                 "replace it by a regular file holding the keys",
             ))
         }
@@ -165,13 +192,23 @@ fn key_file(path: &Path, name: &str, uid: Option<u32>, keys: &mut usize) -> Opti
     }
     let text = match std::fs::read(path) {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-        Err(e) => return Some(Check::warn(AREA, label, format!("cannot read {}: {e}", path.display()), "run as root")),
+        Err(e) => {
+            return Some(Check::warn(
+                AREA,
+                label,
+                format!("cannot read {}: {e}", path.display()),
+                "run as root",
+            ))
+        }
     };
     match crate::keys::parse_text(&text) {
         Ok(k) if k.is_empty() => Some(Check::warn(
             AREA,
             label,
-            format!("{} holds no key: {name} cannot log in with a key", path.display()),
+            format!(
+                "{} holds no key: {name} cannot log in with a key",
+                path.display()
+            ),
             format!("sftpctl add-user {name} --key FILE adds one"),
         )),
         Ok(k) => {
@@ -181,7 +218,11 @@ fn key_file(path: &Path, name: &str, uid: Option<u32>, keys: &mut usize) -> Opti
                     Check::warn(
                         AREA,
                         label,
-                        format!("{} has {}; sftpctl keeps key files root:root 0644", path.display(), meta_text(&md)),
+                        format!(
+                            "{} has {}; sftpctl keeps key files root:root 0644",
+                            path.display(),
+                            meta_text(&md)
+                        ),
                         fix,
                     )
                     .repair(repair),

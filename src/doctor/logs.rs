@@ -46,7 +46,11 @@ fn socket_check(ctx: &Ctx, socket: &Path) -> (Check, Option<(u64, u64)>) {
                 .is_ok()
             {
                 (
-                    Check::ok(AREA, "rsyslog socket", format!("{} accepts datagrams", socket.display())),
+                    Check::ok(
+                        AREA,
+                        "rsyslog socket",
+                        format!("{} accepts datagrams", socket.display()),
+                    ),
                     Some((md.dev(), md.ino())),
                 )
             } else {
@@ -87,7 +91,10 @@ fn socket_check(ctx: &Ctx, socket: &Path) -> (Check, Option<(u64, u64)>) {
             ),
             None,
         ),
-        Err(e) => (Check::warn(AREA, "rsyslog socket", format!("{e:#}"), "run as root"), None),
+        Err(e) => (
+            Check::warn(AREA, "rsyslog socket", format!("{e:#}"), "run as root"),
+            None,
+        ),
     }
 }
 

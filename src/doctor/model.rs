@@ -169,7 +169,10 @@ mod tests {
     #[test]
     fn one_line_with_fix() {
         let c = Check::fail("jails", "jail alice", "mode 0775", "chmod 755 it");
-        assert_eq!(c.to_string(), "FAIL jail alice: mode 0775; fix: chmod 755 it");
+        assert_eq!(
+            c.to_string(),
+            "FAIL jail alice: mode 0775; fix: chmod 755 it"
+        );
         let ok = Check::ok("sshd", "sshd -t", "valid");
         assert_eq!(ok.to_string(), "ok   sshd -t: valid");
         let s = Summary::of(&[c, ok]);

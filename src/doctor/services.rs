@@ -12,7 +12,10 @@ pub fn rsyslog(ctx: &mut Ctx) -> Vec<Check> {
         return vec![Check::warn(
             "rsyslog",
             "rsyslogd -N1",
-            format!("{} does not exist or is not a file: not validated", c.main_config.display()),
+            format!(
+                "{} does not exist or is not a file: not validated",
+                c.main_config.display()
+            ),
             "set rsyslog.main_config to rsyslog's main config",
         )];
     }
@@ -41,7 +44,11 @@ pub fn logrotate(ctx: &mut Ctx) -> Vec<Check> {
         return vec![Check::fail(
             "logrotate",
             name,
-            format!("{} does not exist: {} grows without bound", path.display(), ctx.config.rsyslog.log_file.display()),
+            format!(
+                "{} does not exist: {} grows without bound",
+                path.display(),
+                ctx.config.rsyslog.log_file.display()
+            ),
             "doctor --fix (drift) or sftpctl init writes it",
         )];
     }
@@ -50,12 +57,24 @@ pub fn logrotate(ctx: &mut Ctx) -> Vec<Check> {
         Ok((ok, text)) => {
             let errs = errors(&text);
             if ok && errs.is_empty() {
-                vec![Check::ok("logrotate", name, format!("{} is valid", path.display()))]
+                vec![Check::ok(
+                    "logrotate",
+                    name,
+                    format!("{} is valid", path.display()),
+                )]
             } else {
                 vec![Check::fail(
                     "logrotate",
                     name,
-                    format!("{} is rejected: {}", path.display(), if errs.is_empty() { text.trim().to_string() } else { errs }),
+                    format!(
+                        "{} is rejected: {}",
+                        path.display(),
+                        if errs.is_empty() {
+                            text.trim().to_string()
+                        } else {
+                            errs
+                        }
+                    ),
                     "correct the file, or let doctor --fix (drift) rewrite it",
                 )]
             }

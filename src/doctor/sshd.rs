@@ -25,9 +25,18 @@ pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
     ];
     let mut out = Vec::new();
     match run_command(&argv) {
-        Ok(_) => out.push(Check::ok(AREA, "sshd -t", format!("{} is valid", config.sshd.config.display()))),
+        Ok(_) => out.push(Check::ok(
+            AREA,
+            "sshd -t",
+            format!("{} is valid", config.sshd.config.display()),
+        )),
         Err(e) if !ctx.is_root => {
-            out.push(Check::warn(AREA, "sshd -t", format!("{e:#}"), "run sftpctl doctor as root (sshd reads its host keys)"));
+            out.push(Check::warn(
+                AREA,
+                "sshd -t",
+                format!("{e:#}"),
+                "run sftpctl doctor as root (sshd reads its host keys)",
+            ));
             return out;
         }
         Err(e) => {
@@ -58,7 +67,12 @@ pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
     for ((name, jailed), result) in names.iter().zip(results) {
         let label = format!("sshd -T {name}");
         match result {
-            Err(e) => problems.push(Check::fail(AREA, label, e, "run the same sshd -T by hand to see why")),
+            Err(e) => problems.push(Check::fail(
+                AREA,
+                label,
+                e,
+                "run the same sshd -T by hand to see why",
+            )),
             Ok(settings) => {
                 let errors = if *jailed {
                     want.jailed(name, &settings)
@@ -72,7 +86,10 @@ pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
                             config.jail_group
                         )
                     } else {
-                        format!("take {name} out of {} and of any Match block that chroots it", config.jail_group)
+                        format!(
+                            "take {name} out of {} and of any Match block that chroots it",
+                            config.jail_group
+                        )
                     };
                     problems.push(Check::fail(AREA, label, errors.join("; "), fix));
                 }
@@ -121,7 +138,10 @@ impl Want {
         let get = |k: &str| s.get(k).map(String::as_str).unwrap_or("none");
         let chroot = get("chrootdirectory");
         if chroot != self.chroot && chroot != format!("{}/{name}", self.root) {
-            errors.push(format!("chrootdirectory is {chroot:?}, want {:?}", self.chroot));
+            errors.push(format!(
+                "chrootdirectory is {chroot:?}, want {:?}",
+                self.chroot
+            ));
         }
         let force = get("forcecommand");
         if force != self.force {
@@ -130,7 +150,10 @@ impl Want {
         let keys = get("authorizedkeysfile");
         let own = format!("{}/{name}", self.keys_dir);
         if !keys.split_whitespace().any(|k| k == self.keys || k == own) {
-            errors.push(format!("authorizedkeysfile is {keys:?}, want {:?}", self.keys));
+            errors.push(format!(
+                "authorizedkeysfile is {keys:?}, want {:?}",
+                self.keys
+            ));
         }
         errors
     }
@@ -147,14 +170,17 @@ impl Want {
     }
 }
 
+/// The effective settings of one user, or why `sshd -T` failed.
+type Effective = Result<HashMap<String, String>, String>;
+
 /// `sshd -T` for every name, in parallel (bounded); results in the order of `names`.
-fn effective_all(ctx: &Ctx, names: &[(String, bool)]) -> Vec<Result<HashMap<String, String>, String>> {
+fn effective_all(ctx: &Ctx, names: &[(String, bool)]) -> Vec<Effective> {
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, MAX_PARALLEL)
         .min(names.len().max(1));
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<HashMap<String, String>, String>>>> =
+    let results: Mutex<Vec<Option<Effective>>> =
         Mutex::new((0..names.len()).map(|_| None).collect());
     let binary = &ctx.config.sshd.binary;
     let config = &ctx.config.sshd.config;
@@ -179,11 +205,7 @@ fn effective_all(ctx: &Ctx, names: &[(String, bool)]) -> Vec<Result<HashMap<Stri
 }
 
 /// `sshd -T -C user=NAME,host=localhost,addr=127.0.0.1 -f CONFIG`, parsed.
-fn effective(
-    binary: &std::path::Path,
-    config: &std::path::Path,
-    name: &str,
-) -> Result<HashMap<String, String>, String> {
+fn effective(binary: &std::path::Path, config: &std::path::Path, name: &str) -> Effective {
     let spec = format!("user={name},host=localhost,addr=127.0.0.1");
     let out = Command::new(binary)
         .arg("-T")

@@ -33,7 +33,11 @@ fn listening(ctx: &Ctx) -> Check {
         }
     }
     if bound.iter().any(|a| covers(*a, listen)) {
-        Check::ok(AREA, "watcher listening", format!("UDP {listen} is bound (rsyslog forwards the jails' lines there)"))
+        Check::ok(
+            AREA,
+            "watcher listening",
+            format!("UDP {listen} is bound (rsyslog forwards the jails' lines there)"),
+        )
     } else {
         Check::warn(
             AREA,
@@ -142,17 +146,36 @@ fn outbox(ctx: &Ctx) -> Check {
     let name = "watcher outbox";
     match inspect(&dir) {
         Ok((Kind::Missing, _)) => {
-            return Check::ok(AREA, name, format!("{} does not exist yet: nothing waits for delivery", dir.display()))
+            return Check::ok(
+                AREA,
+                name,
+                format!(
+                    "{} does not exist yet: nothing waits for delivery",
+                    dir.display()
+                ),
+            )
         }
         Ok((Kind::Dir, _)) => {}
         Ok((kind, _)) => {
-            return Check::fail(AREA, name, format!("{} is a {kind:?}, not a directory", dir.display()), "move it away; the watcher recreates it")
+            return Check::fail(
+                AREA,
+                name,
+                format!("{} is a {kind:?}, not a directory", dir.display()),
+                "move it away; the watcher recreates it",
+            )
         }
         Err(e) => return Check::warn(AREA, name, format!("{e:#}"), "run as root"),
     }
     let b = match backlog(&dir) {
         Ok(b) => b,
-        Err(e) => return Check::warn(AREA, name, format!("cannot read {}: {e}", dir.display()), "run as root"),
+        Err(e) => {
+            return Check::warn(
+                AREA,
+                name,
+                format!("cannot read {}: {e}", dir.display()),
+                "run as root",
+            )
+        }
     };
     let age = b
         .oldest
@@ -191,21 +214,34 @@ mod tests {
                   \x20 113: 0100007F:159A 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 12345 2 0000000000000000 0\n\
                   \x20 114: 00000000:0044 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 12346 2 0000000000000000 0\n";
         let a = parse_proc_net_udp(v4);
-        assert_eq!(a, vec!["127.0.0.1:5530".parse().unwrap(), "0.0.0.0:68".parse().unwrap()]);
+        assert_eq!(
+            a,
+            vec![
+                "127.0.0.1:5530".parse().unwrap(),
+                "0.0.0.0:68".parse().unwrap()
+            ]
+        );
         let v6 = "  sl  local_address                         remote_address                        st\n\
                   \x20 0: 00000000000000000000000001000000:0203 00000000000000000000000000000000:0000 07\n\
                   \x20 1: 0000000000000000FFFF00000100007F:159A 00000000000000000000000000000000:0000 07\n";
         let a = parse_proc_net_udp(v6);
         assert_eq!(a[0], "[::1]:515".parse().unwrap());
         assert!(covers(a[1], "127.0.0.1:5530".parse().unwrap()));
-        assert!(covers("0.0.0.0:5530".parse().unwrap(), "127.0.0.1:5530".parse().unwrap()));
-        assert!(!covers("127.0.0.2:5530".parse().unwrap(), "127.0.0.1:5530".parse().unwrap()));
+        assert!(covers(
+            "0.0.0.0:5530".parse().unwrap(),
+            "127.0.0.1:5530".parse().unwrap()
+        ));
+        assert!(!covers(
+            "127.0.0.2:5530".parse().unwrap(),
+            "127.0.0.1:5530".parse().unwrap()
+        ));
         assert!(!covers(a[0], "127.0.0.1:515".parse().unwrap()));
     }
 
     #[test]
     fn counts_the_outbox_backlog() {
-        let dir = std::env::temp_dir().join(format!("sftpctl-doctor-outbox-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("sftpctl-doctor-outbox-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         assert_eq!(backlog(&dir).unwrap(), Backlog::default());

@@ -435,12 +435,7 @@ impl Step for Usermod {
             .current(&self.name)?
             .with_context(|| format!("account {} does not exist", self.name))?;
         let (flag, value) = self.field.flag_and_value();
-        run_account_command(&[
-            "usermod".into(),
-            flag.into(),
-            value,
-            self.name.clone(),
-        ])?;
+        run_account_command(&["usermod".into(), flag.into(), value, self.name.clone()])?;
         journal.record(Undo::RunCommand(vec![
             "usermod".into(),
             flag.into(),
