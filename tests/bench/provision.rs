@@ -5,7 +5,9 @@
 //! - add-user: mean wall time of the first and the last 10 of N users (N = SFTPCTL_BENCH_USERS,
 //!   default 200): the ratio shows whether the cost grows with the number of jails;
 //! - refresh-log-links over all N jails when every link is stale (a new socket inode, as after
-//!   an rsyslog restart), and when every link is fresh.
+//!   an rsyslog restart), and when every link is fresh;
+//! - doctor over all N users: wall time, and the part outside the parallel `sshd -T` calls
+//!   (from the hidden `--timings` breakdown); the target is <= 2 s for 1,000 users without them.
 //!
 //! No sshd or rsyslogd is needed: the socket is bound here.
 
@@ -150,7 +152,63 @@ spool_dir = "{d}/spool"
         stale.as_secs_f64() * 1e6 / n as f64,
         fresh.as_secs_f64() * 1e3
     );
+
+    let (wall, timings) = doctor(&config, &[]);
+    let sshd_t = timings
+        .iter()
+        .find(|(k, _)| k.starts_with("sshd -T"))
+        .map_or(0.0, |(_, v)| *v);
+    let checks = timings
+        .iter()
+        .find(|(k, _)| k == "checks total")
+        .map_or(0.0, |(_, v)| *v);
+    println!(
+        "doctor over {n} users: {:.0} ms wall ({:.2} ms a user); checks {:.0} ms, of which sshd -T (parallel) {:.0} ms; without sshd -T {:.0} ms ({:.2} ms a user)",
+        wall * 1e3,
+        wall * 1e3 / n as f64,
+        checks,
+        sshd_t,
+        checks - sshd_t,
+        (checks - sshd_t) / n as f64
+    );
+    for (k, v) in &timings {
+        println!("  doctor {k}: {v:.1} ms");
+    }
+    let (one, _) = doctor(&config, &["--user", &format!("{prefix}u0")]);
+    println!(
+        "doctor --user (one of {n} users): {:.0} ms wall",
+        one * 1e3
+    );
     drop(bench);
+}
+
+/// Runs `doctor --timings ARGS` (exit 0 or 1: the bench exchange has no keys, sshd or
+/// watcher, so some checks warn or fail); returns the wall time and the `timing:` lines.
+fn doctor(config: &Path, args: &[&str]) -> (f64, Vec<(String, f64)>) {
+    let start = Instant::now();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(["doctor", "--timings"])
+        .args(args)
+        .output()
+        .expect("run sftpctl doctor");
+    let wall = start.elapsed().as_secs_f64();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "sftpctl doctor failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let timings = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| l.strip_prefix("timing: "))
+        .filter_map(|l| {
+            let l = l.strip_suffix(" ms")?;
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect();
+    (wall, timings)
 }
 
 fn ssh_keygen(path: &Path) {
