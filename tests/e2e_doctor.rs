@@ -349,6 +349,12 @@ fn user_flag_limits_the_per_user_checks() {
     assert!(names.iter().all(|n| !n.contains(&w.alice)), "{names:#?}");
     assert!(v["summary"]["fail"].as_u64().unwrap() >= 1);
 
+    // The admin alone: its account and sshd -T, no jailed user's checks.
+    let admin = doctor(sb, &["--user", &sb.admin]);
+    assert_eq!(admin.status.code(), Some(0), "{}", show(&admin));
+    assert!(stdout(&admin).contains(&format!("ok   admin {}", sb.admin)));
+    assert!(!stdout(&admin).contains(&bob) && !stdout(&admin).contains(&w.alice));
+
     // --fix --user repairs only that user.
     let fixed = doctor(sb, &["--fix", "--user", &bob]);
     assert_eq!(fixed.status.code(), Some(0), "{}", show(&fixed));

@@ -31,6 +31,8 @@ pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
     out.extend(collapse(problems, || {
         let what = if ctx.all_users {
             format!("{n} jail(s)")
+        } else if ctx.users.is_empty() {
+            "no jailed user in scope".to_string()
         } else {
             format!("jail {}", ctx.users.join(","))
         };

@@ -175,10 +175,7 @@ spool_dir = "{d}/spool"
         println!("  doctor {k}: {v:.1} ms");
     }
     let (one, _) = doctor(&config, &["--user", &format!("{prefix}u0")]);
-    println!(
-        "doctor --user (one of {n} users): {:.0} ms wall",
-        one * 1e3
-    );
+    println!("doctor --user (one of {n} users): {:.0} ms wall", one * 1e3);
     drop(bench);
 }
 
