@@ -50,3 +50,99 @@ pub fn is_jailed(config: &Config, name: &str) -> bool {
     };
     user.primary_group_id() == jail_gid || jailed_names(config).contains(name)
 }
+
+/// One line of the shadow file, the fields sftpctl looks at.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Shadow {
+    /// The password field: `*` key-only, `!…` locked, else a hash.
+    pub password: String,
+    /// Account expiry in days since 1970; `Some(1)` (or any past day) = expired.
+    pub expire: Option<u64>,
+}
+
+impl Shadow {
+    pub fn locked(&self) -> bool {
+        self.password.starts_with('!')
+    }
+
+    pub fn has_password(&self) -> bool {
+        let p = self.password.trim_start_matches('!');
+        !p.is_empty() && p != "*"
+    }
+}
+
+/// Parses shadow text into name → fields.
+pub fn parse_shadow(text: &str) -> std::collections::HashMap<String, Shadow> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() < 8 {
+                return None;
+            }
+            Some((
+                f[0].to_string(),
+                Shadow {
+                    password: f[1].to_string(),
+                    expire: f[7].parse().ok(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Reads the shadow file once (root only).
+pub fn read_shadow(config: &Config) -> anyhow::Result<std::collections::HashMap<String, Shadow>> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(&config.shadow_file)
+        .with_context(|| format!("cannot read {} (run as root)", config.shadow_file.display()))?;
+    Ok(parse_shadow(&text))
+}
+
+/// The shadow fields of one account.
+pub fn shadow_of(config: &Config, name: &str) -> anyhow::Result<Option<Shadow>> {
+    Ok(read_shadow(config)?.remove(name))
+}
+
+/// Every managed account name, sorted.
+pub fn managed_names(config: &Config) -> Vec<String> {
+    let Some(gid) = gid_of(&config.group) else {
+        return vec![];
+    };
+    let mut names: Vec<String> = jailed_names(config)
+        .into_iter()
+        .filter(|n| users::get_user_by_name(n).is_some_and(|u| u.primary_group_id() == gid))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Refuses names that are not managed jailed accounts (exit code 2).
+pub fn require_managed(config: &Config, name: &str) -> anyhow::Result<()> {
+    crate::names::check_user_name("user name", name)
+        .map_err(|e| crate::error::usage(format!("{e:#}")))?;
+    match account(config, name) {
+        Account::Managed => Ok(()),
+        Account::Missing => Err(crate::error::usage(format!(
+            "there is no account {name}; `sftpctl list-users` shows the managed ones"
+        ))),
+        Account::Foreign => Err(crate::error::usage(format!(
+            "{name} is not a jailed sftpctl user; sftpctl leaves other accounts alone"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_lines() {
+        let s = parse_shadow(
+            "alice:*:20000:0:99999:7:::\nbob:!$y$j9T$abc:20000:0:99999:7::1:\nbad line\n",
+        );
+        assert!(!s["alice"].locked() && !s["alice"].has_password());
+        assert!(s["bob"].locked() && s["bob"].has_password());
+        assert_eq!(s["bob"].expire, Some(1));
+        assert_eq!(s.len(), 2);
+    }
+}

@@ -34,6 +34,23 @@ pub enum Command {
     AddUser(AddUserArgs),
     /// Re-link every jail's dev/log to rsyslog's current socket (run after rsyslog starts).
     RefreshLogLinks(DryRun),
+    /// List every managed user: jail, data size, keys, locked or not, e-mail, last session.
+    ListUsers(ListUsersArgs),
+    /// Remove a jailed user: ends its sessions, removes account, keys and jail.
+    RemoveUser(RemoveUserArgs),
+    /// Add, remove or list a user's authorized keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Set a user's password (read from stdin or a prompt, never from the command line).
+    Passwd(PasswdArgs),
+    /// Lock a user out (password and keys) and end its sessions.
+    Lock(NameArgs),
+    /// Unlock a user locked with `sftpctl lock`.
+    Unlock(NameArgs),
+    /// Set the address that gets a copy of this user's session reports ("" to clear).
+    SetEmail(SetEmailArgs),
+    /// Make the managed users match a declarative USERS.toml (create, change, and --prune).
+    Apply(ApplyArgs),
     /// Check the live system (jails, log links, sshd, accounts, keys, rsyslog, logrotate, the
     /// watcher, drift of managed files); one line per check. Exit 0 when nothing failed, 1
     /// otherwise.
@@ -74,6 +91,111 @@ pub struct AddUserArgs {
     /// OpenSSH public key file to authorize (repeatable).
     #[arg(long = "key", value_name = "FILE")]
     pub keys: Vec<PathBuf>,
+
+    /// Also set a password, read as one line from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// Address that gets a copy of this user's session reports.
+    #[arg(long, value_name = "ADDR")]
+    pub email: Option<String>,
+
+    #[command(flatten)]
+    pub dry_run: DryRun,
+}
+
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The managed user.
+    pub name: String,
+
+    #[command(flatten)]
+    pub dry_run: DryRun,
+}
+
+#[derive(Debug, Args)]
+pub struct ListUsersArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveUserArgs {
+    /// The managed user to remove.
+    pub name: String,
+
+    /// Leave the data dir in place (`<root>/NAME/<data_dir>`), remove everything else.
+    #[arg(long, conflicts_with_all = ["archive", "remove_data"])]
+    pub keep_data: bool,
+
+    /// Write the data dir to this new .tar.gz (root-only, 0600) before removing it.
+    #[arg(long, value_name = "FILE.tar.gz", conflicts_with = "remove_data")]
+    pub archive: Option<PathBuf>,
+
+    /// Delete the data. Without one of these three flags a non-empty data dir is refused.
+    #[arg(long)]
+    pub remove_data: bool,
+
+    #[command(flatten)]
+    pub dry_run: DryRun,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Authorize more public keys (duplicates are refused).
+    Add {
+        /// The managed user.
+        name: String,
+        /// OpenSSH public key file(s).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        dry_run: DryRun,
+    },
+    /// Remove a key, named by its SHA256 fingerprint (as `key list` shows) or its number.
+    Remove {
+        /// The managed user.
+        name: String,
+        /// `SHA256:…` fingerprint or the 1-based number from `key list`.
+        key: String,
+        #[command(flatten)]
+        dry_run: DryRun,
+    },
+    /// List the keys with their fingerprints.
+    List {
+        /// The managed user.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PasswdArgs {
+    /// The managed user.
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SetEmailArgs {
+    /// The managed user.
+    pub name: String,
+    /// The address, e.g. alice@client.example; "" removes it.
+    pub address: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The declarative user list (see docs/apply.md).
+    #[arg(value_name = "USERS.toml")]
+    pub file: PathBuf,
+
+    /// Also remove managed users that the file does not list (their data dirs are kept).
+    #[arg(long)]
+    pub prune: bool,
+
+    /// With --dry-run: exit 3 when changes would be made (for Ansible's changed_when).
+    #[arg(long, requires = "dry_run")]
+    pub exit_code: bool,
 
     #[command(flatten)]
     pub dry_run: DryRun,

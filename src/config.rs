@@ -38,6 +38,11 @@ pub struct Config {
     pub nologin_shell: PathBuf,
     /// Shell of the admin account.
     pub admin_shell: PathBuf,
+    /// One small root-only file per managed user with what the account database cannot
+    /// hold (the per-user report address).
+    pub user_dir: PathBuf,
+    /// The shadow file read to tell locked accounts and password state.
+    pub shadow_file: PathBuf,
     pub sshd: Sshd,
     pub pam: Pam,
     pub rsyslog: Rsyslog,
@@ -118,6 +123,14 @@ pub struct Watch {
     pub idle_timeout_secs: u64,
     /// Directory whose templates override the built-in mail templates (optional).
     pub template_dir: Option<PathBuf>,
+    /// Entries kept per list of one report (uploads, deletes, …); the rest is summed up as
+    /// "… and N more", totals stay exact.
+    pub max_list_entries: usize,
+    /// Open sessions followed at once; beyond that the least recently active one is reported
+    /// early, marked incomplete.
+    pub max_open_sessions: usize,
+    /// Receive buffer asked for the UDP socket, so bursts are not dropped.
+    pub receive_buffer_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -132,6 +145,8 @@ pub struct Mail {
     pub sendmail: PathBuf,
     /// Per-user recipients copied on that user's reports.
     pub users: std::collections::BTreeMap<String, String>,
+    /// Longest wait between two delivery attempts after failures (the wait doubles from 1 s).
+    pub retry_max_secs: u64,
     pub smtp: Smtp,
 }
 
@@ -153,6 +168,8 @@ pub struct Smtp {
     pub username: String,
     /// Root-only file holding the password; never the password itself.
     pub password_file: PathBuf,
+    /// Seconds one SMTP conversation may stall before the attempt counts as failed.
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -179,6 +196,8 @@ impl Default for Config {
             sftpctl_bin: "/usr/local/sbin/sftpctl".into(),
             nologin_shell: "/usr/sbin/nologin".into(),
             admin_shell: "/bin/bash".into(),
+            user_dir: "/etc/sftpctl/users".into(),
+            shadow_file: "/etc/shadow".into(),
             sshd: Sshd::default(),
             pam: Pam::default(),
             rsyslog: Rsyslog::default(),
@@ -250,6 +269,9 @@ impl Default for Watch {
             state_dir: "/var/lib/sftpctl".into(),
             idle_timeout_secs: 3600,
             template_dir: None,
+            max_list_entries: 100,
+            max_open_sessions: 50_000,
+            receive_buffer_bytes: 8 << 20,
         }
     }
 }
@@ -263,6 +285,7 @@ impl Default for Mail {
             to: vec!["root@localhost".into()],
             sendmail: "/usr/sbin/sendmail".into(),
             users: Default::default(),
+            retry_max_secs: 300,
             smtp: Smtp::default(),
         }
     }
@@ -276,6 +299,7 @@ impl Default for Smtp {
             tls: SmtpTls::None,
             username: String::new(),
             password_file: PathBuf::new(),
+            timeout_secs: 30,
         }
     }
 }
@@ -354,6 +378,8 @@ impl Config {
         check_abs_path("sftpctl_bin", &self.sftpctl_bin)?;
         check_abs_path("nologin_shell", &self.nologin_shell)?;
         check_abs_path("admin_shell", &self.admin_shell)?;
+        check_abs_path("user_dir", &self.user_dir)?;
+        check_abs_path("shadow_file", &self.shadow_file)?;
 
         check_abs_path("sshd.config", &self.sshd.config)?;
         check_abs_path("sshd.dropin", &self.sshd.dropin)?;
@@ -381,6 +407,24 @@ impl Config {
         }
         if let Some(dir) = &self.watch.template_dir {
             check_abs_path("watch.template_dir", dir)?;
+        }
+        if self.watch.idle_timeout_secs == 0 {
+            anyhow::bail!("watch.idle_timeout_secs must be at least 1, e.g. 3600");
+        }
+        if !(1..=100_000).contains(&self.watch.max_list_entries) {
+            anyhow::bail!("watch.max_list_entries must be between 1 and 100000");
+        }
+        if !(1..=10_000_000).contains(&self.watch.max_open_sessions) {
+            anyhow::bail!("watch.max_open_sessions must be between 1 and 10000000");
+        }
+        if !(65_536..=1 << 30).contains(&self.watch.receive_buffer_bytes) {
+            anyhow::bail!("watch.receive_buffer_bytes must be between 65536 and 1073741824");
+        }
+        if !(1..=3600).contains(&self.mail.smtp.timeout_secs) {
+            anyhow::bail!("mail.smtp.timeout_secs must be between 1 and 3600");
+        }
+        if !(1..=86_400).contains(&self.mail.retry_max_secs) {
+            anyhow::bail!("mail.retry_max_secs must be between 1 and 86400");
         }
         check_abs_path("mail.spool_dir", &self.mail.spool_dir)?;
         check_abs_path("mail.sendmail", &self.mail.sendmail)?;
@@ -520,6 +564,9 @@ port = 587
             "unknown_key = 1",
             "[watch]\nlisten = \"127.0.0.1:0\"",
             "[mail]\nfrom = \"a\\nBcc: x\"",
+            "[watch]\nmax_list_entries = 0",
+            "[watch]\nidle_timeout_secs = 0",
+            "[mail]\nretry_max_secs = 0",
         ] {
             assert!(Config::parse(bad).is_err(), "accepted {bad}");
         }

@@ -32,6 +32,14 @@ impl PublicKey {
         }
     }
 
+    /// `SHA256:…`, as `ssh-keygen -l` prints it.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let blob = base64_decode(&self.blob).unwrap_or_default();
+        let digest = sha2::Sha256::digest(&blob);
+        format!("SHA256:{}", base64_encode_unpadded(&digest))
+    }
+
     /// Same key, whatever the comment.
     pub fn same_key(&self, other: &PublicKey) -> bool {
         self.kind == other.kind && self.blob == other.blob
@@ -116,6 +124,23 @@ pub fn merge(existing: &[PublicKey], new: &[PublicKey]) -> String {
     all.iter().map(|k| k.line() + "\n").collect()
 }
 
+fn base64_encode_unpadded(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len() * 4 / 3 + 2);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
     fn val(c: u8) -> Option<u32> {
         Some(match c {
@@ -157,6 +182,7 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    const FP: &str = "SHA256:aSmXtDKcQ/RYex0bwn4Oldw+N/TnKvJ9ZLv/8uwHiu0";
     const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIERM+TvEz/PNGRxCuPvWn1SrOXeoQ7XilUerRX+NekUr alice@laptop";
 
     #[test]
@@ -188,6 +214,13 @@ mod tests {
         let mut b = a.clone();
         b.comment = "other comment".into();
         assert_eq!(merge(std::slice::from_ref(&a), &[b]), format!("{ED}\n"));
+    }
+
+    #[test]
+    fn fingerprint_matches_ssh_keygen() {
+        // what ssh-keygen -lf prints for this key
+        let k = parse_line(ED).unwrap();
+        assert_eq!(k.fingerprint(), FP);
     }
 
     #[test]

@@ -12,5 +12,6 @@ pub mod keys;
 pub mod names;
 pub mod openssh;
 pub mod plan;
+pub mod registry;
 pub mod render;
 pub mod watch;

@@ -12,9 +12,11 @@ use crate::error::{require_root, usage};
 use crate::jail::{Jail, DATA_MODE};
 use crate::keys;
 use crate::names;
+use crate::plan::account_steps::SetPassword;
 use crate::plan::fsops::{self, Kind, Meta};
 use crate::plan::steps::{gid_of, Dir, File, HardLink, User};
 use crate::plan::Plan;
+use crate::registry;
 
 pub fn run(config: &Config, args: &AddUserArgs) -> Result<()> {
     require_root("sftpctl add-user")?;
@@ -29,6 +31,14 @@ pub fn run(config: &Config, args: &AddUserArgs) -> Result<()> {
     for path in &args.keys {
         new_keys.extend(keys::read_key_file(path)?);
     }
+    if let Some(email) = &args.email {
+        registry::check_email(email).map_err(|e| usage(format!("--email: {e:#}")))?;
+    }
+    let password = if args.password_stdin {
+        Some(crate::commands::account::read_password(false)?)
+    } else {
+        None
+    };
     if accounts::account(config, name) == Account::Foreign {
         return Err(usage(format!(
             "an account named {name} already exists and is not a jailed sftpctl user; choose another name"
@@ -46,8 +56,37 @@ pub fn run(config: &Config, args: &AddUserArgs) -> Result<()> {
         );
     }
 
-    let jail = Jail::new(config, name);
     let mut plan = Plan::new();
+    jail_steps(&mut plan, config, name, true);
+    if !new_keys.is_empty() {
+        let path = config.sshd.authorized_keys_dir.join(name);
+        plan.push(Dir::root(&config.sshd.authorized_keys_dir, 0o755));
+        plan.push(File {
+            content: merged_keys(&path, &new_keys)?,
+            path,
+            meta: Some(Meta::root(0o644)),
+            topic: None,
+        });
+    }
+    if let Some(email) = &args.email {
+        let mut settings = registry::load(config, name)?;
+        settings.email = Some(email.clone());
+        registry::dir_steps(&mut plan, config)?;
+        plan.push(registry::file_step(config, name, &settings)?);
+    }
+    if let Some(password) = password {
+        plan.push(SetPassword {
+            name: name.to_string(),
+            password,
+        });
+    }
+    finish("add-user", plan, args.dry_run.dry_run)
+}
+
+/// The steps that make `name` a jailed account with its jail: account, jail dir, data dir,
+/// dev dir and (when rsyslog's socket exists) the dev/log link. Only this jail is touched.
+pub(crate) fn jail_steps(plan: &mut Plan, config: &Config, name: &str, warn: bool) {
+    let jail = Jail::new(config, name);
     plan.push(User {
         name: name.to_string(),
         primary_group: config.group.clone(),
@@ -64,27 +103,17 @@ pub fn run(config: &Config, args: &AddUserArgs) -> Result<()> {
         mode: DATA_MODE,
     });
     plan.push(Dir::root(&jail.dev, 0o755));
-    if fsops::inspect(&config.root_log_socket())?.0 == Kind::Socket {
+    let socket = config.root_log_socket();
+    if matches!(fsops::inspect(&socket), Ok((Kind::Socket, _))) {
         plan.push(HardLink {
-            target: config.root_log_socket(),
-            link: jail.log.clone(),
+            target: socket,
+            link: jail.log,
         });
-    } else {
+    } else if warn {
         eprintln!(
             "sftpctl: warning: rsyslog's socket {} does not exist yet, so {} is not linked: sessions of {name} are not logged until rsyslog runs with the sftpctl drop-in and `sftpctl refresh-log-links` ran",
-            config.root_log_socket().display(),
+            socket.display(),
             jail.log.display()
         );
     }
-    if !new_keys.is_empty() {
-        plan.push(Dir::root(&config.sshd.authorized_keys_dir, 0o755));
-        let path = config.sshd.authorized_keys_dir.join(name);
-        plan.push(File {
-            content: merged_keys(&path, &new_keys)?,
-            path,
-            meta: Some(Meta::root(0o644)),
-            topic: None,
-        });
-    }
-    finish("add-user", plan, args.dry_run.dry_run)
 }

@@ -1,9 +1,14 @@
 //! One module per subcommand. Each builds a Plan (provisioning) or runs a loop (watch).
 
+mod account;
 mod add_user;
+mod apply;
 mod doctor;
 pub(crate) mod init;
+mod key;
+mod list_users;
 mod refresh_log_links;
+mod remove_user;
 mod report;
 mod watch;
 
@@ -27,6 +32,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::AddUser(args) => add_user::run(&config, &args),
         Command::RefreshLogLinks(args) => refresh_log_links::run(&config, args.dry_run),
         Command::Doctor(args) => doctor::run(&config, &source, &args),
+        Command::ListUsers(args) => list_users::run(&config, &args),
+        Command::RemoveUser(args) => remove_user::run(&config, &args),
+        Command::Key(command) => key::run(&config, &command),
+        Command::Passwd(args) => account::passwd(&config, &args),
+        Command::Lock(args) => account::lock(&config, &args, true),
+        Command::Unlock(args) => account::lock(&config, &args, false),
+        Command::SetEmail(args) => account::set_email(&config, &args),
+        Command::Apply(args) => apply::run(&config, &args),
         Command::Watch(args) => watch::run(&config, &source, &args),
         Command::Report(args) => report::run(&config, &args),
     }
@@ -69,7 +82,7 @@ pub(crate) fn finish(command: &str, plan: Plan, dry_run: bool) -> Result<()> {
 }
 
 /// Adds root-owned 0755 directory steps for the missing ancestors of `path`.
-pub(crate) fn parent_dirs(plan: &mut Plan, path: &Path) -> Result<()> {
+pub fn parent_dirs(plan: &mut Plan, path: &Path) -> Result<()> {
     let mut missing = Vec::new();
     for dir in path.ancestors().skip(1) {
         if dir.as_os_str().is_empty() || std::fs::symlink_metadata(dir).is_ok() {

@@ -1,10 +1,24 @@
 //! `sftpctl watch`: see `crate::watch`.
 
+use std::time::Duration;
+
 use anyhow::Result;
 
 use crate::cli::WatchArgs;
 use crate::config::{Config, Source};
+use crate::watch::run::{watch, Input, Options};
 
-pub fn run(_config: &Config, _source: &Source, _args: &WatchArgs) -> Result<()> {
-    anyhow::bail!("watch is not built yet")
+pub fn run(config: &Config, _source: &Source, args: &WatchArgs) -> Result<()> {
+    let input = if args.stdin {
+        Input::Stream(Box::new(std::io::stdin()))
+    } else if let Some(path) = &args.follow {
+        Input::Follow(path.clone())
+    } else {
+        Input::Udp
+    };
+    let options = Options {
+        foreground: args.foreground || args.stdin,
+        retry_first: Duration::from_secs(1),
+    };
+    watch(config, input, options)
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::doctor::{collapse, Check, Ctx};
-use crate::plan::steps::{AccountField, Usermod, SHADOW_FILE};
+use crate::plan::steps::{AccountField, Usermod};
 
 const AREA: &str = "accounts";
 const PASSWD_FILE: &str = "/etc/passwd";
@@ -137,13 +137,17 @@ fn today() -> i64 {
 
 pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
     let mut out = Vec::new();
-    let shadow = match std::fs::read_to_string(SHADOW_FILE) {
+    let shadow_file = &ctx.config.shadow_file;
+    let shadow = match std::fs::read_to_string(shadow_file) {
         Ok(text) => Some(parse_shadow(&text)),
         Err(e) => {
             out.push(Check::warn(
                 AREA,
                 "shadow",
-                format!("cannot read {SHADOW_FILE} ({e}): password fields not checked"),
+                format!(
+                    "cannot read {} ({e}): password fields not checked",
+                    shadow_file.display()
+                ),
                 "run sftpctl doctor as root",
             ));
             None
@@ -304,7 +308,7 @@ fn jailed(
             None => out.push(Check::warn(
                 AREA,
                 &label,
-                format!("no line in {SHADOW_FILE}"),
+                format!("no line in {}", ctx.config.shadow_file.display()),
                 "pwck -r lists what is inconsistent",
             )),
             Some(entry) => out.extend(password_check(name, &label, Some(entry), today, locked)),

@@ -1,17 +1,17 @@
 //! The watcher: something is bound to `watch.listen` (read from /proc/net/udp{,6}, nothing is
 //! sent), and its outbox in `<watch.state_dir>/outbox` is not backing up.
 //!
-//! Outbox layout (see `watch::outbox`): segments `NNNNNNNNNNNNNNNN.seg` with one JSON report
+//! Outbox layout (read with [`crate::watch::outbox`]): segments `NNNNNNNNNNNNNNNN.seg` with one JSON report
 //! a line, and beside each an optional `NNNNNNNNNNNNNNNN.ack` listing the delivered record
 //! numbers (0-based line numbers), one a line.
 
-use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::doctor::{Check, Ctx};
 use crate::plan::fsops::{inspect, Kind};
+use crate::watch::outbox;
 
 const AREA: &str = "watcher";
 
@@ -100,23 +100,10 @@ pub struct Backlog {
     pub oldest: Option<SystemTime>,
 }
 
-pub fn backlog(dir: &Path) -> std::io::Result<Backlog> {
-    let mut segments: Vec<(u64, std::path::PathBuf)> = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(n) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".seg"))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        segments.push((n, entry.path()));
-    }
-    segments.sort();
+pub fn backlog(dir: &Path) -> anyhow::Result<Backlog> {
     let mut out = Backlog::default();
-    for (n, path) in segments {
+    for n in outbox::list_segments(dir)? {
+        let path = outbox::segment_path(dir, n);
         // lstat: a symlink planted in the outbox is not followed.
         let Ok((Kind::File, Some(md))) = inspect(&path) else {
             continue;
@@ -125,11 +112,7 @@ pub fn backlog(dir: &Path) -> std::io::Result<Backlog> {
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
             .count() as u64;
-        let acks: HashSet<u64> = match std::fs::read_to_string(dir.join(format!("{n:016}.ack"))) {
-            Ok(t) => t.lines().filter_map(|l| l.trim().parse().ok()).collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashSet::new(),
-            Err(e) => return Err(e),
-        };
+        let acks = outbox::read_acks(dir, n)?;
         let pending = records.saturating_sub(acks.len() as u64);
         if pending > 0 {
             out.pending += pending;
@@ -172,7 +155,7 @@ fn outbox(ctx: &Ctx) -> Check {
             return Check::warn(
                 AREA,
                 name,
-                format!("cannot read {}: {e}", dir.display()),
+                format!("cannot read {}: {e:#}", dir.display()),
                 "run as root",
             )
         }

@@ -88,21 +88,28 @@ pub fn read_regular(path: &Path) -> Result<Option<(Vec<u8>, Meta)>> {
     }
 }
 
-/// Replaces `path` atomically: a temporary file in the same directory, created exclusively
-/// and never through a link, gets owner, mode and bytes, is synced, then renamed over.
-pub fn write_atomic(path: &Path, bytes: &[u8], meta: Meta) -> Result<()> {
+/// `.NAME.sftpctl-<tag>-<pid>` beside `path` (cleared if a crashed run left it), and the
+/// directory both are in. Hidden names never match the `*.conf` globs of include dirs.
+fn hidden_sibling<'a>(path: &'a Path, tag: &str) -> Result<(&'a Path, PathBuf)> {
     let dir = path
         .parent()
         .with_context(|| format!("{} has no parent directory", path.display()))?;
     let name = path
         .file_name()
         .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.sftpctl-tmp-{}",
+    let sibling = dir.join(format!(
+        ".{}.sftpctl-{tag}-{}",
         name.to_string_lossy(),
         std::process::id()
     ));
-    let _ = std::fs::remove_file(&tmp);
+    let _ = std::fs::remove_file(&sibling);
+    Ok((dir, sibling))
+}
+
+/// Replaces `path` atomically: a temporary file in the same directory, created exclusively
+/// and never through a link, gets owner, mode and bytes, is synced, then renamed over.
+pub fn write_atomic(path: &Path, bytes: &[u8], meta: Meta) -> Result<()> {
+    let (dir, tmp) = hidden_sibling(path, "tmp")?;
     let write = || -> Result<()> {
         let mut file = OpenOptions::new()
             .write(true)
@@ -133,18 +140,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], meta: Meta) -> Result<()> {
 /// Keeps the current inode of `path` reachable under a hidden name in the same directory,
 /// so that a revert can rename it back exactly as it was.
 pub fn save_original(path: &Path) -> Result<PathBuf> {
-    let dir = path
-        .parent()
-        .with_context(|| format!("{} has no parent directory", path.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let saved = dir.join(format!(
-        ".{}.sftpctl-undo-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&saved);
+    let (_, saved) = hidden_sibling(path, "undo")?;
     std::fs::hard_link(path, &saved).with_context(|| {
         format!(
             "cannot keep the original of {} for a revert",
@@ -220,11 +216,7 @@ pub fn inode(path: &Path) -> Result<Option<(u64, u64)>> {
 /// Makes `link` a hard link to `target`, atomically replacing whatever `link` was:
 /// link under a temporary name in the same directory, then rename over.
 pub fn replace_hard_link(target: &Path, link: &Path) -> Result<()> {
-    let dir = link
-        .parent()
-        .with_context(|| format!("{} has no parent directory", link.display()))?;
-    let tmp: PathBuf = dir.join(format!(".log.sftpctl-tmp-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
+    let (_, tmp) = hidden_sibling(link, "tmp")?;
     // linkat without AT_SYMLINK_FOLLOW: a symlink at `target` would be linked, not followed.
     if let Err(e) = std::fs::hard_link(target, &tmp) {
         if e.raw_os_error() == Some(libc::EXDEV) {

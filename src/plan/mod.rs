@@ -6,6 +6,7 @@
 //! Changes are recorded in a [`Journal`]; when a change or a validator fails, the journal is
 //! replayed backwards so every file changed in this run is restored byte for byte.
 
+pub mod account_steps;
 pub mod fsops;
 pub mod journal;
 pub mod steps;
@@ -138,11 +139,26 @@ impl Plan {
     /// Applies the plan: changes, then validators (only if something changed), then the
     /// activations whose topic changed. A failing change or validator reverts this run.
     pub fn apply(self, out: &mut dyn Write) -> Result<Outcome> {
+        self.apply_with_progress(out, &|_| {})
+    }
+
+    /// [`Plan::apply`], calling `progress` with the number of change steps handled so far.
+    pub fn apply_with_progress(
+        self,
+        out: &mut dyn Write,
+        progress: &dyn Fn(usize),
+    ) -> Result<Outcome> {
         let mut journal = Journal::default();
         let mut outcome = Outcome::default();
         let mut topics = BTreeSet::new();
 
-        for step in self.steps.iter().filter(|s| s.phase() == Phase::Change) {
+        for (done, step) in self
+            .steps
+            .iter()
+            .filter(|s| s.phase() == Phase::Change)
+            .enumerate()
+        {
+            progress(done);
             let result = step.is_satisfied().and_then(|done| {
                 if done {
                     outcome.unchanged += 1;
@@ -161,7 +177,7 @@ impl Plan {
                 }
                 Ok(false) => {}
                 Err(err) => {
-                    let err = err.context(format!("could not {}", step.describe()));
+                    let err = err.context(format!("step \"{}\" failed", step.describe()));
                     return Err(revert(journal, err, out));
                 }
             }

@@ -1,1 +1,14 @@
 //! The watcher: source (udp | follow file | stdin) → parse → sessions → report → outbox → deliver.
+
+pub mod daemon;
+pub mod deliver;
+pub mod escape;
+pub mod mail;
+pub mod outbox;
+pub mod parse;
+pub mod report;
+pub mod run;
+pub mod session;
+pub mod source;
+pub mod state;
+pub mod time;

@@ -519,6 +519,7 @@ group = "{group}"
 jail_group = "{jail_group}"
 umask = "0002"
 sftpctl_bin = "{bin}"
+user_dir = "{d}/etc/sftpctl/users"
 
 [sshd]
 config = "{d}/etc/ssh/sshd_config"

@@ -1,0 +1,106 @@
+//! `passwd`, `lock`, `unlock`, `set-email`: changes to one managed account.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{Context, Result};
+
+use crate::accounts::require_managed;
+use crate::cli::{NameArgs, PasswdArgs, SetEmailArgs};
+use crate::commands::finish;
+use crate::config::Config;
+use crate::error::{require_root, usage};
+use crate::plan::account_steps::{KillSessions, SetLocked, SetPassword};
+use crate::plan::{Journal, Plan, Step};
+use crate::registry;
+
+pub fn passwd(config: &Config, args: &PasswdArgs) -> Result<()> {
+    require_root("sftpctl passwd")?;
+    require_managed(config, &args.name)?;
+    let password = read_password(std::io::stdin().is_terminal())?;
+    SetPassword {
+        name: args.name.clone(),
+        password,
+    }
+    .apply(&mut Journal::default())?;
+    println!("sftpctl passwd: password of {} set", args.name);
+    Ok(())
+}
+
+pub fn lock(config: &Config, args: &NameArgs, locked: bool) -> Result<()> {
+    let command = if locked { "lock" } else { "unlock" };
+    require_root(&format!("sftpctl {command}"))?;
+    require_managed(config, &args.name)?;
+    let mut plan = Plan::new();
+    plan.push(SetLocked {
+        config: config.clone(),
+        name: args.name.clone(),
+        locked,
+    });
+    if locked {
+        plan.push(KillSessions {
+            name: args.name.clone(),
+        });
+    }
+    finish(command, plan, args.dry_run.dry_run)
+}
+
+pub fn set_email(config: &Config, args: &SetEmailArgs) -> Result<()> {
+    require_root("sftpctl set-email")?;
+    require_managed(config, &args.name)?;
+    let email = if args.address.is_empty() {
+        None
+    } else {
+        registry::check_email(&args.address).map_err(|e| usage(format!("{e:#}")))?;
+        Some(args.address.clone())
+    };
+    let mut settings = registry::load(config, &args.name)?;
+    settings.email = email;
+    let mut plan = Plan::new();
+    registry::dir_steps(&mut plan, config)?;
+    plan.push(registry::file_step(config, &args.name, &settings)?);
+    finish("set-email", plan, false)
+}
+
+/// Reads a password: on a terminal, prompted twice without echo; otherwise one line of
+/// standard input. Never from argv, never echoed, never logged.
+pub fn read_password(prompt: bool) -> Result<String> {
+    let password = if prompt {
+        let first = prompt_hidden("New password: ")?;
+        let second = prompt_hidden("Repeat it: ")?;
+        if first != second {
+            return Err(usage("the two passwords differ; nothing was changed"));
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    };
+    if password.is_empty() {
+        return Err(usage("empty password: give one line on standard input"));
+    }
+    if password.chars().any(|c| c.is_control()) {
+        return Err(usage("the password must not hold control characters"));
+    }
+    Ok(password)
+}
+
+fn prompt_hidden(prompt: &str) -> Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(&stdin).context("cannot read the terminal settings")?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    eprint!("{prompt}");
+    std::io::stderr().flush().ok();
+    tcsetattr(&stdin, SetArg::TCSANOW, &quiet).context("cannot turn off echo")?;
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+    eprintln!();
+    read.context("cannot read the password")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}

@@ -1,0 +1,282 @@
+//! Steps that change existing accounts and remove things: passwords, locks, sessions,
+//! accounts, keys files and jails. Removals cannot be undone, so commands put them last,
+//! after every check and after the archive (if asked) was written.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+use crate::accounts;
+use crate::config::Config;
+use crate::plan::fsops::{self, Kind};
+use crate::plan::steps::{run_command, uid_of};
+use crate::plan::{Journal, Step};
+
+/// Runs a command with `input` on its stdin (how secrets reach chpasswd: never in argv).
+pub fn run_with_stdin(argv: &[&str], input: &[u8]) -> Result<()> {
+    let (program, args) = argv.split_first().context("empty command")?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {program}"))?;
+    child
+        .stdin
+        .take()
+        .context("no stdin")?
+        .write_all(input)
+        .with_context(|| format!("cannot write to {program}"))?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        // stderr of chpasswd names the user, never the secret.
+        bail!(
+            "{program} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// A password given in clear, hashed by the system (`chpasswd`, the method of login.defs).
+pub struct SetPassword {
+    pub name: String,
+    pub password: String,
+}
+
+impl Step for SetPassword {
+    fn describe(&self) -> String {
+        format!("set the password of {}", self.name)
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        Ok(false)
+    }
+    fn apply(&self, _journal: &mut Journal) -> Result<()> {
+        let line = format!("{}:{}\n", self.name, self.password);
+        run_with_stdin(&["chpasswd"], line.as_bytes())
+    }
+}
+
+/// A password hash as stored (`$y$…`, `$6$…`), or `*` for key-only.
+pub struct SetPasswordHash {
+    pub config: Config,
+    pub name: String,
+    pub hash: String,
+}
+
+impl Step for SetPasswordHash {
+    fn describe(&self) -> String {
+        format!("set the password hash of {}", self.name)
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        Ok(accounts::shadow_of(&self.config, &self.name)?
+            .is_some_and(|s| s.password.trim_start_matches('!') == self.hash))
+    }
+    fn apply(&self, _journal: &mut Journal) -> Result<()> {
+        let locked = accounts::shadow_of(&self.config, &self.name)?.is_some_and(|s| s.locked());
+        let hash = if locked {
+            format!("!{}", self.hash)
+        } else {
+            self.hash.clone()
+        };
+        run_with_stdin(
+            &["chpasswd", "-e"],
+            format!("{}:{hash}\n", self.name).as_bytes(),
+        )
+    }
+}
+
+/// Locked: `!` before the password field (no password login) and the account expired
+/// (sshd and PAM refuse keys too). Unlocked: both undone.
+pub struct SetLocked {
+    pub config: Config,
+    pub name: String,
+    pub locked: bool,
+}
+
+impl Step for SetLocked {
+    fn describe(&self) -> String {
+        let verb = if self.locked { "lock" } else { "unlock" };
+        format!("{verb} account {}", self.name)
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        let Some(s) = accounts::shadow_of(&self.config, &self.name)? else {
+            return Ok(false);
+        };
+        let expired = s.expire.is_some();
+        Ok(if self.locked {
+            s.locked() && expired
+        } else {
+            !s.locked() && !expired
+        })
+    }
+    fn apply(&self, _journal: &mut Journal) -> Result<()> {
+        let s = accounts::shadow_of(&self.config, &self.name)?.unwrap_or_default();
+        let mut argv = vec!["usermod".to_string()];
+        if self.locked {
+            if !s.locked() {
+                argv.push("-L".into());
+            }
+            argv.extend(["-e".into(), "1".into()]);
+        } else {
+            if s.locked() {
+                argv.push("-U".into());
+            }
+            argv.extend(["-e".into(), String::new()]);
+        }
+        argv.push(self.name.clone());
+        run_command(&argv).map(|_| ())
+    }
+}
+
+/// No process of the user runs (its SFTP sessions end).
+pub struct KillSessions {
+    pub name: String,
+}
+
+impl KillSessions {
+    fn running(&self) -> Result<bool> {
+        let Some(uid) = uid_of(&self.name) else {
+            return Ok(false);
+        };
+        let status = Command::new("pgrep")
+            .args(["-U", &uid.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .context("cannot run pgrep")?;
+        Ok(status.success())
+    }
+}
+
+impl Step for KillSessions {
+    fn describe(&self) -> String {
+        format!("end the running sessions of {}", self.name)
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        Ok(!self.running()?)
+    }
+    fn apply(&self, _journal: &mut Journal) -> Result<()> {
+        let uid = uid_of(&self.name).context("no such account")?.to_string();
+        let _ = Command::new("pkill").args(["-KILL", "-U", &uid]).status();
+        for _ in 0..50 {
+            if !self.running()? {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        bail!("processes of {} are still running after SIGKILL", self.name)
+    }
+}
+
+/// The account is gone (userdel, without -r: the home is the jail's data dir).
+pub struct RemoveAccount {
+    pub name: String,
+}
+
+impl Step for RemoveAccount {
+    fn describe(&self) -> String {
+        format!("remove account {}", self.name)
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        Ok(uid_of(&self.name).is_none())
+    }
+    fn apply(&self, _journal: &mut Journal) -> Result<()> {
+        run_command(&["userdel".into(), self.name.clone()]).map(|_| ())
+    }
+}
+
+/// A file, link or socket is gone (never a directory; a symlink itself, not its target).
+pub struct RemovePath {
+    pub path: PathBuf,
+}
+
+impl Step for RemovePath {
+    fn describe(&self) -> String {
+        format!("remove {}", self.path.display())
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        Ok(fsops::inspect(&self.path)?.0 == Kind::Missing)
+    }
+    fn apply(&self, _journal: &mut Journal) -> Result<()> {
+        if fsops::inspect(&self.path)?.0 == Kind::Dir {
+            bail!("{} is a directory", self.path.display());
+        }
+        fs_err::remove_file(&self.path)?;
+        Ok(())
+    }
+}
+
+/// A directory tree is gone. Symlinks inside are removed, never followed (std's
+/// `remove_dir_all` opens each level relative to its parent with O_NOFOLLOW).
+pub struct RemoveTree {
+    pub path: PathBuf,
+}
+
+impl Step for RemoveTree {
+    fn describe(&self) -> String {
+        format!(
+            "remove directory {} and everything in it",
+            self.path.display()
+        )
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        Ok(fsops::inspect(&self.path)?.0 == Kind::Missing)
+    }
+    fn apply(&self, _journal: &mut Journal) -> Result<()> {
+        match fsops::inspect(&self.path)?.0 {
+            Kind::Dir => fs_err::remove_dir_all(&self.path)?,
+            Kind::Missing => {}
+            _ => fs_err::remove_file(&self.path)?,
+        }
+        Ok(())
+    }
+}
+
+/// `dir` archived into a new `archive` (.tar.gz, root 0600); symlinks stored as symlinks.
+pub struct Archive {
+    pub dir: PathBuf,
+    pub archive: PathBuf,
+}
+
+impl Step for Archive {
+    fn describe(&self) -> String {
+        format!(
+            "archive {} into {}",
+            self.dir.display(),
+            self.archive.display()
+        )
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        Ok(false)
+    }
+    fn apply(&self, journal: &mut Journal) -> Result<()> {
+        let parent = self.dir.parent().context("data dir has no parent")?;
+        let name = self.dir.file_name().context("data dir has no name")?;
+        // Created first, exclusively and 0600, so the data is never readable by others.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&self.archive)
+            .with_context(|| format!("cannot create {}", self.archive.display()))?;
+        journal.record(crate::plan::journal::Undo::RemoveFile(self.archive.clone()));
+        let status = Command::new("tar")
+            .arg("-czf")
+            .arg(&self.archive)
+            .arg("-C")
+            .arg(parent)
+            .arg(name)
+            .status()
+            .context("cannot run tar")?;
+        if !status.success() {
+            bail!("tar failed ({status}) writing {}", self.archive.display());
+        }
+        Ok(())
+    }
+}

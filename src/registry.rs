@@ -1,0 +1,91 @@
+//! Per-user settings the account database cannot hold, one root-only TOML file per user in
+//! `user_dir` (e.g. `/etc/sftpctl/users/alice.toml`). Today: the report address.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::plan::fsops::{self, Meta};
+use crate::plan::steps::File;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserSettings {
+    /// Gets a copy of this user's session reports.
+    pub email: Option<String>,
+}
+
+pub fn path(config: &Config, name: &str) -> PathBuf {
+    config.user_dir.join(format!("{name}.toml"))
+}
+
+/// The stored settings of `name` (defaults when there is no file).
+pub fn load(config: &Config, name: &str) -> Result<UserSettings> {
+    let path = path(config, name);
+    match fsops::read_regular(&path)? {
+        None => Ok(UserSettings::default()),
+        Some((bytes, _)) => toml::from_str(&String::from_utf8_lossy(&bytes))
+            .with_context(|| format!("{} is not a valid sftpctl user file", path.display())),
+    }
+}
+
+/// The report address of `name`: its user file, else `mail.users` in the config.
+pub fn email_of(config: &Config, name: &str) -> Option<String> {
+    load(config, name)
+        .ok()
+        .and_then(|s| s.email)
+        .or_else(|| config.mail.users.get(name).cloned())
+}
+
+/// The steps that make `user_dir` exist (root 0700) with its missing parents.
+pub fn dir_steps(plan: &mut crate::plan::Plan, config: &Config) -> Result<()> {
+    crate::commands::parent_dirs(plan, &config.user_dir)?;
+    plan.push(crate::plan::steps::Dir::root(&config.user_dir, 0o700));
+    Ok(())
+}
+
+/// A plan step that writes the settings of `name` (root 0600).
+pub fn file_step(config: &Config, name: &str, settings: &UserSettings) -> Result<File> {
+    let body = toml::to_string(settings).context("cannot serialize user settings")?;
+    Ok(File {
+        path: path(config, name),
+        content: format!("# Managed by sftpctl: settings of user {name}\n{body}"),
+        meta: Some(Meta::root(0o600)),
+        topic: None,
+    })
+}
+
+/// Checks an e-mail address the way the mailer will parse it.
+pub fn check_email(addr: &str) -> Result<()> {
+    crate::names::check_single_line("e-mail address", addr)?;
+    addr.parse::<lettre::Address>()
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("{addr:?} is not an e-mail address: {e}"))
+}
+
+/// Where the watcher records the end of each user's last session (one RFC 3339 line).
+pub fn last_session_path(config: &Config, name: &str) -> PathBuf {
+    config.watch.state_dir.join("last-session").join(name)
+}
+
+/// The last session the watcher saw for `name`, if it recorded one.
+pub fn last_session(config: &Config, name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(last_session_path(config, name)).ok()?;
+    let line = text.lines().next()?.trim();
+    (!line.is_empty() && !line.chars().any(|c| c.is_control())).then(|| line.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        check_email("alice@client.example").unwrap();
+        for bad in ["", "alice", "a b@c.d", "a@b\nBcc: x@y", "<a@b>"] {
+            assert!(check_email(bad).is_err(), "accepted {bad:?}");
+        }
+    }
+}

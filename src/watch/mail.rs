@@ -1,0 +1,306 @@
+//! Report → mail: tera templates (subject, text, HTML) and the lettre message.
+//!
+//! The built-in templates live in `templates/mail/`; a file of the same name in
+//! `watch.template_dir` replaces one. Everything in the subject is squeezed onto one line so that
+//! no name from the log can add a header.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::Message;
+use tera::Tera;
+
+use super::report::Report;
+use crate::config::Config;
+use crate::error::usage;
+
+const SUBJECT: &str = "subject.txt";
+const TEXT: &str = "body.txt";
+const HTML: &str = "body.html";
+
+const BUILT_IN: [(&str, &str); 3] = [
+    (SUBJECT, include_str!("../../templates/mail/subject.txt")),
+    (TEXT, include_str!("../../templates/mail/body.txt")),
+    (HTML, include_str!("../../templates/mail/body.html")),
+];
+
+/// Longest subject sent; longer ones are cut with `…`.
+const MAX_SUBJECT_CHARS: usize = 200;
+
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+pub struct Templates {
+    tera: Tera,
+}
+
+impl Templates {
+    /// The built-in templates, each replaced by a same-named file in `dir` when there is one.
+    pub fn load(dir: Option<&Path>) -> Result<Templates> {
+        let mut sources = Vec::new();
+        for (name, built_in) in BUILT_IN {
+            let text = match dir.map(|d| d.join(name)) {
+                Some(path) if path.exists() => {
+                    fs_err::read_to_string(&path).context("cannot read a mail template override")?
+                }
+                _ => built_in.to_string(),
+            };
+            sources.push((name, text));
+        }
+        let mut tera = Tera::default();
+        tera.add_raw_templates(sources).map_err(|e| {
+            usage(format!(
+                "mail template does not parse: {}",
+                tera_message(&e)
+            ))
+        })?;
+        let templates = Templates { tera };
+        // An override that uses an unknown variable must fail now, not at the first session.
+        templates
+            .render(&super::report::example())
+            .map_err(|e| usage(format!("{e:#}")))?;
+        Ok(templates)
+    }
+
+    pub fn render(&self, report: &Report) -> Result<Rendered> {
+        let context = tera::Context::from_serialize(report).context("cannot serialize a report")?;
+        let render = |name: &str| {
+            self.tera
+                .render(name, &context)
+                .map_err(|e| anyhow::anyhow!("mail template {name}: {}", tera_message(&e)))
+        };
+        Ok(Rendered {
+            subject: one_line(&render(SUBJECT)?),
+            text: render(TEXT)?,
+            html: render(HTML)?,
+        })
+    }
+
+    pub fn render_text(&self, report: &Report) -> Result<String> {
+        let context = tera::Context::from_serialize(report).context("cannot serialize a report")?;
+        self.tera
+            .render(TEXT, &context)
+            .map_err(|e| anyhow::anyhow!("mail template {TEXT}: {}", tera_message(&e)))
+    }
+}
+
+/// Tera hides the useful part of its errors in `source()`.
+fn tera_message(err: &tera::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+/// Control characters (a newline would start a header) become spaces; runs of space collapse.
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for word in s.split(|c: char| c.is_whitespace() || c.is_control()) {
+        if word.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    if out.chars().count() > MAX_SUBJECT_CHARS {
+        out = out.chars().take(MAX_SUBJECT_CHARS - 1).collect();
+        out.push('…');
+    }
+    out
+}
+
+/// Sender and recipients, parsed once from the config.
+#[derive(Clone)]
+pub struct Addresses {
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    users: std::collections::BTreeMap<String, Mailbox>,
+}
+
+impl Addresses {
+    pub fn from_config(config: &Config) -> Result<Addresses> {
+        let parse = |key: &str, text: &str| -> Result<Mailbox> {
+            text.parse::<Mailbox>()
+                .map_err(|e| usage(format!("{key}: {text:?} is not a mail address ({e})")))
+        };
+        let from = parse("mail.from", &config.mail.from)?;
+        let to = config
+            .mail
+            .to
+            .iter()
+            .map(|t| parse("mail.to", t))
+            .collect::<Result<Vec<_>>>()?;
+        let mut users = std::collections::BTreeMap::new();
+        for (user, addr) in &config.mail.users {
+            users.insert(user.clone(), parse(&format!("mail.users.{user}"), addr)?);
+        }
+        if to.is_empty() && users.is_empty() {
+            return Err(usage(
+                "mail.to is empty and no mail.users are set: nobody would get the reports",
+            ));
+        }
+        Ok(Addresses { from, to, users })
+    }
+
+    /// `mail.to` plus the user's own address when one is configured.
+    pub fn recipients(&self, user: &str) -> Vec<Mailbox> {
+        let mut all = self.to.clone();
+        if let Some(own) = self.users.get(user) {
+            if !all.contains(own) {
+                all.push(own.clone());
+            }
+        }
+        all
+    }
+}
+
+/// The whole message: text and HTML alternatives, UTF-8.
+pub fn build_message(
+    addresses: &Addresses,
+    report: &Report,
+    rendered: Rendered,
+) -> Result<Message> {
+    let recipients = addresses.recipients(&report.user);
+    if recipients.is_empty() {
+        anyhow::bail!("no recipient for user {} (mail.to is empty)", report.user);
+    }
+    let mut builder = Message::builder()
+        .from(addresses.from.clone())
+        .subject(rendered.subject);
+    for to in recipients {
+        builder = builder.to(to);
+    }
+    builder
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(rendered.text),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(rendered.html),
+                ),
+        )
+        .context("cannot build the report mail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watch::parse::parse_line;
+    use crate::watch::session::{Limits, Sessions};
+
+    fn reports(text: &str) -> Vec<Report> {
+        let mut sessions = Sessions::new(Limits::default(), "/data");
+        let mut out = Vec::new();
+        for l in text.lines() {
+            sessions.apply(parse_line(l.as_bytes(), 1_796_000_000), 0, &mut out);
+        }
+        out
+    }
+
+    fn capture() -> Vec<Report> {
+        reports(include_str!(
+            "../../tests/fixtures/openssh-9.2-rsyslog-file.log"
+        ))
+    }
+
+    #[test]
+    fn text_body_names_every_file_with_its_bytes() {
+        let t = Templates::load(None).unwrap();
+        let r = &capture()[1];
+        let out = t.render(r).unwrap();
+        assert!(
+            out.text.contains("big.bin  2.9 MiB (3,000,000 bytes)"),
+            "{}",
+            out.text
+        );
+        assert!(out
+            .text
+            .contains("FAILED REQUESTS (1)\n  mkdir /forbidden: Permission denied"));
+        assert!(out.text.contains("DELETED (2)\n  big.renamed\n  big.sym"));
+        assert_eq!(
+            out.subject,
+            "SFTP alice@vm: 2 uploaded 1 downloaded 2 deleted 1 renamed 3 other changes 1 failed"
+        );
+        let r = &capture()[2];
+        let out = t.render(r).unwrap();
+        assert!(out
+            .text
+            .contains("huge.bin  1.7 MiB (1,827,840 bytes)  [INCOMPLETE: interrupted]"));
+        assert!(out.subject.ends_with("[INCOMPLETE]"));
+    }
+
+    #[test]
+    fn html_escapes_names() {
+        let t = Templates::load(None).unwrap();
+        let r = reports(
+            "2026-11-27T16:04:18+00:00 h internal-sftp[1]: session opened for local user bob from [::1]\n\
+             2026-11-27T16:04:18+00:00 h internal-sftp[1]: remove name \"/data/<b>x</b>&\"\n\
+             2026-11-27T16:04:18+00:00 h internal-sftp[1]: session closed for local user bob from [::1]\n",
+        );
+        let out = t.render(&r[0]).unwrap();
+        assert!(
+            out.html.contains("&lt;b&gt;x&lt;&#x2F;b&gt;&amp;"),
+            "{}",
+            out.html
+        );
+        assert!(out.text.contains("<b>x</b>&"));
+    }
+
+    #[test]
+    fn a_name_cannot_inject_a_header() {
+        assert_eq!(one_line("a\r\nBcc: evil@x\n"), "a Bcc: evil@x");
+        let long = "x".repeat(500);
+        assert_eq!(one_line(&long).chars().count(), MAX_SUBJECT_CHARS);
+        let t = Templates::load(None).unwrap();
+        let mut r = capture().remove(0);
+        r.user = "alice\r\nBcc: evil@example.com".into();
+        let rendered = t.render(&r).unwrap();
+        let addresses = Addresses::from_config(&Config::default()).unwrap();
+        let msg = build_message(&addresses, &r, rendered).unwrap();
+        let text = String::from_utf8(msg.formatted()).unwrap();
+        let headers = text.split("\r\n\r\n").next().unwrap();
+        assert!(!headers.lines().any(|l| l.starts_with("Bcc:")), "{headers}");
+    }
+
+    #[test]
+    fn per_user_recipient_is_added() {
+        let mut config = Config::default();
+        config
+            .mail
+            .users
+            .insert("alice".into(), "alice@client.example".into());
+        let a = Addresses::from_config(&config).unwrap();
+        assert_eq!(a.recipients("alice").len(), 2);
+        assert_eq!(a.recipients("bob").len(), 1);
+        config.mail.to = vec!["not an address".into()];
+        assert!(Addresses::from_config(&config).is_err());
+    }
+
+    #[test]
+    fn overrides_replace_built_ins_and_bad_ones_fail_early() {
+        let dir = std::env::temp_dir().join(format!("sftpctl-tpl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(SUBJECT), "Custom {{ user }}").unwrap();
+        let t = Templates::load(Some(&dir)).unwrap();
+        assert_eq!(t.render(&capture()[0]).unwrap().subject, "Custom alice");
+        std::fs::write(dir.join(SUBJECT), "{{ no_such_variable }}").unwrap();
+        assert!(Templates::load(Some(&dir)).is_err());
+        std::fs::write(dir.join(SUBJECT), "{% if %}").unwrap();
+        assert!(Templates::load(Some(&dir)).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,874 @@
+//! One log line → one [`Event`] of one SFTP session.
+//!
+//! Lines come as rsyslog's forward format (`<38>Nov 27 16:04:26 host internal-sftp[5900]: msg`)
+//! or its file format (`2026-11-27T16:04:18.430882+00:00 host internal-sftp[5701]: msg`).
+//! Names are quoted but `"` inside them is not escaped, so every message is read from its END:
+//! the fixed suffix (`" bytes read N written M`, `" mode 0644`, …) is matched first and the
+//! name is whatever lies between the fixed prefix and that suffix (a greedy name).
+
+use serde::{Deserialize, Serialize};
+
+use super::escape::for_people;
+use super::time;
+
+/// internal-sftp cuts messages at this many bytes; a message this long may have lost its end.
+pub const MESSAGE_LIMIT: usize = 500;
+/// Messages at least this long are not trusted: the cut may have shortened a number.
+const MAYBE_CUT: usize = MESSAGE_LIMIT - 4;
+
+/// A line that belongs to an SFTP session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    pub host: String,
+    pub pid: u32,
+    /// Unix seconds from the line's own timestamp, when it has one that parses.
+    pub time: Option<i64>,
+    /// Unix microseconds, when the timestamp has a fraction (or the watcher set the time of
+    /// receipt): tells a failure of this request from one of an unlogged request after it.
+    pub time_us: Option<i64>,
+    pub event: Event,
+}
+
+/// What [`parse_line`] made of a line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    Sftp(Line),
+    /// An internal-sftp line whose message is cut, garbled or unknown to this parser.
+    Unreadable {
+        host: String,
+        pid: u32,
+        time: Option<i64>,
+    },
+    /// Not an internal-sftp line at all (other programs, comments, blank lines, garbage).
+    Foreign,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFlags {
+    pub read: bool,
+    pub write: bool,
+    pub append: bool,
+    pub create: bool,
+    pub truncate: bool,
+    pub excl: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    SessionOpened {
+        user: String,
+        client: String,
+    },
+    SessionClosed {
+        user: String,
+        client: String,
+    },
+    Open {
+        path: String,
+        flags: OpenFlags,
+        mode: u32,
+    },
+    Close {
+        path: String,
+        read: u64,
+        written: u64,
+        forced: bool,
+    },
+    Opendir {
+        path: String,
+    },
+    Closedir {
+        path: String,
+    },
+    Remove {
+        path: String,
+    },
+    Rmdir {
+        path: String,
+    },
+    Mkdir {
+        path: String,
+        mode: u32,
+    },
+    Rename {
+        old: String,
+        new: String,
+    },
+    Symlink {
+        old: String,
+        new: String,
+    },
+    Hardlink {
+        old: String,
+        new: String,
+    },
+    SetSize {
+        path: String,
+        size: u64,
+    },
+    SetMode {
+        path: String,
+        mode: u32,
+    },
+    SetModtime {
+        path: String,
+    },
+    SetOwner {
+        path: String,
+        uid: u64,
+        gid: u64,
+    },
+    Statvfs {
+        path: String,
+    },
+    /// `stat`/`lstat`/`realpath`/`readlink`, logged only with `internal-sftp -l VERBOSE`: not
+    /// news for a report, but a failure after one belongs to it.
+    Lookup {
+        path: String,
+    },
+    /// A failed request; it carries no path: it answers the previous request of that pid.
+    SentStatus {
+        status: String,
+    },
+}
+
+/// Parses one line (without its newline). `now` (Unix seconds) supplies the year that the
+/// forward format leaves out. Never panics, whatever the bytes.
+pub fn parse_line(raw: &[u8], now: i64) -> Parsed {
+    let line = trim_end(raw);
+    let Some(((time, time_us), host, tag, message)) = split_header(line, now) else {
+        return Parsed::Foreign;
+    };
+    let (pid, message) = match sftp_pid(tag) {
+        Some(pid) => (pid, message),
+        // Fedora/RHEL log internal-sftp through sshd's monitor, suffixed ` [postauth]`.
+        None => match (sshd_pid(tag), message.strip_suffix(b" [postauth]")) {
+            (Some(pid), Some(inner)) if looks_like_sftp(inner) => (pid, inner),
+            _ => return Parsed::Foreign,
+        },
+    };
+    let host = String::from_utf8_lossy(host).into_owned();
+    let event = if message.len() >= MAYBE_CUT {
+        None
+    } else {
+        parse_message(message)
+    };
+    match event {
+        Some(event) => Parsed::Sftp(Line {
+            host,
+            pid,
+            time,
+            time_us,
+            event,
+        }),
+        None => Parsed::Unreadable { host, pid, time },
+    }
+}
+
+fn trim_end(mut s: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\n' | b'\r' | b'\0'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// ((seconds, microseconds), host, tag, message) of a syslog line.
+type Header<'a> = ((Option<i64>, Option<i64>), &'a [u8], &'a [u8], &'a [u8]);
+
+/// `[<PRI>]TIMESTAMP HOST TAG: MESSAGE` → (time, host, tag, message).
+fn split_header(line: &[u8], now: i64) -> Option<Header<'_>> {
+    let mut rest = line;
+    if let Some(after) = rest.strip_prefix(b"<") {
+        let end = after.iter().take(4).position(|&b| b == b'>')?;
+        if end == 0 || !after[..end].iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        rest = &after[end + 1..];
+    }
+    let time;
+    if rest.len() > 15 && rest[0].is_ascii_alphabetic() && rest[15] == b' ' {
+        time = (Some(time::parse_traditional(&rest[..15], now)?), None);
+        rest = &rest[16..];
+    } else {
+        let (stamp, after) = split_once(rest, b" ")?;
+        let (secs, micros) = time::parse_rfc3339_micros(stamp)?;
+        time = (
+            Some(secs),
+            micros.map(|us| secs.saturating_mul(1_000_000) + i64::from(us)),
+        );
+        rest = after;
+    }
+    let (host, rest) = split_once(rest, b" ")?;
+    let (tag, message) = split_once(rest, b": ")?;
+    if host.is_empty() {
+        return None;
+    }
+    Some((time, host, tag, message))
+}
+
+fn bracketed_pid(tag: &[u8], program: &[u8]) -> Option<u32> {
+    let inner = tag
+        .strip_prefix(program)?
+        .strip_prefix(b"[")?
+        .strip_suffix(b"]")?;
+    number(inner).and_then(|n| u32::try_from(n).ok())
+}
+
+fn sftp_pid(tag: &[u8]) -> Option<u32> {
+    bracketed_pid(tag, b"internal-sftp")
+}
+
+fn sshd_pid(tag: &[u8]) -> Option<u32> {
+    bracketed_pid(tag, b"sshd")
+}
+
+fn looks_like_sftp(message: &[u8]) -> bool {
+    parse_message(message).is_some()
+}
+
+fn split_once<'a>(s: &'a [u8], needle: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+    let at = find(s, needle)?;
+    Some((&s[..at], &s[at + needle.len()..]))
+}
+
+fn rsplit_once<'a>(s: &'a [u8], needle: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+    let at = rfind(s, needle)?;
+    Some((&s[..at], &s[at + needle.len()..]))
+}
+
+fn find(s: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || s.len() < needle.len() {
+        return None;
+    }
+    s.windows(needle.len()).position(|w| w == needle)
+}
+
+fn rfind(s: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || s.len() < needle.len() {
+        return None;
+    }
+    s.windows(needle.len()).rposition(|w| w == needle)
+}
+
+/// A decimal number that fits u64 (no sign, no spaces).
+fn number(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    s.iter().try_fold(0u64, |acc, d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// An octal mode as sftp-server prints it (`0644`, `0100644`).
+fn octal(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || s.len() > 11 || !s.iter().all(|b| (b'0'..=b'7').contains(b)) {
+        return None;
+    }
+    s.iter().try_fold(0u32, |acc, d| {
+        acc.checked_mul(8)?.checked_add(u32::from(d - b'0'))
+    })
+}
+
+/// The digits at the very end of `s` and what precedes them.
+fn trailing_number(s: &[u8]) -> Option<(&[u8], u64)> {
+    let n = s.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let (head, digits) = s.split_at(s.len() - n);
+    Some((head, number(digits)?))
+}
+
+fn name(raw: &[u8]) -> String {
+    for_people(raw)
+}
+
+/// `"NAME"` up to the end of the message.
+fn quoted_to_end(rest: &[u8]) -> Option<String> {
+    Some(name(rest.strip_suffix(b"\"")?))
+}
+
+/// `OLD" new "NEW"` (the rest after `old "`).
+fn old_new(rest: &[u8]) -> Option<(String, String)> {
+    let (old, new) = rsplit_once(rest.strip_suffix(b"\"")?, b"\" new \"")?;
+    Some((name(old), name(new)))
+}
+
+fn user_from(rest: &[u8]) -> Option<(String, String)> {
+    let (user, client) = rsplit_once(rest.strip_suffix(b"]")?, b" from [")?;
+    if user.is_empty() {
+        return None;
+    }
+    Some((name(user), name(client)))
+}
+
+fn flags(s: &[u8]) -> Option<OpenFlags> {
+    let mut f = OpenFlags::default();
+    if s.is_empty() {
+        return Some(f);
+    }
+    for word in s.split(|&b| b == b',') {
+        match word {
+            b"READ" => f.read = true,
+            b"WRITE" => f.write = true,
+            b"APPEND" => f.append = true,
+            b"CREATE" => f.create = true,
+            b"TRUNCATE" => f.truncate = true,
+            b"EXCL" => f.excl = true,
+            _ => return None,
+        }
+    }
+    Some(f)
+}
+
+/// The message after `internal-sftp[PID]: `; `None` when it is none of the known formats.
+pub fn parse_message(m: &[u8]) -> Option<Event> {
+    if let Some(rest) = m.strip_prefix(b"close \"") {
+        return close(rest, false);
+    }
+    if let Some(rest) = m.strip_prefix(b"forced close \"") {
+        return close(rest, true);
+    }
+    if let Some(rest) = m.strip_prefix(b"open \"") {
+        let (head, mode) = rsplit_once(rest, b" mode ")?;
+        let (path, flag_text) = rsplit_once(head, b"\" flags ")?;
+        return Some(Event::Open {
+            path: name(path),
+            flags: flags(flag_text)?,
+            mode: octal(mode)?,
+        });
+    }
+    if let Some(rest) = m.strip_prefix(b"session opened for local user ") {
+        let (user, client) = user_from(rest)?;
+        return Some(Event::SessionOpened { user, client });
+    }
+    if let Some(rest) = m.strip_prefix(b"session closed for local user ") {
+        let (user, client) = user_from(rest)?;
+        return Some(Event::SessionClosed { user, client });
+    }
+    if let Some(rest) = m.strip_prefix(b"sent status ") {
+        if rest.is_empty() {
+            return None;
+        }
+        return Some(Event::SentStatus { status: name(rest) });
+    }
+    if let Some(rest) = m.strip_prefix(b"opendir \"") {
+        return Some(Event::Opendir {
+            path: quoted_to_end(rest)?,
+        });
+    }
+    if let Some(rest) = m.strip_prefix(b"closedir \"") {
+        return Some(Event::Closedir {
+            path: quoted_to_end(rest)?,
+        });
+    }
+    if let Some(rest) = m.strip_prefix(b"remove name \"") {
+        return Some(Event::Remove {
+            path: quoted_to_end(rest)?,
+        });
+    }
+    if let Some(rest) = m.strip_prefix(b"rmdir name \"") {
+        return Some(Event::Rmdir {
+            path: quoted_to_end(rest)?,
+        });
+    }
+    if let Some(rest) = m.strip_prefix(b"mkdir name \"") {
+        let (path, mode) = rsplit_once(rest, b"\" mode ")?;
+        return Some(Event::Mkdir {
+            path: name(path),
+            mode: octal(mode)?,
+        });
+    }
+    if let Some(rest) = m
+        .strip_prefix(b"rename old \"")
+        .or_else(|| m.strip_prefix(b"posix-rename old \""))
+    {
+        let (old, new) = old_new(rest)?;
+        return Some(Event::Rename { old, new });
+    }
+    if let Some(rest) = m.strip_prefix(b"symlink old \"") {
+        let (old, new) = old_new(rest)?;
+        return Some(Event::Symlink { old, new });
+    }
+    if let Some(rest) = m.strip_prefix(b"hardlink old \"") {
+        let (old, new) = old_new(rest)?;
+        return Some(Event::Hardlink { old, new });
+    }
+    if let Some(rest) = m.strip_prefix(b"statvfs \"") {
+        return Some(Event::Statvfs {
+            path: quoted_to_end(rest)?,
+        });
+    }
+    if let Some(rest) = m.strip_prefix(b"set \"") {
+        return set(rest);
+    }
+    for prefix in [
+        &b"stat name \""[..],
+        b"lstat name \"",
+        b"realpath \"",
+        b"readlink \"",
+    ] {
+        if let Some(rest) = m.strip_prefix(prefix) {
+            return Some(Event::Lookup {
+                path: quoted_to_end(rest)?,
+            });
+        }
+    }
+    None
+}
+
+/// `NAME" bytes read R written W` (after `close "`).
+fn close(rest: &[u8], forced: bool) -> Option<Event> {
+    let (head, written) = trailing_number(rest)?;
+    let head = head.strip_suffix(b" written ")?;
+    let (head, read) = trailing_number(head)?;
+    let path = head.strip_suffix(b"\" bytes read ")?;
+    Some(Event::Close {
+        path: name(path),
+        read,
+        written,
+        forced,
+    })
+}
+
+/// `NAME" size N` | `" mode 0NNN` | `" modtime YYYYmmdd-HH:MM:SS` | `" owner U group G`.
+fn set(rest: &[u8]) -> Option<Event> {
+    if let Some((head, gid)) = trailing_number(rest) {
+        if let Some(head) = head.strip_suffix(b" group ") {
+            let (head, uid) = trailing_number(head)?;
+            let path = head.strip_suffix(b"\" owner ")?;
+            return Some(Event::SetOwner {
+                path: name(path),
+                uid,
+                gid,
+            });
+        }
+    }
+    let (head, value) = rsplit_once(rest, b" ")?;
+    let (path, key) = rsplit_once(head, b"\" ")?;
+    let path = name(path);
+    match key {
+        b"size" => Some(Event::SetSize {
+            path,
+            size: number(value)?,
+        }),
+        b"mode" => Some(Event::SetMode {
+            path,
+            mode: octal(value)?,
+        }),
+        b"modtime" if is_modtime(value) => Some(Event::SetModtime { path }),
+        _ => None,
+    }
+}
+
+fn is_modtime(v: &[u8]) -> bool {
+    v.len() == 17 && v[8] == b'-' && v[..8].iter().all(u8::is_ascii_digit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_796_000_000; // 2026-11-30
+
+    fn event(line: &str) -> Event {
+        match parse_line(line.as_bytes(), NOW) {
+            Parsed::Sftp(l) => l.event,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    fn msg(m: &str) -> Option<Event> {
+        parse_message(m.as_bytes())
+    }
+
+    #[test]
+    fn reads_both_header_formats() {
+        let Parsed::Sftp(a) = parse_line(
+            b"<38>Nov 27 16:04:26 vm internal-sftp[5900]: session opened for local user alice from [127.0.0.1]",
+            NOW,
+        ) else {
+            panic!()
+        };
+        assert_eq!((a.host.as_str(), a.pid), ("vm", 5900));
+        assert_eq!(time::format_utc(a.time.unwrap()), "2026-11-27 16:04:26 UTC");
+        let Parsed::Sftp(b) = parse_line(
+            b"2026-11-27T16:04:18.430882+00:00 vm internal-sftp[5701]: session opened for local user alice from [127.0.0.1]\n",
+            NOW,
+        ) else {
+            panic!()
+        };
+        assert_eq!((b.host.as_str(), b.pid), ("vm", 5701));
+        assert_eq!(
+            b.event,
+            Event::SessionOpened {
+                user: "alice".into(),
+                client: "127.0.0.1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn every_message_format_of_facts_md() {
+        let cases: Vec<(&str, Event)> = vec![
+            (
+                "session closed for local user bob from [::1]",
+                Event::SessionClosed {
+                    user: "bob".into(),
+                    client: "::1".into(),
+                },
+            ),
+            (
+                "open \"/data/a\" flags WRITE,CREATE,TRUNCATE mode 0644",
+                Event::Open {
+                    path: "/data/a".into(),
+                    flags: OpenFlags {
+                        write: true,
+                        create: true,
+                        truncate: true,
+                        ..Default::default()
+                    },
+                    mode: 0o644,
+                },
+            ),
+            (
+                "open \"/data/a\" flags  mode 0666",
+                Event::Open {
+                    path: "/data/a".into(),
+                    flags: OpenFlags::default(),
+                    mode: 0o666,
+                },
+            ),
+            (
+                "open \"/data/a\" flags READ,WRITE,APPEND,EXCL mode 0600",
+                Event::Open {
+                    path: "/data/a".into(),
+                    flags: OpenFlags {
+                        read: true,
+                        write: true,
+                        append: true,
+                        excl: true,
+                        ..Default::default()
+                    },
+                    mode: 0o600,
+                },
+            ),
+            (
+                "close \"/data/a\" bytes read 0 written 12",
+                Event::Close {
+                    path: "/data/a".into(),
+                    read: 0,
+                    written: 12,
+                    forced: false,
+                },
+            ),
+            (
+                "forced close \"/data/a\" bytes read 0 written 1827840",
+                Event::Close {
+                    path: "/data/a".into(),
+                    read: 0,
+                    written: 1_827_840,
+                    forced: true,
+                },
+            ),
+            (
+                "opendir \"/data\"",
+                Event::Opendir {
+                    path: "/data".into(),
+                },
+            ),
+            (
+                "closedir \"/data\"",
+                Event::Closedir {
+                    path: "/data".into(),
+                },
+            ),
+            (
+                "remove name \"/data/x\"",
+                Event::Remove {
+                    path: "/data/x".into(),
+                },
+            ),
+            (
+                "rmdir name \"/data/d\"",
+                Event::Rmdir {
+                    path: "/data/d".into(),
+                },
+            ),
+            (
+                "mkdir name \"/data/d\" mode 0777",
+                Event::Mkdir {
+                    path: "/data/d".into(),
+                    mode: 0o777,
+                },
+            ),
+            (
+                "rename old \"/data/a\" new \"/data/b\"",
+                Event::Rename {
+                    old: "/data/a".into(),
+                    new: "/data/b".into(),
+                },
+            ),
+            (
+                "posix-rename old \"/data/a\" new \"/data/b\"",
+                Event::Rename {
+                    old: "/data/a".into(),
+                    new: "/data/b".into(),
+                },
+            ),
+            (
+                "symlink old \"a\" new \"/data/s\"",
+                Event::Symlink {
+                    old: "a".into(),
+                    new: "/data/s".into(),
+                },
+            ),
+            (
+                "hardlink old \"/data/a\" new \"/data/h\"",
+                Event::Hardlink {
+                    old: "/data/a".into(),
+                    new: "/data/h".into(),
+                },
+            ),
+            (
+                "set \"/data/a\" size 100",
+                Event::SetSize {
+                    path: "/data/a".into(),
+                    size: 100,
+                },
+            ),
+            (
+                "set \"/data/a\" mode 0600",
+                Event::SetMode {
+                    path: "/data/a".into(),
+                    mode: 0o600,
+                },
+            ),
+            (
+                "set \"/data/a\" modtime 20261127-16:04:00",
+                Event::SetModtime {
+                    path: "/data/a".into(),
+                },
+            ),
+            (
+                "set \"/data/a\" owner 0 group 1001",
+                Event::SetOwner {
+                    path: "/data/a".into(),
+                    uid: 0,
+                    gid: 1001,
+                },
+            ),
+            (
+                "statvfs \"/data\"",
+                Event::Statvfs {
+                    path: "/data".into(),
+                },
+            ),
+            (
+                "sent status Permission denied",
+                Event::SentStatus {
+                    status: "Permission denied".into(),
+                },
+            ),
+            (
+                "sent status No such file",
+                Event::SentStatus {
+                    status: "No such file".into(),
+                },
+            ),
+            (
+                "sent status Failure",
+                Event::SentStatus {
+                    status: "Failure".into(),
+                },
+            ),
+        ];
+        for (m, want) in cases {
+            assert_eq!(msg(m), Some(want), "{m}");
+        }
+    }
+
+    #[test]
+    fn quote_in_name_reads_counts_from_the_end() {
+        let e = event(
+            r#"<38>Nov 27 16:04:26 vm internal-sftp[5900]: close "/data/quo"te bytes read 0 written 999.txt" bytes read 0 written 12"#,
+        );
+        assert_eq!(
+            e,
+            Event::Close {
+                path: r#"/data/quo"te bytes read 0 written 999.txt"#.into(),
+                read: 0,
+                written: 12,
+                forced: false
+            }
+        );
+        let e = event(
+            r#"<38>Nov 27 16:04:26 vm internal-sftp[5900]: open "/data/quo"te bytes read 0 written 999.txt" flags WRITE,CREATE,TRUNCATE mode 0644"#,
+        );
+        assert!(
+            matches!(e, Event::Open { ref path, .. } if path == r#"/data/quo"te bytes read 0 written 999.txt"#)
+        );
+        assert_eq!(
+            msg(r#"remove name "/data/a" b""#),
+            Some(Event::Remove {
+                path: r#"/data/a" b"#.into()
+            })
+        );
+        assert_eq!(
+            msg(r#"set "/data/x" mode 0644" mode 0600"#),
+            Some(Event::SetMode {
+                path: r#"/data/x" mode 0644"#.into(),
+                mode: 0o600
+            })
+        );
+    }
+
+    #[test]
+    fn octal_names_are_decoded() {
+        let e = event(
+            r#"2026-11-27T16:19:21.430050+00:00 vm internal-sftp[32591]: close "/data/\303\234bersicht 2026.pdf" bytes read 0 written 12"#,
+        );
+        assert!(
+            matches!(e, Event::Close { ref path, written: 12, .. } if path == "/data/Übersicht 2026.pdf")
+        );
+        assert_eq!(
+            msg(r#"remove name "/data/tab\there\nnl\\bs""#),
+            Some(Event::Remove {
+                path: r"/data/tab\there\nnl\bs".into()
+            })
+        );
+    }
+
+    #[test]
+    fn cut_messages_are_unreadable_not_wrong() {
+        let long = "a".repeat(470);
+        let full = format!("<38>Nov 27 16:04:26 vm internal-sftp[7]: close \"/data/{long}\" bytes read 0 written 1234567");
+        let message_len = full.split(": ").nth(1).unwrap().len();
+        assert!(message_len > MESSAGE_LIMIT);
+        let cut = &full[..full.len() - (message_len - MESSAGE_LIMIT)];
+        assert!(matches!(
+            parse_line(cut.as_bytes(), NOW),
+            Parsed::Unreadable { pid: 7, .. }
+        ));
+        // Cut inside the digits: a shorter number must not be taken for the real one.
+        let cut = &full[..full.len() - 3];
+        assert!(matches!(
+            parse_line(cut.as_bytes(), NOW),
+            Parsed::Unreadable { .. }
+        ));
+        // Cut at the limit in the middle of a name.
+        let line = format!(
+            "<38>Nov 27 16:04:26 vm internal-sftp[7]: remove name \"/data/{}",
+            "b".repeat(600)
+        );
+        let line = &line[..line.find(": ").unwrap() + 2 + MESSAGE_LIMIT];
+        assert!(matches!(
+            parse_line(line.as_bytes(), NOW),
+            Parsed::Unreadable { .. }
+        ));
+    }
+
+    #[test]
+    fn malformed_messages_are_unreadable() {
+        for m in [
+            "close \"/data/a\" bytes read x written 1",
+            "close \"/data/a\" bytes read 1 written",
+            "close \"/data/a\" bytes read 1 written 99999999999999999999999",
+            "open \"/data/a\" flags BOGUS mode 0644",
+            "open \"/data/a\" flags READ mode 0999",
+            "mkdir name \"/x\"",
+            "rename old \"/a\" to \"/b\"",
+            "set \"/a\" colour blue",
+            "session opened for local user  from [x]",
+            "sent status ",
+            "something new",
+        ] {
+            assert_eq!(msg(m), None, "{m}");
+        }
+        assert!(matches!(
+            parse_line(
+                b"2026-11-27T16:04:18+00:00 vm internal-sftp[1]: close \"x",
+                NOW
+            ),
+            Parsed::Unreadable { pid: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn other_lines_are_foreign() {
+        for l in [
+            "",
+            "# comment",
+            "<38>Nov 27 16:04:26 vm sshd[5900]: Accepted publickey for alice",
+            "2026-11-27T16:04:18+00:00 vm internal-sftp[x]: remove name \"/a\"",
+            "2026-11-27T16:04:18+00:00 vm internal-sftp[99999999999]: remove name \"/a\"",
+            "2026-11-27T16:04:18+00:00 vm internal-sftp: remove name \"/a\"",
+            "garbage internal-sftp[1]: remove name \"/a\"",
+            "<999999>Nov 27 16:04:26 vm internal-sftp[1]: remove name \"/a\"",
+        ] {
+            assert_eq!(parse_line(l.as_bytes(), NOW), Parsed::Foreign, "{l}");
+        }
+    }
+
+    #[test]
+    fn rhel_postauth_lines() {
+        let e = event("2026-11-27T16:04:18+00:00 vm sshd[42]: remove name \"/data/x\" [postauth]");
+        assert_eq!(
+            e,
+            Event::Remove {
+                path: "/data/x".into()
+            }
+        );
+        assert_eq!(
+            parse_line(
+                b"2026-11-27T16:04:18+00:00 vm sshd[42]: Received disconnect [postauth]",
+                NOW
+            ),
+            Parsed::Foreign
+        );
+    }
+
+    fn capture_lines(name: &str) -> Vec<String> {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn every_capture_line_parses() {
+        for file in [
+            "openssh-9.2-rsyslog-file.log",
+            "openssh-9.2-udp-forward.txt",
+        ] {
+            let lines = capture_lines(file);
+            assert!(!lines.is_empty());
+            for l in lines {
+                assert!(
+                    matches!(parse_line(l.as_bytes(), NOW), Parsed::Sftp(_)),
+                    "{file}: {l}"
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..700)) {
+            let _ = parse_line(&bytes, NOW);
+            let _ = parse_message(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_messages_after_a_valid_header_never_panic(
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+            prefix in proptest::sample::select(vec!["close \"", "forced close \"", "open \"", "set \"", "rename old \"", "session opened for local user ", "sent status ", "mkdir name \""]),
+        ) {
+            let mut line = b"<38>Nov 27 16:04:26 vm internal-sftp[5900]: ".to_vec();
+            line.extend_from_slice(prefix.as_bytes());
+            line.extend_from_slice(&tail);
+            let _ = parse_line(&line, NOW);
+        }
+    }
+}

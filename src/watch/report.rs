@@ -1,0 +1,379 @@
+//! The report of one finished session: what a person reads, and what templates render.
+//! Paths are shown relative to the jail's data dir (`/data/up.txt` → `up.txt`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::session::{Bounded, Ending, Move, Session};
+use super::time::{format_duration, format_utc, now_unix};
+
+/// Exact counts over the whole session (lists may be cut, these never are).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub uploads: u64,
+    pub upload_bytes: u64,
+    pub downloads: u64,
+    pub download_bytes: u64,
+    pub deletes: u64,
+    pub renames: u64,
+    pub links: u64,
+    pub mkdirs: u64,
+    pub rmdirs: u64,
+    pub changes: u64,
+    pub failures: u64,
+    pub incomplete_transfers: u64,
+}
+
+impl Totals {
+    pub fn any(&self) -> bool {
+        self.uploads
+            + self.downloads
+            + self.deletes
+            + self.renames
+            + self.links
+            + self.mkdirs
+            + self.rmdirs
+            + self.changes
+            + self.failures
+            > 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShownTransfer {
+    pub path: String,
+    pub bytes: u64,
+    /// `2.9 MiB (3,000,000 bytes)` or `12 bytes`.
+    pub size: String,
+    pub incomplete: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShownFailure {
+    pub action: String,
+    pub path: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Unique, file-name safe; names the outbox entry and the spooled .eml.
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    pub user: String,
+    pub client: String,
+    pub start: Option<i64>,
+    pub end: i64,
+    pub start_text: String,
+    pub end_text: String,
+    pub duration_text: String,
+    /// The session ended with `session closed` and no transfer was interrupted.
+    pub complete: bool,
+    pub ending: Ending,
+    /// Empty for a normally closed session, else why it is incomplete.
+    pub ending_text: String,
+    pub uploads: Vec<ShownTransfer>,
+    pub uploads_more: u64,
+    pub downloads: Vec<ShownTransfer>,
+    pub downloads_more: u64,
+    pub deletes: Vec<String>,
+    pub deletes_more: u64,
+    pub renames: Vec<Move>,
+    pub renames_more: u64,
+    pub links: Vec<Move>,
+    pub links_more: u64,
+    pub mkdirs: Vec<String>,
+    pub mkdirs_more: u64,
+    pub rmdirs: Vec<String>,
+    pub rmdirs_more: u64,
+    pub changes: Vec<String>,
+    pub changes_more: u64,
+    pub failures: Vec<ShownFailure>,
+    pub failures_more: u64,
+    pub totals: Totals,
+    pub upload_size: String,
+    pub download_size: String,
+    /// Lines of this session that could not be read (cut at 500 bytes or garbled).
+    pub unreadable_lines: u64,
+}
+
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+impl Report {
+    pub fn from_session(s: Session, ending: Ending, data_prefix: &str) -> Report {
+        let rel = |p: String| relative(p, data_prefix);
+        let transfers = |b: Bounded<super::session::Transfer>| -> (Vec<ShownTransfer>, u64) {
+            let items = b
+                .items
+                .into_iter()
+                .map(|t| ShownTransfer {
+                    path: relative(t.path, data_prefix),
+                    size: human_size(t.bytes),
+                    bytes: t.bytes,
+                    incomplete: t.incomplete,
+                })
+                .collect();
+            (items, b.more)
+        };
+        let names = |b: Bounded<String>| -> (Vec<String>, u64) {
+            (b.items.into_iter().map(rel).collect(), b.more)
+        };
+        let moves = |b: Bounded<Move>| -> (Vec<Move>, u64) {
+            let items = b
+                .items
+                .into_iter()
+                .map(|m| Move {
+                    old: relative(m.old, data_prefix),
+                    new: relative(m.new, data_prefix),
+                })
+                .collect();
+            (items, b.more)
+        };
+        let (uploads, uploads_more) = transfers(s.uploads);
+        let (downloads, downloads_more) = transfers(s.downloads);
+        let (deletes, deletes_more) = names(s.deletes);
+        let (mkdirs, mkdirs_more) = names(s.mkdirs);
+        let (rmdirs, rmdirs_more) = names(s.rmdirs);
+        let (renames, renames_more) = moves(s.renames);
+        let (links, links_more) = moves(s.links);
+        let changes = s
+            .changes
+            .items
+            .into_iter()
+            .map(|c| format!("{}: {}", relative(c.path, data_prefix), c.what))
+            .collect();
+        let failures = s
+            .failures
+            .items
+            .into_iter()
+            .map(|f| ShownFailure {
+                action: f.action,
+                path: match f.target {
+                    Some(t) => format!(
+                        "{} → {}",
+                        relative(f.path, data_prefix),
+                        relative(t, data_prefix)
+                    ),
+                    None => relative(f.path, data_prefix),
+                },
+                status: f.status,
+            })
+            .collect();
+        let start = s.start;
+        let start_text = match start {
+            Some(t) => format_utc(t),
+            None => format!(
+                "before {} (opening line not seen)",
+                format_utc(s.first_seen)
+            ),
+        };
+        let duration_text = format_duration(s.end - start.unwrap_or(s.first_seen));
+        let ending_text = match ending {
+            Ending::Closed => "",
+            Ending::IdleTimeout => {
+                "no close line arrived before the idle timeout; the session may have been cut off"
+            }
+            Ending::PidReused => "its process id started a new session before a close line arrived",
+            Ending::Evicted => "too many sessions were open at once; reported early",
+            Ending::EndOfInput => "still open at the end of the log",
+        }
+        .to_string();
+        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        let id = format!(
+            "{}-{}-{}-{:x}{:x}",
+            start.unwrap_or(s.first_seen),
+            safe_for_file_name(&s.host),
+            s.pid,
+            std::process::id(),
+            (now_unix() as u64)
+                .wrapping_mul(1_000_003)
+                .wrapping_add(seq)
+        );
+        Report {
+            id,
+            host: s.host,
+            pid: s.pid,
+            user: s.user.unwrap_or_else(|| "(unknown user)".into()),
+            client: s.client.unwrap_or_else(|| "(unknown address)".into()),
+            start,
+            end: s.end,
+            start_text,
+            end_text: format_utc(s.end),
+            duration_text,
+            complete: ending == Ending::Closed
+                && s.totals.incomplete_transfers == 0
+                && s.start.is_some(),
+            ending,
+            ending_text,
+            uploads,
+            uploads_more,
+            downloads,
+            downloads_more,
+            deletes,
+            deletes_more,
+            renames,
+            renames_more,
+            links,
+            links_more,
+            mkdirs,
+            mkdirs_more,
+            rmdirs,
+            rmdirs_more,
+            changes,
+            changes_more: s.changes.more,
+            failures,
+            failures_more: s.failures.more,
+            upload_size: human_size(s.totals.upload_bytes),
+            download_size: human_size(s.totals.download_bytes),
+            totals: s.totals,
+            unreadable_lines: s.unreadable_lines,
+        }
+    }
+}
+
+/// A report with something in every list: renders every branch of a template.
+pub fn example() -> Report {
+    use super::parse::parse_line;
+    use super::session::{Ending, Limits, Sessions};
+    let log = "\
+2026-01-01T00:00:00Z h sftp[1]: x
+2026-01-01T00:00:00Z h internal-sftp[1]: open \"/data/u\" flags WRITE,CREATE mode 0644
+2026-01-01T00:00:01Z h internal-sftp[1]: forced close \"/data/u\" bytes read 0 written 5
+2026-01-01T00:00:01Z h internal-sftp[1]: close \"/data/d\" bytes read 5 written 0
+2026-01-01T00:00:01Z h internal-sftp[1]: remove name \"/data/r\"
+2026-01-01T00:00:01Z h internal-sftp[1]: rename old \"/data/a\" new \"/data/b\"
+2026-01-01T00:00:01Z h internal-sftp[1]: symlink old \"a\" new \"/data/l\"
+2026-01-01T00:00:01Z h internal-sftp[1]: mkdir name \"/data/m\" mode 0777
+2026-01-01T00:00:01Z h internal-sftp[1]: rmdir name \"/data/m\"
+2026-01-01T00:00:01Z h internal-sftp[1]: set \"/data/b\" mode 0600
+2026-01-01T00:00:01Z h internal-sftp[1]: remove name \"/x\"
+2026-01-01T00:00:01Z h internal-sftp[1]: sent status Permission denied
+2026-01-01T00:00:01Z h internal-sftp[1]: garbled
+";
+    let limits = Limits {
+        max_list_entries: 0,
+        ..Limits::default()
+    };
+    let mut sessions = Sessions::new(limits, "/data");
+    let mut out = Vec::new();
+    for line in log.lines() {
+        sessions.apply(parse_line(line.as_bytes(), 0), 0, &mut out);
+    }
+    sessions.finish_all(Ending::IdleTimeout, &mut out);
+    let mut r = out.remove(0);
+    let mut full = Sessions::new(Limits::default(), "/data");
+    let mut again = Vec::new();
+    for line in log.lines() {
+        full.apply(parse_line(line.as_bytes(), 0), 0, &mut again);
+    }
+    full.finish_all(Ending::IdleTimeout, &mut again);
+    let shown = again.remove(0);
+    r.uploads = shown.uploads;
+    r.downloads = shown.downloads;
+    r.deletes = shown.deletes;
+    r.renames = shown.renames;
+    r.links = shown.links;
+    r.mkdirs = shown.mkdirs;
+    r.rmdirs = shown.rmdirs;
+    r.changes = shown.changes;
+    r.failures = shown.failures;
+    r
+}
+
+/// `/data/a/b` → `a/b`, `/data` → `.`; names outside the data dir stay absolute.
+fn relative(path: String, prefix: &str) -> String {
+    if prefix.is_empty() || prefix == "/" {
+        return path;
+    }
+    if path == prefix
+        || path.len() == prefix.len() + 1 && path.starts_with(prefix) && path.ends_with('/')
+    {
+        return ".".into();
+    }
+    match path.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
+        Some(rest) if !rest.is_empty() => rest.to_string(),
+        _ => path,
+    }
+}
+
+fn safe_for_file_name(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() {
+        "_".into()
+    } else {
+        cleaned
+    }
+}
+
+/// `12 bytes`, `1.5 KiB (1,536 bytes)`.
+pub fn human_size(bytes: u64) -> String {
+    if bytes < 1024 {
+        return if bytes == 1 {
+            "1 byte".into()
+        } else {
+            format!("{bytes} bytes")
+        };
+    }
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {} ({} bytes)", UNITS[unit], thousands(bytes))
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(human_size(0), "0 bytes");
+        assert_eq!(human_size(1), "1 byte");
+        assert_eq!(human_size(12), "12 bytes");
+        assert_eq!(human_size(3_000_000), "2.9 MiB (3,000,000 bytes)");
+        assert_eq!(human_size(u64::MAX).split(' ').nth(1), Some("EiB"));
+    }
+
+    #[test]
+    fn paths_relative_to_the_data_dir() {
+        assert_eq!(relative("/data/a/b".into(), "/data"), "a/b");
+        assert_eq!(relative("/data".into(), "/data"), ".");
+        assert_eq!(relative("/data/".into(), "/data"), ".");
+        assert_eq!(relative("/database".into(), "/data"), "/database");
+        assert_eq!(relative("/forbidden".into(), "/data"), "/forbidden");
+        assert_eq!(relative("big.bin".into(), "/data"), "big.bin");
+    }
+
+    #[test]
+    fn file_name_safe_ids() {
+        assert_eq!(safe_for_file_name("a/../b c"), "a_.._b_c");
+        assert_eq!(safe_for_file_name(""), "_");
+    }
+}

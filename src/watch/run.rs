@@ -1,0 +1,370 @@
+//! The watcher's main loop: lines in, reports into the outbox, a delivery thread out.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use nix::sys::socket::{recv, MsgFlags};
+
+use super::daemon;
+use super::deliver::{Delivery, Mailer, Outcome, RetryPolicy};
+use super::mail::{Addresses, Templates};
+use super::outbox::{self, Writer};
+use super::parse::{parse_line, Parsed};
+use super::report::Report;
+use super::session::{Limits, Sessions};
+use super::source::{bind_udp, Follower};
+use super::state::{self, PidLock, Saved};
+use super::time::now_unix;
+use crate::config::Config;
+
+/// Where the lines come from.
+pub enum Input {
+    Udp,
+    Follow(PathBuf),
+    /// A byte stream read to its end (stdin); reports are delivered, then the call returns.
+    Stream(Box<dyn Read + Send>),
+}
+
+pub struct Options {
+    pub foreground: bool,
+    /// How long the delivery thread waits between failures at first.
+    pub retry_first: Duration,
+}
+
+/// Parsed lines → sessions → outbox.
+pub struct Engine {
+    pub sessions: Sessions,
+    writer: Writer,
+    finished: Vec<Report>,
+    idle_secs: u64,
+    /// Wall clock, refreshed now and then: it supplies the year of the forward format.
+    wall: i64,
+    /// Latest line time seen (replays) or wall clock (live).
+    clock: i64,
+    lines_since_expiry: u32,
+}
+
+impl Engine {
+    pub fn new(config: &Config, writer: Writer) -> Engine {
+        let limits = Limits {
+            max_list_entries: config.watch.max_list_entries,
+            max_open_sessions: config.watch.max_open_sessions,
+        };
+        let wall = now_unix();
+        Engine {
+            sessions: Sessions::new(limits, &format!("/{}", config.data_dir)),
+            writer,
+            finished: Vec::new(),
+            idle_secs: config.watch.idle_timeout_secs,
+            wall,
+            clock: wall,
+            lines_since_expiry: 0,
+        }
+    }
+
+    /// One line. `live`: time is the wall clock; else the line's own timestamp.
+    pub fn line(&mut self, bytes: &[u8], live: bool) -> Result<()> {
+        let mut parsed = parse_line(bytes, self.wall);
+        if live {
+            self.clock = self.wall;
+            // The forward format has whole seconds only; the time of receipt still tells a
+            // request's own failure from a later one (see session::OWN_STATUS_WINDOW_US).
+            if let Parsed::Sftp(line) = &mut parsed {
+                line.time_us = line.time_us.or_else(now_micros);
+            }
+        } else {
+            let time = match &parsed {
+                Parsed::Sftp(l) => l.time,
+                Parsed::Unreadable { time, .. } => *time,
+                Parsed::Foreign => None,
+            };
+            if let Some(t) = time {
+                self.clock = self.clock.max(t);
+            }
+            self.lines_since_expiry += 1;
+            if self.lines_since_expiry >= 4096 {
+                self.lines_since_expiry = 0;
+                self.sessions
+                    .expire(self.clock, self.idle_secs, &mut self.finished);
+            }
+        }
+        self.sessions.apply(parsed, self.clock, &mut self.finished);
+        self.queue_finished()
+    }
+
+    fn queue_finished(&mut self) -> Result<()> {
+        for report in self.finished.drain(..) {
+            self.writer.append(&report)?;
+        }
+        Ok(())
+    }
+
+    /// Once a second or so while live: refresh the clock, report idle sessions.
+    pub fn tick(&mut self) -> Result<()> {
+        self.wall = now_unix();
+        self.clock = self.wall;
+        self.sessions
+            .expire(self.clock, self.idle_secs, &mut self.finished);
+        self.queue_finished()
+    }
+
+    pub fn commit(&mut self) -> Result<()> {
+        self.writer.commit()
+    }
+}
+
+fn now_micros() -> Option<i64> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_micros()).ok())
+}
+
+/// Runs `sftpctl watch` until a stop signal (live sources) or the end of the stream.
+pub fn watch(config: &Config, input: Input, options: Options) -> Result<()> {
+    let templates = Templates::load(config.watch.template_dir.as_deref())?;
+    let addresses = Addresses::from_config(config)?;
+    let mailer = Mailer::from_config(config)?;
+    let state_dir = &config.watch.state_dir;
+    outbox::ensure_private_dir(state_dir)?;
+    let mut lock = PidLock::acquire(state_dir)?;
+    let live = !matches!(input, Input::Stream(_));
+
+    // Everything that can fail because of the admin's setup fails here, before detaching.
+    let mut saved = if live {
+        state::take(state_dir)?
+    } else {
+        Saved::default()
+    };
+    enum Ready {
+        Udp(UdpSocket),
+        Follow(Follower),
+        Stream(Box<dyn Read + Send>),
+    }
+    let ready = match input {
+        Input::Udp => Ready::Udp(bind_udp(
+            config.watch.listen,
+            config.watch.receive_buffer_bytes,
+        )?),
+        Input::Follow(path) => Ready::Follow(Follower::open(&path, saved.follow.take())?),
+        Input::Stream(r) => Ready::Stream(r),
+    };
+    if live && !options.foreground {
+        daemon::detach(&state_dir.join("watch.log"))?;
+    }
+    lock.write_pid()?;
+    if live {
+        daemon::install_stop_handlers()?;
+    }
+
+    let outbox_dir = state_dir.join("outbox");
+    let writer = Writer::open(&outbox_dir)?;
+    let shared = writer.shared();
+    let mut engine = Engine::new(config, writer);
+    engine.sessions.restore(saved.sessions, now_unix());
+    let policy = RetryPolicy {
+        first: options.retry_first,
+        max: Duration::from_secs(config.mail.retry_max_secs),
+        attempts_after_close: if live { None } else { Some(3) },
+    };
+    let delivery = Delivery::new(
+        &outbox_dir,
+        shared.clone(),
+        mailer,
+        templates,
+        addresses,
+        policy,
+    );
+    let deliverer = std::thread::Builder::new()
+        .name("delivery".into())
+        .spawn(move || delivery.run())
+        .context("cannot start the delivery thread")?;
+
+    match ready {
+        Ready::Stream(reader) => {
+            let result = read_stream(&mut engine, reader);
+            finish_stream(engine, deliverer, &outbox_dir, result)
+        }
+        Ready::Udp(socket) => {
+            eprintln!(
+                "sftpctl watch: listening on udp {} (pid {})",
+                config.watch.listen,
+                std::process::id()
+            );
+            let result = read_udp(&mut engine, &socket);
+            stop_live(engine, shared, deliverer, state_dir, None, result)
+        }
+        Ready::Follow(mut follower) => {
+            let result = read_follow(&mut engine, &mut follower);
+            let position = follower.position();
+            stop_live(engine, shared, deliverer, state_dir, Some(position), result)
+        }
+    }
+}
+
+fn read_stream(engine: &mut Engine, reader: Box<dyn Read + Send>) -> Result<()> {
+    let mut reader = BufReader::with_capacity(1 << 20, reader);
+    let mut line = Vec::with_capacity(1024);
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .context("cannot read the input")?;
+        if n == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        engine.line(&line, false)?;
+        // Group commit: sync the outbox when the read buffer runs dry, not per report.
+        if reader.buffer().is_empty() {
+            engine.commit()?;
+        }
+    }
+    engine.commit()
+}
+
+fn finish_stream(
+    mut engine: Engine,
+    deliverer: JoinHandle<Outcome>,
+    outbox_dir: &Path,
+    result: Result<()>,
+) -> Result<()> {
+    let closed = engine.writer.close();
+    let outcome = deliverer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the delivery thread panicked"))?;
+    result?;
+    closed?;
+    let stats = engine.sessions.stats;
+    let open = engine.sessions.open_count();
+    eprintln!(
+        "sftpctl watch: {} lines read ({} unreadable), {} reports delivered{}",
+        stats.lines,
+        stats.unreadable_lines,
+        outcome.delivered,
+        if open > 0 {
+            format!(", {open} sessions still open at the end of input (not reported)")
+        } else {
+            String::new()
+        }
+    );
+    let pending = outbox::count_pending(outbox_dir)?;
+    if pending > 0 {
+        anyhow::bail!(
+            "{pending} reports could not be delivered and wait in {}; the next `sftpctl watch` delivers them",
+            outbox_dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn read_udp(engine: &mut Engine, socket: &UdpSocket) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .context("cannot set a socket timeout")?;
+    let fd = socket.as_raw_fd();
+    let mut buf = vec![0u8; 65_536];
+    let mut last_tick = Instant::now();
+    loop {
+        if daemon::stop_requested() {
+            return Ok(());
+        }
+        let n = match recv(fd, &mut buf, MsgFlags::MSG_DONTWAIT) {
+            Ok(n) => Some(n),
+            Err(Errno::EAGAIN | Errno::EINTR) => {
+                // Nothing queued: make the reports so far durable, then wait.
+                engine.commit()?;
+                match socket.recv(&mut buf) {
+                    Ok(n) => Some(n),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock
+                                | std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        None
+                    }
+                    Err(e) => return Err(e).context("cannot receive from the UDP socket"),
+                }
+            }
+            Err(e) => return Err(e).context("cannot receive from the UDP socket"),
+        };
+        if let Some(n) = n {
+            let datagram = &buf[..n];
+            // One line per datagram; tolerate a sender that batches lines.
+            for line in datagram.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                engine.line(line, true)?;
+            }
+        }
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            last_tick = Instant::now();
+            engine.tick()?;
+        }
+    }
+}
+
+fn read_follow(engine: &mut Engine, follower: &mut Follower) -> Result<()> {
+    let mut last_tick = Instant::now();
+    loop {
+        if daemon::stop_requested() {
+            return Ok(());
+        }
+        let mut failed = None;
+        let got = follower.poll(&mut |line: &[u8]| {
+            if failed.is_none() {
+                if let Err(e) = engine.line(line, true) {
+                    failed = Some(e);
+                }
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        engine.commit()?;
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            last_tick = Instant::now();
+            engine.tick()?;
+        }
+        if !got {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Saves open sessions and stops delivery (what is left stays in the outbox).
+fn stop_live(
+    mut engine: Engine,
+    shared: std::sync::Arc<outbox::Shared>,
+    deliverer: JoinHandle<Outcome>,
+    state_dir: &Path,
+    follow: Option<state::FollowPosition>,
+    result: Result<()>,
+) -> Result<()> {
+    let committed = engine.commit();
+    let sessions = engine.sessions.take_all();
+    let count = sessions.len();
+    let saved = state::save(state_dir, &Saved { sessions, follow });
+    shared.stop();
+    // Give a send in progress time to finish so it is acknowledged, not repeated.
+    let until = Instant::now() + Duration::from_secs(10);
+    while !deliverer.is_finished() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if deliverer.is_finished() {
+        let _ = deliverer.join();
+    }
+    eprintln!("sftpctl watch: stopped; {count} open sessions saved");
+    result?;
+    committed?;
+    saved
+}

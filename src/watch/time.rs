@@ -1,0 +1,190 @@
+//! Timestamps without a date library: rsyslog's two formats → Unix seconds, and back to text.
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// (year, month, day) of a day count since 1970-01-01.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `2026-11-27 16:04:18 UTC`.
+pub fn format_utc(unix: i64) -> String {
+    let (y, mo, d) = civil_from_days(unix.div_euclid(86_400));
+    let secs = unix.rem_euclid(86_400);
+    format!(
+        "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// `1h 02m 03s`, `4m 05s`, `6s`.
+pub fn format_duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h {m:02}m {s:02}s")
+    } else if m > 0 {
+        format!("{m}m {s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn digits(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) || s.len() > 9 {
+        return None;
+    }
+    Some(s.iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0')))
+}
+
+fn hms(s: &[u8]) -> Option<i64> {
+    if s.len() != 8 || s[2] != b':' || s[5] != b':' {
+        return None;
+    }
+    let (h, m, sec) = (digits(&s[0..2])?, digits(&s[3..5])?, digits(&s[6..8])?);
+    if h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    Some(i64::from(h * 3600 + m * 60 + sec))
+}
+
+/// rsyslog's file format: `2026-11-27T16:04:18.430882+00:00` (fraction and offset optional).
+pub fn parse_rfc3339(s: &[u8]) -> Option<i64> {
+    parse_rfc3339_micros(s).map(|(secs, _)| secs)
+}
+
+/// Like [`parse_rfc3339`], plus the microseconds of the second when the stamp has a fraction.
+pub fn parse_rfc3339_micros(s: &[u8]) -> Option<(i64, Option<u32>)> {
+    if s.len() < 19 || s[4] != b'-' || s[7] != b'-' || !matches!(s[10], b'T' | b' ') {
+        return None;
+    }
+    let (y, mo, d) = (digits(&s[0..4])?, digits(&s[5..7])?, digits(&s[8..10])?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let mut t = days_from_civil(i64::from(y), mo, d) * 86_400 + hms(&s[11..19])?;
+    let mut rest = &s[19..];
+    let mut micros = None;
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let n = frac.iter().take_while(|b| b.is_ascii_digit()).count();
+        if n > 0 {
+            let mut us: u32 = 0;
+            for i in 0..6 {
+                us = us * 10
+                    + frac
+                        .get(i)
+                        .filter(|_| i < n)
+                        .map_or(0, |d| u32::from(d - b'0'));
+            }
+            micros = Some(us);
+        }
+        rest = &frac[n..];
+    }
+    match rest {
+        [] | [b'Z'] => {}
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let off = i64::from(digits(&[*h1, *h2])? * 3600 + digits(&[*m1, *m2])? * 60);
+            t += if *sign == b'+' { -off } else { off };
+        }
+        _ => return None,
+    }
+    Some((t, micros))
+}
+
+const MONTHS: [&[u8; 3]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
+
+/// The traditional format `Nov 27 16:04:26` (day may be space-padded). It has neither year nor
+/// zone: the year is the one of `now` (or the one before, when that would be in the future),
+/// the zone is taken as UTC.
+pub fn parse_traditional(s: &[u8], now: i64) -> Option<i64> {
+    if s.len() != 15 || s[3] != b' ' || s[6] != b' ' {
+        return None;
+    }
+    let month = MONTHS.iter().position(|m| m[..] == s[0..3])? as u32 + 1;
+    let day_text = if s[4] == b' ' { &s[5..6] } else { &s[4..6] };
+    let day = digits(day_text)?;
+    if !(1..=31).contains(&day) {
+        return None;
+    }
+    let clock = hms(&s[7..15])?;
+    let (year, _, _) = civil_from_days(now.div_euclid(86_400));
+    let t = days_from_civil(year, month, day) * 86_400 + clock;
+    if t > now + 86_400 {
+        Some(days_from_civil(year - 1, month, day) * 86_400 + clock)
+    } else {
+        Some(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_dates() {
+        for days in [-1000, 0, 19_000, 20_784, 100_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+
+    #[test]
+    fn parses_rsyslog_file_timestamps() {
+        let t = parse_rfc3339(b"2026-11-27T16:04:18.430882+00:00").unwrap();
+        assert_eq!(format_utc(t), "2026-11-27 16:04:18 UTC");
+        assert_eq!(parse_rfc3339(b"2026-11-27T17:04:18+01:00"), Some(t));
+        assert_eq!(parse_rfc3339(b"2026-11-27T16:04:18Z"), Some(t));
+        assert_eq!(parse_rfc3339(b"2026-13-27T16:04:18Z"), None);
+        assert_eq!(parse_rfc3339(b"2026-11-27T16:04:18+0"), None);
+        let (_, us) = parse_rfc3339_micros(b"2026-11-27T16:04:18.430882+00:00").unwrap();
+        assert_eq!(us, Some(430_882));
+        let (_, us) = parse_rfc3339_micros(b"2026-11-27T16:04:18.43Z").unwrap();
+        assert_eq!(us, Some(430_000));
+    }
+
+    #[test]
+    fn parses_traditional_timestamps() {
+        let now = parse_rfc3339(b"2026-11-28T00:00:00Z").unwrap();
+        let t = parse_traditional(b"Nov 27 16:04:26", now).unwrap();
+        assert_eq!(format_utc(t), "2026-11-27 16:04:26 UTC");
+        let t = parse_traditional(b"Dec  7 01:02:03", now).unwrap();
+        assert_eq!(format_utc(t), "2025-12-07 01:02:03 UTC");
+        assert_eq!(parse_traditional(b"Foo 27 16:04:26", now), None);
+    }
+
+    #[test]
+    fn formats_durations() {
+        assert_eq!(format_duration(6), "6s");
+        assert_eq!(format_duration(245), "4m 05s");
+        assert_eq!(format_duration(3723), "1h 02m 03s");
+    }
+}
