@@ -259,6 +259,16 @@ fn locked_key_only_account_is_found_and_repaired() {
         .find(|l| l.starts_with(&format!("{}:", w.alice)))
         .unwrap();
     assert_eq!(line.split(':').nth(1), Some("*"));
+
+    // Locked on purpose with `sftpctl lock` (locked and expired) is not a fault.
+    w.sb.sftpctl_ok(&["lock", &w.alice]);
+    let out = doctor(&w.sb, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        stdout(&out).contains(&format!("locked on purpose: {}", w.alice)),
+        "{}",
+        show(&out)
+    );
 }
 
 #[test]
