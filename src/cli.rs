@@ -51,6 +51,10 @@ pub enum Command {
     SetEmail(SetEmailArgs),
     /// Make the managed users match a declarative USERS.toml (create, change, and --prune).
     Apply(ApplyArgs),
+    /// Check the live system (jails, log links, sshd, accounts, keys, rsyslog, logrotate, the
+    /// watcher, drift of managed files); one line per check. Exit 0 when nothing failed, 1
+    /// otherwise.
+    Doctor(DoctorArgs),
     /// Follow internal-sftp log lines and mail one report per SFTP session.
     Watch(WatchArgs),
     /// Print per-session summaries of a log file (e.g. /var/log/sftp.log).
@@ -199,6 +203,32 @@ pub struct ApplyArgs {
 
     #[command(flatten)]
     pub dry_run: DryRun,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print one JSON object (checks, summary, and with --fix the plan) instead of lines.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Repair what is safe to repair (modes, owners, stale log links, missing dirs, the `!`
+    /// password field of key-only accounts, drifted managed files) through the plan engine,
+    /// then check again. Needs root.
+    #[arg(long)]
+    pub fix: bool,
+
+    /// Limit the per-user checks to this jailed user (or the admin); the system-wide checks
+    /// still run.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// With --fix: print the repair plan and the diff of every file, change nothing.
+    #[arg(long, requires = "fix")]
+    pub dry_run: bool,
+
+    /// Print the time each area of checks took to stderr (for `make bench`).
+    #[arg(long, hide = true)]
+    pub timings: bool,
 }
 
 #[derive(Debug, Args)]

@@ -97,43 +97,31 @@ fn build(config: &Config, source: &Source, admin_keys: &[keys::PublicKey]) -> Re
         });
     }
 
-    sshd_files(&mut plan, config, &render, version)?;
-    pam_file(&mut plan, config, &render)?;
-
+    let files = managed(config, &render, version)?;
+    for file in files.sshd {
+        if file.path == config.sshd.dropin {
+            parent_dirs(&mut plan, &config.sshd.dropin)?;
+        }
+        plan.push(file);
+    }
+    match files.pam {
+        Some(file) => plan.push(file),
+        None => eprintln!(
+            "sftpctl: note: {} does not exist, so no pam_umask line is added (internal-sftp -u {} sets the umask anyway)",
+            config.pam.file.display(),
+            config.umask
+        ),
+    }
     parent_dirs(&mut plan, &config.rsyslog.config)?;
-    plan.push(File {
-        path: config.rsyslog.config.clone(),
-        content: render.rsyslog()?,
-        meta: Some(Meta::root(0o644)),
-        topic: Some("rsyslog"),
-    });
+    plan.push(files.rsyslog);
     parent_dirs(&mut plan, &config.logrotate.config)?;
-    plan.push(File {
-        path: config.logrotate.config.clone(),
-        content: render.logrotate()?,
-        meta: Some(Meta::root(0o644)),
-        topic: None,
-    });
+    plan.push(files.logrotate);
 
     parent_dirs(&mut plan, &config.systemd.unit_dir)?;
     plan.push(Dir::root(&config.systemd.unit_dir, 0o755));
-    plan.push(File {
-        path: config.systemd.unit_dir.join("sftpctl-watch.service"),
-        content: render.watch_unit()?,
-        meta: Some(Meta::root(0o644)),
-        topic: Some("systemd"),
-    });
-    let rsyslog_dropin_dir = config
-        .systemd
-        .unit_dir
-        .join(format!("{}.d", config.systemd.rsyslog_unit));
-    plan.push(Dir::root(&rsyslog_dropin_dir, 0o755));
-    plan.push(File {
-        path: rsyslog_dropin_dir.join("50-sftpctl.conf"),
-        content: render.rsyslog_unit_dropin()?,
-        meta: Some(Meta::root(0o644)),
-        topic: Some("systemd"),
-    });
+    plan.push(files.watch_unit);
+    plan.push(Dir::root(rsyslog_dropin_dir(config), 0o755));
+    plan.push(files.rsyslog_unit_dropin);
 
     for dir in [&config.watch.state_dir, &config.mail.spool_dir] {
         parent_dirs(&mut plan, dir)?;
@@ -149,6 +137,14 @@ fn build(config: &Config, source: &Source, admin_keys: &[keys::PublicKey]) -> Re
         });
     }
 
+    validate_and_activate(&mut plan, config);
+    Ok(plan)
+}
+
+/// The validators (run over the candidate files before any reload) and the service
+/// activations that follow a change of the managed files; each activation runs only when a
+/// file of its topic changed.
+pub fn validate_and_activate(plan: &mut Plan, config: &Config) {
     plan.push(Validate {
         what: "sshd".into(),
         argv: argv(&[
@@ -197,7 +193,6 @@ fn build(config: &Config, source: &Source, admin_keys: &[keys::PublicKey]) -> Re
         argv: config.systemd.enable_watch.clone(),
         topic: Some("systemd"),
     });
-    Ok(plan)
 }
 
 /// An existing admin account must be in `group` and must not be jailed.
@@ -228,13 +223,81 @@ fn check_admin(config: &Config, admin: &str) -> Result<()> {
     Ok(())
 }
 
+/// The files sftpctl renders, whole or as fenced blocks, in the order init writes them.
+/// `init` writes them; `doctor` compares them with the disk (drift).
+pub struct ManagedFiles {
+    /// The drop-in (when the main config includes it), then the main sshd_config when its
+    /// fenced blocks differ from what is there.
+    pub sshd: Vec<File>,
+    /// The PAM file with its pam_umask block; `None` when the PAM file does not exist.
+    pub pam: Option<File>,
+    pub rsyslog: File,
+    pub logrotate: File,
+    pub watch_unit: File,
+    pub rsyslog_unit_dropin: File,
+}
+
+impl ManagedFiles {
+    pub fn into_vec(self) -> Vec<File> {
+        let mut all = self.sshd;
+        all.extend(self.pam);
+        all.extend([
+            self.rsyslog,
+            self.logrotate,
+            self.watch_unit,
+            self.rsyslog_unit_dropin,
+        ]);
+        all
+    }
+}
+
+/// What `init` would write now, for the installed OpenSSH (detected with `sshd -V`).
+pub fn managed_files(config: &Config, source: &Source) -> Result<ManagedFiles> {
+    let version = openssh::detect_version(&config.sshd.binary)?;
+    let render = Renderer::new(config, &source.path, &version.to_string());
+    managed(config, &render, version)
+}
+
+fn managed(config: &Config, render: &Renderer, version: openssh::Version) -> Result<ManagedFiles> {
+    Ok(ManagedFiles {
+        sshd: sshd_files(config, render, version)?,
+        pam: pam_file(config, render)?,
+        rsyslog: File {
+            path: config.rsyslog.config.clone(),
+            content: render.rsyslog()?,
+            meta: Some(Meta::root(0o644)),
+            topic: Some("rsyslog"),
+        },
+        logrotate: File {
+            path: config.logrotate.config.clone(),
+            content: render.logrotate()?,
+            meta: Some(Meta::root(0o644)),
+            topic: None,
+        },
+        watch_unit: File {
+            path: config.systemd.unit_dir.join("sftpctl-watch.service"),
+            content: render.watch_unit()?,
+            meta: Some(Meta::root(0o644)),
+            topic: Some("systemd"),
+        },
+        rsyslog_unit_dropin: File {
+            path: rsyslog_dropin_dir(config).join("50-sftpctl.conf"),
+            content: render.rsyslog_unit_dropin()?,
+            meta: Some(Meta::root(0o644)),
+            topic: Some("systemd"),
+        },
+    })
+}
+
+fn rsyslog_dropin_dir(config: &Config) -> std::path::PathBuf {
+    config
+        .systemd
+        .unit_dir
+        .join(format!("{}.d", config.systemd.rsyslog_unit))
+}
+
 /// The main sshd_config (fenced blocks) and the drop-in, in the way this OpenSSH accepts.
-fn sshd_files(
-    plan: &mut Plan,
-    config: &Config,
-    render: &Renderer,
-    version: openssh::Version,
-) -> Result<()> {
+fn sshd_files(config: &Config, render: &Renderer, version: openssh::Version) -> Result<Vec<File>> {
     let main_path = &config.sshd.config;
     let (main_bytes, _) = fsops::read_regular(main_path)?.with_context(|| {
         format!(
@@ -247,6 +310,7 @@ fn sshd_files(
     let included = openssh::includes(&main, &config.sshd.dropin);
     let subsystem_in_dropin = included && version.subsystem_may_repeat();
 
+    let mut files = Vec::new();
     let mut new_main = main.clone();
     if !subsystem_in_dropin {
         new_main = fenced::upsert(
@@ -260,8 +324,7 @@ fn sshd_files(
         );
     }
     if included {
-        parent_dirs(plan, &config.sshd.dropin)?;
-        plan.push(File {
+        files.push(File {
             path: config.sshd.dropin.clone(),
             content: render.sshd_dropin(subsystem_in_dropin)?,
             meta: Some(Meta::root(0o644)),
@@ -271,35 +334,29 @@ fn sshd_files(
         new_main = fenced::upsert(&new_main, "match", &render.match_block()?, Placement::End);
     }
     if new_main != main {
-        plan.push(File {
+        files.push(File {
             path: main_path.clone(),
             content: new_main,
             meta: None,
             topic: Some("sshd"),
         });
     }
-    Ok(())
+    Ok(files)
 }
 
 /// The pam_umask block, when the PAM file exists (sftpctl never creates a PAM service).
-fn pam_file(plan: &mut Plan, config: &Config, render: &Renderer) -> Result<()> {
+fn pam_file(config: &Config, render: &Renderer) -> Result<Option<File>> {
     let Some((bytes, _)) = fsops::read_regular(&config.pam.file)? else {
-        eprintln!(
-            "sftpctl: note: {} does not exist, so no pam_umask line is added (internal-sftp -u {} sets the umask anyway)",
-            config.pam.file.display(),
-            config.umask
-        );
-        return Ok(());
+        return Ok(None);
     };
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let new = fenced::upsert(&text, "umask", &render.pam_umask()?, Placement::End);
-    plan.push(File {
+    Ok(Some(File {
         path: config.pam.file.clone(),
         content: new,
         meta: None,
         topic: Some("sshd"),
-    });
-    Ok(())
+    }))
 }
 
 /// The keys already in `path` plus `new`.

@@ -3,7 +3,8 @@
 mod account;
 mod add_user;
 mod apply;
-mod init;
+mod doctor;
+pub(crate) mod init;
 mod key;
 mod list_users;
 mod perms_watch;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init(args) => init::run(&config, &source, &args),
         Command::AddUser(args) => add_user::run(&config, &args),
         Command::RefreshLogLinks(args) => refresh_log_links::run(&config, args.dry_run),
+        Command::Doctor(args) => doctor::run(&config, &source, &args),
         Command::ListUsers(args) => list_users::run(&config, &args),
         Command::RemoveUser(args) => remove_user::run(&config, &args),
         Command::Key(command) => key::run(&config, &command),

@@ -182,6 +182,23 @@ pub fn set_dir_meta(path: &Path, meta: Meta) -> Result<()> {
     Ok(())
 }
 
+/// Sets owner and mode of a regular file through a no-follow handle.
+pub fn set_file_meta(path: &Path, meta: Meta) -> Result<()> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .with_context(|| format!("cannot open {} (is it a symlink?)", path.display()))?;
+    if !file.metadata()?.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    fchown(&file, Some(meta.uid), Some(meta.gid))
+        .with_context(|| format!("cannot set the owner of {}", path.display()))?;
+    file.set_permissions(Permissions::from_mode(meta.mode))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    Ok(())
+}
+
 /// Creates one directory (its parent must exist) with exactly `meta`.
 pub fn create_dir(path: &Path, meta: Meta) -> Result<()> {
     std::fs::DirBuilder::new()

@@ -17,6 +17,8 @@ pub enum Undo {
     RemoveDir(PathBuf),
     /// A directory whose owner or mode this run changed.
     RestoreMeta { path: PathBuf, meta: Meta },
+    /// A regular file whose owner or mode this run changed.
+    RestoreFileMeta { path: PathBuf, meta: Meta },
     /// An account or group this run created, removed with this command.
     RunCommand(Vec<String>),
 }
@@ -64,6 +66,7 @@ fn undo_one(undo: &Undo) -> anyhow::Result<()> {
         }
         Undo::RemoveDir(path) => fs_err::remove_dir(path)?,
         Undo::RestoreMeta { path, meta } => fsops::set_dir_meta(path, *meta)?,
+        Undo::RestoreFileMeta { path, meta } => fsops::set_file_meta(path, *meta)?,
         Undo::RunCommand(argv) => {
             let status = Command::new(&argv[0]).args(&argv[1..]).status()?;
             anyhow::ensure!(status.success(), "{} exited with {status}", argv.join(" "));

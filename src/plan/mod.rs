@@ -89,6 +89,11 @@ impl Plan {
         self.steps.push(Box::new(step));
     }
 
+    /// Adds a step that is already boxed (e.g. collected from doctor's findings).
+    pub fn push_boxed(&mut self, step: Box<dyn Step>) {
+        self.steps.push(step);
+    }
+
     pub fn len(&self) -> usize {
         self.steps.len()
     }

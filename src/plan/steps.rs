@@ -320,6 +320,132 @@ impl Step for HardLink {
     }
 }
 
+/// An existing regular file gets exact owner and mode; its bytes are left alone.
+pub struct FileMeta {
+    pub path: PathBuf,
+    pub meta: Meta,
+}
+
+impl Step for FileMeta {
+    fn describe(&self) -> String {
+        format!(
+            "owner {}:{} and mode {:04o} of {}",
+            self.meta.uid,
+            self.meta.gid,
+            self.meta.mode,
+            self.path.display()
+        )
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        match fsops::inspect(&self.path)? {
+            (Kind::File, Some(md)) => Ok(Meta::of(&md) == self.meta),
+            (kind, _) => bail!(
+                "{} is a {kind:?}, not a regular file; sftpctl does not repair it",
+                self.path.display()
+            ),
+        }
+    }
+    fn apply(&self, journal: &mut Journal) -> Result<()> {
+        let (_, md) = fsops::inspect(&self.path)?;
+        let old = md.map(|m| Meta::of(&m));
+        fsops::set_file_meta(&self.path, self.meta)?;
+        if let Some(meta) = old {
+            journal.record(Undo::RestoreFileMeta {
+                path: self.path.clone(),
+                meta,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The field of an existing account that [`Usermod`] sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountField {
+    /// The password field in the shadow file (`usermod -p`), e.g. `*` for key-only.
+    Password(String),
+    /// The login shell (`usermod -s`).
+    Shell(PathBuf),
+    /// The home directory (`usermod -d`).
+    Home(PathBuf),
+    /// The primary group (`usermod -g`).
+    PrimaryGroup(String),
+}
+
+impl AccountField {
+    fn flag_and_value(&self) -> (&'static str, String) {
+        match self {
+            AccountField::Password(p) => ("-p", p.clone()),
+            AccountField::Shell(s) => ("-s", s.display().to_string()),
+            AccountField::Home(h) => ("-d", h.display().to_string()),
+            AccountField::PrimaryGroup(g) => ("-g", g.clone()),
+        }
+    }
+
+    /// The account's current value of this field, as usermod takes it.
+    fn current(&self, name: &str) -> Result<Option<String>> {
+        use users::os::unix::UserExt;
+        if let AccountField::Password(_) = self {
+            return shadow_password(Path::new(SHADOW_FILE), name);
+        }
+        let Some(user) = users::get_user_by_name(name) else {
+            return Ok(None);
+        };
+        Ok(Some(match self {
+            AccountField::Shell(_) => user.shell().display().to_string(),
+            AccountField::Home(_) => user.home_dir().display().to_string(),
+            AccountField::PrimaryGroup(_) => users::get_group_by_gid(user.primary_group_id())
+                .map(|g| g.name().to_string_lossy().into_owned())
+                .unwrap_or_else(|| user.primary_group_id().to_string()),
+            AccountField::Password(_) => unreachable!(),
+        }))
+    }
+}
+
+/// The shadow file usermod writes.
+pub const SHADOW_FILE: &str = "/etc/shadow";
+
+/// The password field of `name` in a shadow file, `None` when it has no line.
+pub fn shadow_password(shadow: &Path, name: &str) -> Result<Option<String>> {
+    let text = fs_err::read_to_string(shadow)?;
+    Ok(text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next() == Some(name)).then(|| f.next().unwrap_or("").to_string())
+    }))
+}
+
+/// One field of an existing account, set with usermod; undone by setting it back.
+pub struct Usermod {
+    pub name: String,
+    pub field: AccountField,
+}
+
+impl Step for Usermod {
+    fn describe(&self) -> String {
+        let (flag, value) = self.field.flag_and_value();
+        format!("usermod {flag} '{value}' {}", self.name)
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        let (_, want) = self.field.flag_and_value();
+        Ok(self.field.current(&self.name)? == Some(want))
+    }
+    fn apply(&self, journal: &mut Journal) -> Result<()> {
+        let old = self
+            .field
+            .current(&self.name)?
+            .with_context(|| format!("account {} does not exist", self.name))?;
+        let (flag, value) = self.field.flag_and_value();
+        run_account_command(&["usermod".into(), flag.into(), value, self.name.clone()])?;
+        journal.record(Undo::RunCommand(vec![
+            "usermod".into(),
+            flag.into(),
+            old,
+            self.name.clone(),
+        ]));
+        Ok(())
+    }
+}
+
 /// Runs a validator over the candidate files; its failure reverts the run.
 pub struct Validate {
     pub what: String,

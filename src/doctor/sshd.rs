@@ -1,0 +1,286 @@
+//! sshd: the configuration validates (`sshd -t`), and the effective settings per user
+//! (`sshd -T -C user=NAME,...`) chroot and force internal-sftp for every jailed user and not
+//! for the admin. The per-user calls run in parallel threads.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crate::doctor::{collapse, Check, Ctx};
+use crate::plan::steps::run_command;
+
+const AREA: &str = "sshd";
+
+/// At most this many `sshd -T` run at once.
+const MAX_PARALLEL: usize = 8;
+
+pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
+    let config = ctx.config;
+    let argv = vec![
+        config.sshd.binary.display().to_string(),
+        "-t".into(),
+        "-f".into(),
+        config.sshd.config.display().to_string(),
+    ];
+    let mut out = Vec::new();
+    match run_command(&argv) {
+        Ok(_) => out.push(Check::ok(
+            AREA,
+            "sshd -t",
+            format!("{} is valid", config.sshd.config.display()),
+        )),
+        Err(e) if !ctx.is_root => {
+            out.push(Check::warn(
+                AREA,
+                "sshd -t",
+                format!("{e:#}"),
+                "run sftpctl doctor as root (sshd reads its host keys)",
+            ));
+            return out;
+        }
+        Err(e) => {
+            out.push(Check::fail(
+                AREA,
+                "sshd -t",
+                format!("{e:#}"),
+                "correct the file sshd names; if it is sftpctl's drop-in, doctor --fix (drift) or sftpctl init rewrites it",
+            ));
+            return out;
+        }
+    }
+
+    let mut names: Vec<(String, bool)> = ctx.users.iter().map(|u| (u.clone(), true)).collect();
+    if let Some(admin) = &ctx.admin {
+        if ctx.account(admin).is_some() {
+            names.push((admin.clone(), false));
+        }
+    }
+    // sshd -T resolves the user's groups: an account that does not exist cannot be asked
+    // (the accounts check reports it).
+    names.retain(|(n, _)| ctx.account(n).is_some());
+    let start = std::time::Instant::now();
+    let results = effective_all(ctx, &names);
+    ctx.record_timing("sshd -T (parallel)", start.elapsed());
+    let want = Want::new(ctx);
+    let mut problems = Vec::new();
+    for ((name, jailed), result) in names.iter().zip(results) {
+        let label = format!("sshd -T {name}");
+        match result {
+            Err(e) => problems.push(Check::fail(
+                AREA,
+                label,
+                e,
+                "run the same sshd -T by hand to see why",
+            )),
+            Ok(settings) => {
+                let errors = if *jailed {
+                    want.jailed(name, &settings)
+                } else {
+                    want.admin(&settings)
+                };
+                if !errors.is_empty() {
+                    let fix = if *jailed {
+                        format!(
+                            "restore sftpctl's Match Group {} block (doctor --fix repairs a drifted drop-in); a Match block or setting earlier in sshd's config wins over it",
+                            config.jail_group
+                        )
+                    } else {
+                        format!(
+                            "take {name} out of {} and of any Match block that chroots it",
+                            config.jail_group
+                        )
+                    };
+                    problems.push(Check::fail(AREA, label, errors.join("; "), fix));
+                }
+            }
+        }
+    }
+    let jailed = names.iter().filter(|(_, j)| *j).count();
+    let admin = names.iter().find(|(_, j)| !*j).map(|(n, _)| n.clone());
+    out.extend(collapse(problems, || {
+        let mut msg = format!(
+            "{jailed} jailed user(s) get ChrootDirectory {}, ForceCommand {}, AuthorizedKeysFile {}",
+            want.chroot, want.force, want.keys
+        );
+        if let Some(a) = admin {
+            msg.push_str(&format!("; admin {a} is neither chrooted nor forced"));
+        }
+        Check::ok(AREA, "sshd -T", msg)
+    }));
+    out
+}
+
+/// What sftpctl's Match block sets.
+struct Want {
+    chroot: String,
+    force: String,
+    keys: String,
+    root: String,
+    keys_dir: String,
+}
+
+impl Want {
+    fn new(ctx: &Ctx) -> Want {
+        let root = ctx.config.root.display().to_string();
+        let keys_dir = ctx.config.sshd.authorized_keys_dir.display().to_string();
+        Want {
+            chroot: format!("{root}/%u"),
+            force: format!("internal-sftp -l INFO -u {}", ctx.config.umask),
+            keys: format!("{keys_dir}/%u"),
+            root,
+            keys_dir,
+        }
+    }
+
+    fn jailed(&self, name: &str, s: &HashMap<String, String>) -> Vec<String> {
+        let mut errors = Vec::new();
+        let get = |k: &str| s.get(k).map(String::as_str).unwrap_or("none");
+        let chroot = get("chrootdirectory");
+        if chroot != self.chroot && chroot != format!("{}/{name}", self.root) {
+            errors.push(format!(
+                "chrootdirectory is {chroot:?}, want {:?}",
+                self.chroot
+            ));
+        }
+        let force = get("forcecommand");
+        if force != self.force {
+            errors.push(format!("forcecommand is {force:?}, want {:?}", self.force));
+        }
+        let keys = get("authorizedkeysfile");
+        let own = format!("{}/{name}", self.keys_dir);
+        if !keys.split_whitespace().any(|k| k == self.keys || k == own) {
+            errors.push(format!(
+                "authorizedkeysfile is {keys:?}, want {:?}",
+                self.keys
+            ));
+        }
+        errors
+    }
+
+    fn admin(&self, s: &HashMap<String, String>) -> Vec<String> {
+        let mut errors = Vec::new();
+        for key in ["chrootdirectory", "forcecommand"] {
+            let v = s.get(key).map(String::as_str).unwrap_or("none");
+            if v != "none" {
+                errors.push(format!("{key} is {v:?} for the admin, want none"));
+            }
+        }
+        errors
+    }
+}
+
+/// The effective settings of one user, or why `sshd -T` failed.
+type Effective = Result<HashMap<String, String>, String>;
+
+/// `sshd -T` for every name, in parallel (bounded); results in the order of `names`.
+fn effective_all(ctx: &Ctx, names: &[(String, bool)]) -> Vec<Effective> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, MAX_PARALLEL)
+        .min(names.len().max(1));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Effective>>> =
+        Mutex::new((0..names.len()).map(|_| None).collect());
+    let binary = &ctx.config.sshd.binary;
+    let config = &ctx.config.sshd.config;
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((name, _)) = names.get(i) else {
+                    break;
+                };
+                let r = effective(binary, config, name);
+                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("not run".into())))
+        .collect()
+}
+
+/// `sshd -T -C user=NAME,host=localhost,addr=127.0.0.1 -f CONFIG`, parsed.
+fn effective(binary: &std::path::Path, config: &std::path::Path, name: &str) -> Effective {
+    let spec = format!("user={name},host=localhost,addr=127.0.0.1");
+    let out = Command::new(binary)
+        .arg("-T")
+        .arg("-C")
+        .arg(&spec)
+        .arg("-f")
+        .arg(config)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "`{} -T -C {spec}` failed ({}): {}",
+            binary.display(),
+            out.status,
+            text.split_whitespace().collect::<Vec<_>>().join(" ")
+        ));
+    }
+    Ok(parse_effective(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `sshd -T` output: one `keyword value...` a line, keywords in lower case. The first line
+/// of a keyword wins (keywords such as `subsystem` may repeat).
+pub fn parse_effective(text: &str) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        let (key, value) = match line.split_once(char::is_whitespace) {
+            Some((k, v)) => (k, v.trim()),
+            None => (line, ""),
+        };
+        if key.is_empty() {
+            continue;
+        }
+        map.entry(key.to_ascii_lowercase())
+            .or_insert_with(|| value.to_string());
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUT: &str = "port 22\naddressfamily any\nchrootdirectory /srv/x/%u\nforcecommand internal-sftp -l INFO -u 0002\nauthorizedkeysfile /etc/k/%u\nsubsystem sftp internal-sftp\nsubsystem other /bin/x\n";
+
+    #[test]
+    fn parses_sshd_t_output() {
+        let m = parse_effective(OUT);
+        assert_eq!(m["chrootdirectory"], "/srv/x/%u");
+        assert_eq!(m["forcecommand"], "internal-sftp -l INFO -u 0002");
+        assert_eq!(m["subsystem"], "sftp internal-sftp");
+        assert_eq!(m["port"], "22");
+    }
+
+    fn want() -> Want {
+        Want {
+            chroot: "/srv/x/%u".into(),
+            force: "internal-sftp -l INFO -u 0002".into(),
+            keys: "/etc/k/%u".into(),
+            root: "/srv/x".into(),
+            keys_dir: "/etc/k".into(),
+        }
+    }
+
+    #[test]
+    fn judges_jailed_and_admin_settings() {
+        let w = want();
+        assert!(w.jailed("alice", &parse_effective(OUT)).is_empty());
+        let admin = parse_effective("chrootdirectory none\nforcecommand none\nauthorizedkeysfile .ssh/authorized_keys /etc/k/%u\n");
+        assert!(w.admin(&admin).is_empty());
+        let errs = w.jailed("alice", &admin);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert_eq!(w.admin(&parse_effective(OUT)).len(), 2);
+        let expanded = parse_effective("chrootdirectory /srv/x/alice\nforcecommand internal-sftp -l INFO -u 0002\nauthorizedkeysfile /etc/k/alice\n");
+        assert!(w.jailed("alice", &expanded).is_empty());
+    }
+}

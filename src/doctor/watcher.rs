@@ -1,0 +1,240 @@
+//! The watcher: something is bound to `watch.listen` (read from /proc/net/udp{,6}, nothing is
+//! sent), and its outbox in `<watch.state_dir>/outbox` is not backing up.
+//!
+//! Outbox layout (read with [`crate::watch::outbox`]): segments `NNNNNNNNNNNNNNNN.seg` with one JSON report
+//! a line, and beside each an optional `NNNNNNNNNNNNNNNN.ack` listing the delivered record
+//! numbers (0-based line numbers), one a line.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use crate::doctor::{Check, Ctx};
+use crate::plan::fsops::{inspect, Kind};
+use crate::watch::outbox;
+
+const AREA: &str = "watcher";
+
+/// Reports waiting longer than this mean delivery is stuck.
+const STUCK_AFTER: Duration = Duration::from_secs(15 * 60);
+/// This many undelivered reports mean delivery cannot keep up.
+const BACKLOG: u64 = 1000;
+
+pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
+    vec![listening(ctx), outbox(ctx)]
+}
+
+fn listening(ctx: &Ctx) -> Check {
+    let listen = ctx.config.watch.listen;
+    let mut bound = Vec::new();
+    for file in ["/proc/net/udp", "/proc/net/udp6"] {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            bound.extend(parse_proc_net_udp(&text));
+        }
+    }
+    if bound.iter().any(|a| covers(*a, listen)) {
+        Check::ok(
+            AREA,
+            "watcher listening",
+            format!("UDP {listen} is bound (rsyslog forwards the jails' lines there)"),
+        )
+    } else {
+        Check::warn(
+            AREA,
+            "watcher listening",
+            format!("nothing is bound to UDP {listen}: rsyslog's copies of the jails' lines are dropped and no session report is mailed"),
+            "start the watcher: systemctl enable --now sftpctl-watch.service (or sftpctl watch --foreground)",
+        )
+    }
+}
+
+/// True when a socket bound to `bound` receives datagrams sent to `want`.
+fn covers(bound: SocketAddr, want: SocketAddr) -> bool {
+    if bound.port() != want.port() {
+        return false;
+    }
+    let unmapped = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let (b, w) = (unmapped(bound.ip()), unmapped(want.ip()));
+    b == w || b.is_unspecified()
+}
+
+/// The local addresses in /proc/net/udp or /proc/net/udp6 text.
+///
+/// A line is `sl local_address rem_address st ...` with the address as hex: IPv4 one 32-bit
+/// word, IPv6 four, each in host byte order; the port is big-endian hex.
+pub fn parse_proc_net_udp(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let local = line.split_whitespace().nth(1)?;
+            let (addr, port) = local.split_once(':')?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            let ip = match addr.len() {
+                8 => {
+                    let w = u32::from_str_radix(addr, 16).ok()?;
+                    IpAddr::V4(Ipv4Addr::from(w.to_ne_bytes()))
+                }
+                32 => {
+                    let mut bytes = [0u8; 16];
+                    for i in 0..4 {
+                        let w = u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16).ok()?;
+                        bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+                    }
+                    IpAddr::V6(Ipv6Addr::from(bytes))
+                }
+                _ => return None,
+            };
+            Some(SocketAddr::new(ip, port))
+        })
+        .collect()
+}
+
+/// Pending (undelivered) reports in an outbox dir and when the oldest segment holding one
+/// was last written (a lower bound of that report's wait).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub pending: u64,
+    pub oldest: Option<SystemTime>,
+}
+
+pub fn backlog(dir: &Path) -> anyhow::Result<Backlog> {
+    let mut out = Backlog::default();
+    for n in outbox::list_segments(dir)? {
+        let path = outbox::segment_path(dir, n);
+        // lstat: a symlink planted in the outbox is not followed.
+        let Ok((Kind::File, Some(md))) = inspect(&path) else {
+            continue;
+        };
+        let records = std::fs::read(&path)?
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count() as u64;
+        let acks = outbox::read_acks(dir, n)?;
+        let pending = records.saturating_sub(acks.len() as u64);
+        if pending > 0 {
+            out.pending += pending;
+            if out.oldest.is_none() {
+                out.oldest = md.modified().ok();
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn outbox(ctx: &Ctx) -> Check {
+    let dir = ctx.config.watch.state_dir.join("outbox");
+    let name = "watcher outbox";
+    match inspect(&dir) {
+        Ok((Kind::Missing, _)) => {
+            return Check::ok(
+                AREA,
+                name,
+                format!(
+                    "{} does not exist yet: nothing waits for delivery",
+                    dir.display()
+                ),
+            )
+        }
+        Ok((Kind::Dir, _)) => {}
+        Ok((kind, _)) => {
+            return Check::fail(
+                AREA,
+                name,
+                format!("{} is a {kind:?}, not a directory", dir.display()),
+                "move it away; the watcher recreates it",
+            )
+        }
+        Err(e) => return Check::warn(AREA, name, format!("{e:#}"), "run as root"),
+    }
+    let b = match backlog(&dir) {
+        Ok(b) => b,
+        Err(e) => {
+            return Check::warn(
+                AREA,
+                name,
+                format!("cannot read {}: {e:#}", dir.display()),
+                "run as root",
+            )
+        }
+    };
+    let age = b
+        .oldest
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default();
+    if b.pending == 0 {
+        return Check::ok(AREA, name, "empty: every report was delivered");
+    }
+    let msg = format!(
+        "{} report(s) wait for delivery, the oldest for at least {}s",
+        b.pending,
+        age.as_secs()
+    );
+    if age > STUCK_AFTER || b.pending >= BACKLOG {
+        Check::warn(
+            AREA,
+            name,
+            format!("{msg}: delivery is stuck or too slow"),
+            format!(
+                "see the watcher's log ({}) for the transport's error; check [mail] in the config",
+                ctx.config.watch.state_dir.join("watch.log").display()
+            ),
+        )
+    } else {
+        Check::ok(AREA, name, msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_net_udp() {
+        let v4 = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+                  \x20 113: 0100007F:159A 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 12345 2 0000000000000000 0\n\
+                  \x20 114: 00000000:0044 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 12346 2 0000000000000000 0\n";
+        let a = parse_proc_net_udp(v4);
+        assert_eq!(
+            a,
+            vec![
+                "127.0.0.1:5530".parse().unwrap(),
+                "0.0.0.0:68".parse().unwrap()
+            ]
+        );
+        let v6 = "  sl  local_address                         remote_address                        st\n\
+                  \x20 0: 00000000000000000000000001000000:0203 00000000000000000000000000000000:0000 07\n\
+                  \x20 1: 0000000000000000FFFF00000100007F:159A 00000000000000000000000000000000:0000 07\n";
+        let a = parse_proc_net_udp(v6);
+        assert_eq!(a[0], "[::1]:515".parse().unwrap());
+        assert!(covers(a[1], "127.0.0.1:5530".parse().unwrap()));
+        assert!(covers(
+            "0.0.0.0:5530".parse().unwrap(),
+            "127.0.0.1:5530".parse().unwrap()
+        ));
+        assert!(!covers(
+            "127.0.0.2:5530".parse().unwrap(),
+            "127.0.0.1:5530".parse().unwrap()
+        ));
+        assert!(!covers(a[0], "127.0.0.1:515".parse().unwrap()));
+    }
+
+    #[test]
+    fn counts_the_outbox_backlog() {
+        let dir =
+            std::env::temp_dir().join(format!("sftpctl-doctor-outbox-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(backlog(&dir).unwrap(), Backlog::default());
+        std::fs::write(dir.join("0000000000000001.seg"), "{}\n{}\n{}\n").unwrap();
+        std::fs::write(dir.join("0000000000000001.ack"), "0\n2\n").unwrap();
+        std::fs::write(dir.join("0000000000000002.seg"), "{}\n").unwrap();
+        std::fs::write(dir.join("junk"), "x\n").unwrap();
+        let b = backlog(&dir).unwrap();
+        assert_eq!(b.pending, 2);
+        assert!(b.oldest.is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
