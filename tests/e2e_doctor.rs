@@ -74,7 +74,11 @@ fn assert_healthy(sb: &Sandbox, context: &str) {
 #[track_caller]
 fn transfer_is_logged(w: &World, tag: &str) {
     let name = format!("{tag}.txt");
-    fs::write(w.sb.client_dir().join(&name), format!("payload {tag}\n")).unwrap();
+    let local = w.sb.client_dir().join(&name);
+    fs::write(&local, format!("payload {tag}\n")).unwrap();
+    // 0664 locally: no permission watcher runs in these tests, and a 0644 upload would be
+    // (rightly) reported by the shared-write check.
+    fs::set_permissions(&local, std::os::unix::fs::PermissionsExt::from_mode(0o664)).unwrap();
     w.sb.sftp_ok(&w.alice, &w.alice_key, &format!("put {name}\nls -l\n"));
     assert_eq!(
         fs::read_to_string(w.sb.data(&w.alice).join(&name)).unwrap(),
@@ -376,4 +380,53 @@ fn user_flag_limits_the_per_user_checks() {
     let fixed = doctor(sb, &["--fix", "--user", &bob]);
     assert_eq!(fixed.status.code(), Some(0), "{}", show(&fixed));
     assert_eq!(fs::metadata(sb.jail(&bob)).unwrap().mode() & 0o7777, 0o755);
+}
+
+#[test]
+fn uploads_that_are_not_group_writable_are_found_and_repaired() {
+    let w = world();
+    let sb = &w.sb;
+    // No watcher runs here: OpenSSH `sftp put` keeps the local 0644 (FACTS.md).
+    let local = sb.client_dir().join("kept.txt");
+    fs::write(&local, b"0644 upload\n").unwrap();
+    fs::set_permissions(&local, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    sb.sftp_ok(&w.alice, &w.alice_key, "put kept.txt\n");
+    let uploaded = sb.data(&w.alice).join("kept.txt");
+    let mode = || fs::metadata(&uploaded).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode()) & 0o7777,
+        0o644
+    );
+
+    let out = doctor(sb, &[]);
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.contains("shared write access"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        line.starts_with("warn")
+            && line.contains("kept.txt")
+            && line.contains("--fix repairs this"),
+        "{}",
+        show(&out)
+    );
+    let before = sb.snapshot();
+    doctor(sb, &["--fix", "--dry-run"]);
+    before.assert_same(&sb.snapshot(), "doctor --fix --dry-run");
+
+    let fixed = doctor(sb, &["--fix"]);
+    assert_eq!(fixed.status.code(), Some(0), "{}", show(&fixed));
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode()) & 0o7777,
+        0o664
+    );
+    let again = doctor(sb, &[]);
+    assert!(
+        stdout(&again)
+            .lines()
+            .any(|l| l.starts_with("ok") && l.contains("shared write access")),
+        "{}",
+        show(&again)
+    );
 }
