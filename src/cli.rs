@@ -52,8 +52,8 @@ pub enum Command {
     /// Make the managed users match a declarative USERS.toml (create, change, and --prune).
     Apply(ApplyArgs),
     /// Check the live system (jails, log links, sshd, accounts, keys, rsyslog, logrotate, the
-    /// watcher, drift of managed files); one line per check. Exit 0 when nothing failed, 1
-    /// otherwise.
+    /// watcher, drift of managed files, shared write access); one line per check. Exit 0 when
+    /// nothing failed, 1 otherwise.
     Doctor(DoctorArgs),
     /// Follow internal-sftp log lines and mail one report per SFTP session.
     Watch(WatchArgs),
@@ -212,8 +212,8 @@ pub struct DoctorArgs {
     pub json: bool,
 
     /// Repair what is safe to repair (modes, owners, stale log links, missing dirs, the `!`
-    /// password field of key-only accounts, drifted managed files) through the plan engine,
-    /// then check again. Needs root.
+    /// password field of key-only accounts, drifted managed files, data files the group cannot
+    /// write) through the plan engine, then check again. Needs root.
     #[arg(long)]
     pub fix: bool,
 
