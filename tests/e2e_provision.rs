@@ -8,7 +8,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use support::{show, stderr, stdout, Sandbox};
+use support::{gid_of, show, stderr, stdout, uid_of, Sandbox};
 
 /// The harness itself: private rsyslogd (socket, file, UDP), sshd and SMTP server start, and
 /// everything — processes, accounts, the dir — is gone after `Drop`.
@@ -160,22 +160,6 @@ fn payload(tag: &str) -> Vec<u8> {
     v.extend_from_slice(format!("\r\n{tag}\n").as_bytes());
     v.extend_from_slice(&[b'x'; 70_000]);
     v
-}
-
-fn gid_of(group: &str) -> u32 {
-    nix::unistd::Group::from_name(group)
-        .unwrap()
-        .unwrap_or_else(|| panic!("group {group} does not exist"))
-        .gid
-        .as_raw()
-}
-
-fn uid_of(user: &str) -> u32 {
-    nix::unistd::User::from_name(user)
-        .unwrap()
-        .unwrap_or_else(|| panic!("user {user} does not exist"))
-        .uid
-        .as_raw()
 }
 
 /// The names `ls -1a DIR` printed (paths as sftp shows them, without the `sftp>` echo lines).

@@ -18,7 +18,9 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use support::{holds_within, run_with_timeout, show, wait_until, Sandbox, DEADLINE, SFTPCTL};
+use support::{
+    gid_of, holds_within, run_with_timeout, show, uid_of, wait_until, Sandbox, DEADLINE, SFTPCTL,
+};
 
 const ONE_SECOND: Duration = Duration::from_secs(1);
 
@@ -222,22 +224,6 @@ fn shared_within_1s(w: &World, p: &Path) {
             .unwrap_or(0),
         w.watch_output()
     );
-}
-
-fn uid_of(user: &str) -> u32 {
-    nix::unistd::User::from_name(user)
-        .unwrap()
-        .unwrap_or_else(|| panic!("user {user} does not exist"))
-        .uid
-        .as_raw()
-}
-
-fn gid_of(group: &str) -> u32 {
-    nix::unistd::Group::from_name(group)
-        .unwrap()
-        .unwrap_or_else(|| panic!("group {group} does not exist"))
-        .gid
-        .as_raw()
 }
 
 /// `sh -c script` on the host as `user` with primary group `group` and no other groups, umask

@@ -41,6 +41,24 @@ const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
 /// Debian's interpreter: the `python3` first on PATH may not see Debian's python3-aiosmtpd.
 const DEBIAN_PYTHON: &str = "/usr/bin/python3";
 
+/// The uid of an account that must exist.
+pub fn uid_of(user: &str) -> u32 {
+    nix::unistd::User::from_name(user)
+        .unwrap()
+        .unwrap_or_else(|| panic!("user {user} does not exist"))
+        .uid
+        .as_raw()
+}
+
+/// The gid of a group that must exist.
+pub fn gid_of(group: &str) -> u32 {
+    nix::unistd::Group::from_name(group)
+        .unwrap()
+        .unwrap_or_else(|| panic!("group {group} does not exist"))
+        .gid
+        .as_raw()
+}
+
 /// Polls `cond` every 20 ms until it holds; panics naming `what` after `timeout` (≤ [`DEADLINE`]).
 pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let timeout = timeout.min(DEADLINE);
