@@ -533,16 +533,30 @@ fn check_command(key: &str, argv: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The config file sftpctl writes on `init` when none exists: every key, commented.
+/// The config file sftpctl writes on `init` when none exists: every key, commented
+/// (`templates/sftpctl.toml`). Values are TOML-encoded here, so the template only places them.
 pub fn render_commented(config: &Config) -> Result<String> {
-    let body = toml::to_string_pretty(config).context("cannot serialize the config")?;
-    let mut out = String::from(
-        "# sftpctl configuration, written by `sftpctl init` with the values in effect.\n\
-         # Reference: docs/configuration.md. Every path, group and service command sftpctl\n\
-         # uses comes from here; edit, then run `sftpctl init` again to apply.\n\n",
-    );
-    out.push_str(&body);
-    Ok(out)
+    let value = toml::Value::try_from(config).context("cannot serialize the config")?;
+    let mut ctx = tera::Context::new();
+    ctx.insert("c", &encode_leaves(&value));
+    let mut tera = tera::Tera::default();
+    tera.autoescape_on(vec![]);
+    tera.add_raw_template("sftpctl.toml", include_str!("../templates/sftpctl.toml"))
+        .context("built-in config template")?;
+    tera.render("sftpctl.toml", &ctx)
+        .context("cannot render the config template")
+}
+
+/// Tables stay tables; every other value becomes its TOML text (`"a"`, `["x", "y"]`, `12`).
+fn encode_leaves(value: &toml::Value) -> serde_json::Value {
+    match value {
+        toml::Value::Table(t) => serde_json::Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), encode_leaves(v)))
+                .collect(),
+        ),
+        other => serde_json::Value::String(other.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -621,9 +635,32 @@ port = 587
     }
 
     #[test]
-    fn commented_config_round_trips() {
-        let c = Config::default();
-        let text = render_commented(&c).unwrap();
-        assert_eq!(Config::parse(&text).unwrap(), c);
+    fn commented_config_round_trips_and_names_every_key() {
+        let mut c = Config::parse(
+            "admin = \"boss\"\n[watch]\ntemplate_dir = \"/etc/x\"\n[mail.users]\nalice = \"a@b.example\"\n",
+        )
+        .unwrap();
+        c.logrotate.rotate = 3;
+        for config in [Config::default(), c] {
+            let text = render_commented(&config).unwrap();
+            assert_eq!(Config::parse(&text).unwrap(), config, "{text}");
+            // every key of the struct is written (not left to its default)
+            let value = toml::Value::try_from(&config).unwrap();
+            let mut missing = vec![];
+            keys(&value, "", &mut missing, &text);
+            assert!(missing.is_empty(), "not in the template: {missing:?}");
+        }
+    }
+
+    fn keys(v: &toml::Value, at: &str, missing: &mut Vec<String>, text: &str) {
+        if let toml::Value::Table(t) = v {
+            for (k, v) in t {
+                if matches!(v, toml::Value::Table(_)) {
+                    keys(v, &format!("{at}{k}."), missing, text);
+                } else if !text.lines().any(|l| l.starts_with(&format!("{k} = "))) {
+                    missing.push(format!("{at}{k}"));
+                }
+            }
+        }
     }
 }
