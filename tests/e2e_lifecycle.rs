@@ -335,3 +335,51 @@ fn apply_refuses_a_bad_file_before_changing_anything() {
     }
     assert!(nix::unistd::User::from_name(&ok_user).unwrap().is_none());
 }
+
+#[test]
+fn add_user_takes_an_email_and_a_password_on_stdin() {
+    let w = world();
+    let sb = &w.sb;
+    let bob = sb.user("bob");
+    let (bob_key, bob_pub) = sb.keygen("bob");
+    let out = sftpctl_stdin(
+        sb,
+        &[
+            "add-user",
+            &bob,
+            "--key",
+            bob_pub.to_str().unwrap(),
+            "--email",
+            "bob@client.example",
+            "--password-stdin",
+        ],
+        "s3cret pass\n",
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        !show(&out).contains("s3cret"),
+        "password echoed: {}",
+        show(&out)
+    );
+    let field = shadow_field(&bob);
+    assert!(
+        field.starts_with("$y$") || field.starts_with("$6$"),
+        "{field}"
+    );
+    sb.sftp_ok(&bob, &bob_key, "ls\n");
+    let rows: serde_json::Value =
+        serde_json::from_slice(&sb.sftpctl_ok(&["list-users", "--json"]).stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == bob.as_str())
+        .unwrap();
+    assert_eq!(row["email"], "bob@client.example");
+
+    let carol = sb.user("carol");
+    let snap = sb.snapshot();
+    let out = sb.sftpctl(&["add-user", &carol, "--email", "not-an-address"]);
+    assert_fails_one_line(&out, 2);
+    snap.assert_same(&sb.snapshot(), "add-user with a bad --email");
+}
