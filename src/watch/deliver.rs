@@ -500,18 +500,43 @@ impl Delivery {
         *unsynced = true;
         let (spool, templates, addresses) = (&*spool, &self.templates, &self.addresses);
         let next = AtomicUsize::new(0);
+        // One worker at a time creates files in the spool: both would contend for the
+        // directory's lock anyway, and in the kernel a waiter spins on it. On ext4 without a
+        // journal, creating a file shortly after many were deleted is slow (the inode
+        // allocator skips recently deleted inodes, reading the inode table for each), and a
+        // second creating thread then spent its core spinning. A worker that finds the spool
+        // busy renders on and writes its finished mails when the spool is free.
+        let spool_lock = std::sync::Mutex::new(());
         let work = || {
             let mut cache = RecipientCache::default();
             let mut out = Vec::with_capacity(todo.len());
+            let mut ready: Vec<(usize, String, Vec<u8>)> = Vec::new();
+            let write_ready = |ready: &mut Vec<(usize, String, Vec<u8>)>,
+                               out: &mut Vec<(usize, Result<()>)>| {
+                for (i, id, bytes) in ready.drain(..) {
+                    let outcome =
+                        write_eml(spool, &id, &bytes).with_context(|| format!("report {id}"));
+                    out.push((i, outcome));
+                }
+            };
             while let Some((i, line)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
-                let outcome = prepare(templates, addresses, &mut cache, line).and_then(|m| {
-                    let Some((id, message)) = m else {
-                        return Ok(());
-                    };
-                    write_eml(spool, &id, &message.formatted())
-                        .with_context(|| format!("report {id}"))
-                });
-                out.push((*i, outcome));
+                match prepare(templates, addresses, &mut cache, line) {
+                    Ok(Some((id, message))) => ready.push((*i, id, message.formatted())),
+                    Ok(None) => out.push((*i, Ok(()))),
+                    Err(e) => out.push((*i, Err(e))),
+                }
+                let guard = if ready.len() >= 16 {
+                    Some(spool_lock.lock().unwrap_or_else(|p| p.into_inner()))
+                } else {
+                    spool_lock.try_lock().ok()
+                };
+                if guard.is_some() {
+                    write_ready(&mut ready, &mut out);
+                }
+            }
+            if !ready.is_empty() {
+                let _guard = spool_lock.lock().unwrap_or_else(|p| p.into_inner());
+                write_ready(&mut ready, &mut out);
             }
             out
         };

@@ -258,14 +258,15 @@ pub fn watch(config: &Config, input: Input, options: Options) -> Result<()> {
 const STREAM_GROUP_REPORTS: usize = 1024;
 const STREAM_GROUP_TIME: Duration = Duration::from_millis(50);
 
-/// Reads the stream on a thread of its own in chunks of 1 MiB (so that "nothing more queued"
-/// can be seen without blocking), and parses each line in place, without a copy.
+/// Reads the stream on a thread of its own in chunks of 256 KiB (so that "nothing more queued"
+/// can be seen without blocking), and parses each line in place, without a copy. At most
+/// about ten chunks exist at once (2.5 MiB).
 fn read_stream(engine: &mut Engine, mut reader: Box<dyn Read + Send>) -> Result<()> {
     use std::sync::mpsc::{sync_channel, TryRecvError};
-    const CHUNK: usize = 1 << 20;
+    const CHUNK: usize = 256 << 10;
     let (chunks, received) = sync_channel::<std::io::Result<Vec<u8>>>(4);
-    // Used buffers go back to the reader: no fresh megabyte (and its page faults) per read.
-    let (give_back, returned) = sync_channel::<Vec<u8>>(8);
+    // Used buffers go back to the reader: no fresh buffer (and its page faults) per read.
+    let (give_back, returned) = sync_channel::<Vec<u8>>(4);
     std::thread::Builder::new()
         .name("input".into())
         .spawn(move || loop {
