@@ -9,6 +9,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,14 +18,19 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{Message, SendmailTransport, SmtpTransport, Transport as _};
 
-use super::mail::{build_message, Addresses, Templates};
+use super::mail::{build_message_to, Addresses, RecipientCache, Templates};
 use super::outbox::{self, Committed, Shared};
 use super::report::Report;
 use crate::config::{Config, SmtpTls, Transport};
 use crate::error::usage;
 
-/// Reports delivered between two syncs of the spool and of the acknowledgements.
+/// Reports sent between two acknowledgements (SMTP, sendmail): a crash repeats at most these.
 const BATCH: usize = 256;
+
+/// Reports written between two syncs of the spool and of the acknowledgements (file
+/// transport: a repeat overwrites the same file, so a larger batch costs nothing but saves
+/// `syncfs` + `fdatasync` pairs; 1024 = one outbox segment).
+const FILE_BATCH: usize = 1024;
 
 /// Where mail goes.
 pub enum Mailer {
@@ -123,18 +129,76 @@ fn smtp_error(e: &lettre::transport::smtp::Error) -> String {
     text.replace('\n', " ")
 }
 
-/// A report from the outbox; `None` (logged) for a record this program cannot read, which
-/// would otherwise block every later one forever.
-fn read_record(line: &[u8]) -> Option<Report> {
-    match serde_json::from_slice(line) {
-        Ok(r) => Some(r),
+/// One outbox record, ready to render. Its JSON (a serialized [`Report`]) becomes the
+/// template context as it is: parsing it into a `Report` first would only be serialized back
+/// into the same JSON tree for tera (two passes and two sets of allocations per report).
+struct Record {
+    id: String,
+    user: String,
+    context: tera::Context,
+}
+
+fn unreadable(e: impl std::fmt::Display) {
+    eprintln!("sftpctl watch: skipping an unreadable outbox record: {e}");
+}
+
+/// `None` (logged) for a record this program cannot read, which would otherwise block every
+/// later one forever.
+fn read_record(line: &[u8]) -> Option<Record> {
+    let value: serde_json::Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
         Err(e) => {
-            eprintln!("sftpctl watch: skipping an unreadable outbox record: {e}");
+            unreadable(e);
+            return None;
+        }
+    };
+    let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    let (Some(id), Some(user)) = (text("id"), text("user")) else {
+        unreadable(
+            serde_json::from_slice::<Report>(line)
+                .err()
+                .map_or_else(|| "no id or user".to_string(), |e| e.to_string()),
+        );
+        return None;
+    };
+    match tera::Context::from_value(value) {
+        Ok(context) => Some(Record { id, user, context }),
+        Err(e) => {
+            unreadable(e);
             None
         }
     }
 }
 
+/// Renders one outbox record into its message; `Ok(None)` for a record skipped as unreadable.
+fn prepare(
+    templates: &Templates,
+    addresses: &Addresses,
+    cache: &mut RecipientCache,
+    line: &[u8],
+) -> Result<Option<(String, Message)>> {
+    let Some(record) = read_record(line) else {
+        return Ok(None);
+    };
+    let rendered = match templates.render_context(&record.context) {
+        Ok(r) => r,
+        Err(e) => {
+            // Not a report of this program (a field missing): skip it like unparsable JSON.
+            // A real report that does not render is an error, and is retried.
+            if let Err(bad) = serde_json::from_slice::<Report>(line) {
+                unreadable(bad);
+                return Ok(None);
+            }
+            return Err(e);
+        }
+    };
+    let recipients = addresses.recipients_cached(cache, &record.user);
+    let message = build_message_to(addresses, &record.user, recipients, rendered)?;
+    Ok(Some((record.id, message)))
+}
+
+/// `<spool>/<id>.eml`, written under a temporary name and renamed: a reader of the spool
+/// never sees half a mail, and a repeat replaces the file.
 fn write_eml(spool: &Path, id: &str, bytes: &[u8]) -> Result<()> {
     let tmp = spool.join(format!(".{id}.tmp"));
     let mut file = OpenOptions::new()
@@ -365,7 +429,12 @@ impl Delivery {
         let lines: Vec<&[u8]> = data[..complete].split_inclusive(|&b| b == b'\n').collect();
         let mut acked = Vec::new();
         let result = (|| -> Result<bool> {
-            for chunk in lines.chunks(BATCH) {
+            let batch = if matches!(self.mailer, Mailer::File { .. }) {
+                FILE_BATCH
+            } else {
+                BATCH
+            };
+            for chunk in lines.chunks(batch) {
                 if self.shared.snapshot().stop {
                     return Ok(false);
                 }
@@ -409,12 +478,14 @@ impl Delivery {
     }
 
     /// Delivers `todo` (index, record line); the file transport renders and writes on two
-    /// threads (rendering is most of the work), the others send one by one.
+    /// threads (rendering is most of the work), taking records from one shared counter so
+    /// neither waits for the other; the others send one by one.
     fn deliver_many(&mut self, todo: &[(usize, &[u8])]) -> Vec<(usize, Result<()>)> {
         let Mailer::File { spool, unsynced } = &mut self.mailer else {
+            let mut cache = RecipientCache::default();
             let mut out = Vec::with_capacity(todo.len());
             for (i, line) in todo {
-                let outcome = self.deliver_line(line);
+                let outcome = self.deliver_line(&mut cache, line);
                 let failed = outcome.is_err();
                 out.push((*i, outcome));
                 if failed {
@@ -428,30 +499,64 @@ impl Delivery {
         }
         *unsynced = true;
         let (spool, templates, addresses) = (&*spool, &self.templates, &self.addresses);
-        let write_one = |line: &[u8]| -> Result<()> {
-            let Some(report) = read_record(line) else {
-                return Ok(());
+        let next = AtomicUsize::new(0);
+        // One worker at a time creates files in the spool: both would contend for the
+        // directory's lock anyway, and in the kernel a waiter spins on it. On ext4 without a
+        // journal, creating a file shortly after many were deleted is slow (the inode
+        // allocator skips recently deleted inodes, reading the inode table for each), and a
+        // second creating thread then spent its core spinning. A worker that finds the spool
+        // busy renders on and writes its finished mails when the spool is free.
+        let spool_lock = std::sync::Mutex::new(());
+        let work = || {
+            let mut cache = RecipientCache::default();
+            let mut out = Vec::with_capacity(todo.len());
+            let mut ready: Vec<(usize, String, Vec<u8>)> = Vec::new();
+            let write_ready = |ready: &mut Vec<(usize, String, Vec<u8>)>,
+                               out: &mut Vec<(usize, Result<()>)>| {
+                for (i, id, bytes) in ready.drain(..) {
+                    let outcome =
+                        write_eml(spool, &id, &bytes).with_context(|| format!("report {id}"));
+                    out.push((i, outcome));
+                }
             };
-            let rendered = templates.render(&report)?;
-            let message = build_message(addresses, &report, rendered)?;
-            write_eml(spool, &report.id, &message.formatted())
-                .with_context(|| format!("report {}", report.id))
+            while let Some((i, line)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
+                match prepare(templates, addresses, &mut cache, line) {
+                    Ok(Some((id, message))) => ready.push((*i, id, message.formatted())),
+                    Ok(None) => out.push((*i, Ok(()))),
+                    Err(e) => out.push((*i, Err(e))),
+                }
+                let guard = if ready.len() >= 16 {
+                    Some(spool_lock.lock().unwrap_or_else(|p| p.into_inner()))
+                } else {
+                    spool_lock.try_lock().ok()
+                };
+                if guard.is_some() {
+                    write_ready(&mut ready, &mut out);
+                }
+            }
+            if !ready.is_empty() {
+                let _guard = spool_lock.lock().unwrap_or_else(|p| p.into_inner());
+                write_ready(&mut ready, &mut out);
+            }
+            out
         };
-        let half = todo.len().div_ceil(2);
-        let (a, b) = todo.split_at(half);
+        if todo.len() == 1 {
+            return work();
+        }
         std::thread::scope(|scope| {
-            let other = scope.spawn(|| {
-                b.iter()
-                    .map(|(i, l)| (*i, write_one(l)))
-                    .collect::<Vec<_>>()
-            });
-            let mut out: Vec<_> = a.iter().map(|(i, l)| (*i, write_one(l))).collect();
+            let other = scope.spawn(work);
+            let mut out = work();
             match other.join() {
                 Ok(rest) => out.extend(rest),
-                Err(_) => out.extend(
-                    b.iter()
-                        .map(|(i, _)| (*i, Err(anyhow::anyhow!("a delivery worker panicked")))),
-                ),
+                Err(_) => {
+                    // What the other worker took is unknown: all that is not done here failed.
+                    let done: HashSet<usize> = out.iter().map(|(i, _)| *i).collect();
+                    out.extend(
+                        todo.iter()
+                            .filter(|(i, _)| !done.contains(i))
+                            .map(|(i, _)| (*i, Err(anyhow::anyhow!("a delivery worker panicked")))),
+                    );
+                }
             }
             out
         })
@@ -468,14 +573,65 @@ impl Delivery {
         Ok(())
     }
 
-    fn deliver_line(&mut self, line: &[u8]) -> Result<()> {
-        let Some(report) = read_record(line) else {
+    fn deliver_line(&mut self, cache: &mut RecipientCache, line: &[u8]) -> Result<()> {
+        let Some((id, message)) = prepare(&self.templates, &self.addresses, cache, line)? else {
             return Ok(());
         };
-        let rendered = self.templates.render(&report)?;
-        let message = build_message(&self.addresses, &report, rendered)?;
         self.mailer
-            .send(&report.id, &message)
-            .with_context(|| format!("report {}", report.id))
+            .send(&id, &message)
+            .with_context(|| format!("report {id}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watch::outbox::Writer;
+
+    #[test]
+    fn unreadable_records_are_skipped_and_the_rest_delivered_once() {
+        let dir = std::env::temp_dir().join(format!("sftpctl-deliver-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (outbox_dir, spool) = (dir.join("outbox"), dir.join("spool"));
+        outbox::ensure_private_dir(&outbox_dir).unwrap();
+        let mut a = super::super::report::example();
+        a.id = "a".into();
+        let mut b = a.clone();
+        b.id = "b".into();
+        let mut segment = serde_json::to_vec(&a).unwrap();
+        segment.extend_from_slice(b"\nnot json\n{\"id\":\"x\",\"user\":\"u\"}\n{\"id\":\"y\"}\n");
+        segment.extend_from_slice(&serde_json::to_vec(&b).unwrap());
+        segment.extend_from_slice(b"\n{\"torn");
+        std::fs::write(outbox::segment_path(&outbox_dir, 1), segment).unwrap();
+        // A writer after the old segment, closed: deliver everything, then stop.
+        let mut writer = Writer::open(&outbox_dir).unwrap();
+        writer.close().unwrap();
+        outbox::ensure_private_dir(&spool).unwrap();
+        let delivery = Delivery::new(
+            &outbox_dir,
+            writer.shared(),
+            Mailer::File {
+                spool: spool.clone(),
+                unsynced: false,
+            },
+            Templates::load(None).unwrap(),
+            Addresses::from_config(&crate::config::Config::default()).unwrap(),
+            RetryPolicy {
+                first: Duration::from_millis(1),
+                max: Duration::from_millis(1),
+                attempts_after_close: Some(1),
+            },
+        );
+        delivery.run();
+        let mut names: Vec<String> = std::fs::read_dir(&spool)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a.eml", "b.eml"]);
+        let mail = std::fs::read_to_string(spool.join("a.eml")).unwrap();
+        assert!(mail.contains("Content-Type: text/html"), "{mail}");
+        assert_eq!(outbox::count_pending(&outbox_dir).unwrap(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -68,9 +68,15 @@ impl Templates {
 
     pub fn render(&self, report: &Report) -> Result<Rendered> {
         let context = tera::Context::from_serialize(report).context("cannot serialize a report")?;
+        self.render_context(&context)
+    }
+
+    /// The three templates against one context (built once per report: from the outbox
+    /// record's JSON directly, see `deliver::Record`).
+    pub fn render_context(&self, context: &tera::Context) -> Result<Rendered> {
         let render = |name: &str| {
             self.tera
-                .render(name, &context)
+                .render(name, context)
                 .map_err(|e| anyhow::anyhow!("mail template {name}: {}", tera_message(&e)))
         };
         Ok(Rendered {
@@ -174,7 +180,23 @@ impl Addresses {
         }
         all
     }
+
+    /// [`Addresses::recipients`] through `cache`: the user's file is read once per cache,
+    /// i.e. once per delivery batch (a few hundred reports, well under a second), not once
+    /// per report. An address changed with `set-email` applies from the next batch.
+    pub fn recipients_cached(&self, cache: &mut RecipientCache, user: &str) -> Vec<Mailbox> {
+        if let Some(found) = cache.0.get(user) {
+            return found.clone();
+        }
+        let all = self.recipients(user);
+        cache.0.insert(user.to_string(), all.clone());
+        all
+    }
 }
+
+/// Recipients per user for one delivery batch (see [`Addresses::recipients_cached`]).
+#[derive(Default)]
+pub struct RecipientCache(std::collections::HashMap<String, Vec<Mailbox>>);
 
 /// The whole message: text and HTML alternatives, UTF-8.
 pub fn build_message(
@@ -182,9 +204,23 @@ pub fn build_message(
     report: &Report,
     rendered: Rendered,
 ) -> Result<Message> {
-    let recipients = addresses.recipients(&report.user);
+    build_message_to(
+        addresses,
+        &report.user,
+        addresses.recipients(&report.user),
+        rendered,
+    )
+}
+
+/// [`build_message`] for `user`'s report to `recipients` (from [`Addresses::recipients`]).
+pub fn build_message_to(
+    addresses: &Addresses,
+    user: &str,
+    recipients: Vec<Mailbox>,
+    rendered: Rendered,
+) -> Result<Message> {
     if recipients.is_empty() {
-        anyhow::bail!("no recipient for user {} (mail.to is empty)", report.user);
+        anyhow::bail!("no recipient for user {user} (mail.to is empty)");
     }
     let mut builder = Message::builder()
         .from(addresses.from.clone())

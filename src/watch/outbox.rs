@@ -160,6 +160,8 @@ pub struct Writer {
     file: File,
     len: u64,
     records: usize,
+    /// Records appended since the last commit.
+    uncommitted: usize,
     buf: Vec<u8>,
     shared: Arc<Shared>,
 }
@@ -181,6 +183,7 @@ impl Writer {
             file,
             len: 0,
             records: 0,
+            uncommitted: 0,
             buf: Vec::with_capacity(64 * 1024),
             shared,
         })
@@ -199,11 +202,17 @@ impl Writer {
         serde_json::to_writer(&mut self.buf, report).context("cannot serialize a report")?;
         self.buf.push(b'\n');
         self.records += 1;
+        self.uncommitted += 1;
         Ok(())
     }
 
     pub fn has_uncommitted(&self) -> bool {
         !self.buf.is_empty()
+    }
+
+    /// Reports appended since the last commit.
+    pub fn uncommitted(&self) -> usize {
+        self.uncommitted
     }
 
     /// Writes and syncs what was appended, then lets the delivery thread see it.
@@ -217,6 +226,7 @@ impl Writer {
             .context("cannot write to the outbox")?;
         self.len += self.buf.len() as u64;
         self.buf.clear();
+        self.uncommitted = 0;
         if self.records >= SEGMENT_RECORDS {
             self.segment += 1;
             self.file = new_segment(&self.dir, self.segment)?;

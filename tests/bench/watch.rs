@@ -2,9 +2,12 @@
 //!
 //! 1. Generates a 760,000-line log of 20,000 sessions (20 operations each, 200 open at once).
 //! 2. Parse-only rate, next to what `grep -c internal-sftp` reads on the same file.
-//! 3. Replays it through `sftpctl watch --stdin` with the file transport: lines/s, reports/s.
-//! 4. Resident memory of `sftpctl watch --stdin` holding 10,000 open sessions.
-//! 5. UDP at 20,000 lines/s with the SMTP server stalled: datagrams dropped by the socket.
+//! 3. Where a report's time goes, stage by stage on one thread, in memory (parse + sessions,
+//!    outbox JSON, the three tera templates, the lettre message), and the raw cost of creating
+//!    20,000 files in the spool dir the way the file transport does (+ one `syncfs`).
+//! 4. Replays it through `sftpctl watch --stdin` with the file transport: lines/s, reports/s.
+//! 5. Resident memory of `sftpctl watch --stdin` holding 10,000 open sessions.
+//! 6. UDP at 20,000 lines/s with the SMTP server stalled: datagrams dropped by the socket.
 //!    (`WATCH_BENCH_STALL_SECS`, default 10; the scenario is 60.)
 //!
 //! `WATCH_BENCH_DIR=/dev/shm` puts state and spool on tmpfs, to separate our cost from the disk's.
@@ -173,6 +176,8 @@ fn main() {
         String::from_utf8_lossy(&grep.stdout).trim()
     );
 
+    let built = stages(&log);
+
     // Full replay: parse, sessions, reports, outbox (synced), delivery to .eml files.
     let cfg = config(&dir, "");
     let start = Instant::now();
@@ -216,6 +221,9 @@ fn main() {
         lines as f64 / report.as_secs_f64(),
         SESSIONS as f64 / report.as_secs_f64()
     );
+
+    file_floor(&built, &dir);
+    drop(built);
 
     // Memory with 10,000 sessions open at once (each with its 36 operations so far).
     let open_dir = temp_dir("rss");
@@ -268,6 +276,84 @@ fn main() {
     udp_with_stalled_smtp();
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&open_dir);
+}
+
+fn per(what: &str, t: Duration, n: usize) {
+    println!(
+        "  {what:<34} {:>6.3} s  {:>6.1} us/report",
+        t.as_secs_f64(),
+        t.as_secs_f64() * 1e6 / n as f64
+    );
+}
+
+/// Each stage of the replay alone, on one thread, in memory: what one report costs.
+/// Returns (report id, mail) for [`file_floor`].
+fn stages(log: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use sftpctl::config::Config;
+    use sftpctl::watch::mail::{build_message_to, Addresses, Templates};
+    use sftpctl::watch::session::{Limits, Sessions};
+    println!("one thread, in memory:");
+    let start = Instant::now();
+    let mut sessions = Sessions::new(Limits::default(), "/data");
+    let mut reports = Vec::new();
+    for line in log.split(|&b| b == b'\n') {
+        sessions.apply(parse_line(line, 1_796_000_000), 0, &mut reports);
+    }
+    let n = reports.len();
+    per("parse + sessions -> reports", start.elapsed(), n);
+    let start = Instant::now();
+    let records: Vec<Vec<u8>> = reports
+        .iter()
+        .map(|r| serde_json::to_vec(r).unwrap())
+        .collect();
+    per("report -> outbox JSON", start.elapsed(), n);
+    let templates = Templates::load(None).unwrap();
+    let start = Instant::now();
+    let contexts: Vec<tera::Context> = records
+        .iter()
+        .map(|r| tera::Context::from_value(serde_json::from_slice(r).unwrap()).unwrap())
+        .collect();
+    per("outbox JSON -> tera context", start.elapsed(), n);
+    let start = Instant::now();
+    let rendered: Vec<_> = contexts
+        .iter()
+        .map(|c| templates.render_context(c).unwrap())
+        .collect();
+    per("3 tera templates", start.elapsed(), n);
+    let addresses = Addresses::from_config(&Config::default()).unwrap();
+    let start = Instant::now();
+    let mails: Vec<Vec<u8>> = rendered
+        .into_iter()
+        .map(|r| {
+            build_message_to(&addresses, "alice", addresses.recipients("alice"), r)
+                .unwrap()
+                .formatted()
+        })
+        .collect();
+    per("lettre message (MIME, q-p)", start.elapsed(), n);
+    reports.into_iter().map(|r| r.id).zip(mails).collect()
+}
+
+/// The file transport's file work alone, one thread: temp name, write, rename; then one
+/// syncfs. Run after the replay: on ext4 (no journal) creating files right after many were
+/// deleted is slow (`recently_deleted` scans the inode table), and this deletes 20,000.
+fn file_floor(mails: &[(String, Vec<u8>)], dir: &Path) {
+    println!("the file system alone, one thread:");
+    let n = mails.len();
+    let spool = dir.join("floor");
+    std::fs::create_dir_all(&spool).unwrap();
+    let start = Instant::now();
+    for (id, mail) in mails {
+        let tmp = spool.join(format!(".{id}.tmp"));
+        std::fs::write(&tmp, mail).unwrap();
+        std::fs::rename(&tmp, spool.join(format!("{id}.eml"))).unwrap();
+    }
+    let created = start.elapsed();
+    per("create + write + rename .eml", created, n);
+    let start = Instant::now();
+    let d = std::fs::File::open(&spool).unwrap();
+    nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&d)).unwrap();
+    per("one syncfs of the spool", start.elapsed(), n);
 }
 
 /// Drops counted by the kernel for the socket bound to `port` (/proc/net/udp, last column).
