@@ -32,6 +32,9 @@ pub struct Config {
     pub admin: Option<String>,
     /// Umask of SFTP sessions, four octal digits.
     pub umask: String,
+    /// internal-sftp's log level: `INFO` (transfers, changes, failures) or `VERBOSE` (also
+    /// the stat/realpath lookups, so every failure is tied to its own request).
+    pub sftp_log_level: String,
     /// Path of this binary as the rendered systemd units and logrotate file call it.
     pub sftpctl_bin: PathBuf,
     /// Shell of jailed users.
@@ -206,6 +209,7 @@ impl Default for Config {
             jail_group: "sftp-only".into(),
             admin: None,
             umask: "0002".into(),
+            sftp_log_level: "INFO".into(),
             sftpctl_bin: "/usr/local/sbin/sftpctl".into(),
             nologin_shell: "/usr/sbin/nologin".into(),
             admin_shell: "/bin/bash".into(),
@@ -398,6 +402,12 @@ impl Config {
             names::check_user_name("admin", admin)?;
         }
         check_umask(&self.umask)?;
+        if !["INFO", "VERBOSE"].contains(&self.sftp_log_level.as_str()) {
+            anyhow::bail!(
+                "sftp_log_level: {:?} must be \"INFO\" or \"VERBOSE\"",
+                self.sftp_log_level
+            );
+        }
         check_abs_path("sftpctl_bin", &self.sftpctl_bin)?;
         check_abs_path("nologin_shell", &self.nologin_shell)?;
         check_abs_path("admin_shell", &self.admin_shell)?;
@@ -600,6 +610,8 @@ port = 587
             "root = \"/\"",
             "umask = \"002\"",
             "umask = \"0008\"",
+            "sftp_log_level = \"DEBUG3\"",
+            "sftp_log_level = \"INFO -u 0777\"",
             "group = \"sftp\\nx\"",
             "jail_group = \"sftp\"",
             "data_dir = \"a/b\"",

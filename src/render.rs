@@ -66,6 +66,7 @@ impl Renderer {
         ctx.insert("group", &config.group);
         ctx.insert("admin", &config.admin);
         ctx.insert("umask", &config.umask);
+        ctx.insert("log_level", &config.sftp_log_level);
         ctx.insert(
             "authorized_keys_dir",
             &config.sshd.authorized_keys_dir.display().to_string(),

@@ -50,8 +50,20 @@ struct World {
 }
 
 /// init, rsyslogd, add-user, sshd; the config mails over SMTP to `smtp_port` (not started).
+/// internal-sftp logs at the default level, INFO.
 fn world() -> World {
+    world_at("INFO")
+}
+
+/// [`world`] with internal-sftp at `level`. Tests that assert which request failed use
+/// VERBOSE: at INFO, a failure is tied to its request by timing, which a loaded machine
+/// can defeat (docs/watch.md).
+fn world_at(level: &str) -> World {
     let mut sb = Sandbox::new();
+    sb.edit_config(
+        "umask = \"0002\"",
+        &format!("umask = \"0002\"\nsftp_log_level = \"{level}\""),
+    );
     let alice = sb.user("alice");
     let (key, public) = sb.keygen("alice");
     sb.sftpctl_ok(&["init"]);
@@ -174,7 +186,7 @@ fn watcher_log(w: &World) -> String {
 
 #[test]
 fn a_session_becomes_exactly_one_mail_naming_each_file_with_its_bytes() {
-    let w = world();
+    let w = world_at("VERBOSE");
     let _smtp = start_smtp(w.smtp_port, &w.maildir);
     let _watcher = start_watcher(&w);
     local_file(&w.sb, "up.bin", 70_000);
@@ -334,4 +346,54 @@ fn set_email_copies_the_user_and_list_users_shows_the_last_session() {
             rows[0]["last_session"].is_string()
         },
     );
+}
+
+/// With `sftp_log_level = "VERBOSE"` the lookups are logged too, so every failure is tied to
+/// its own request without timing: checked on the log file with `sftpctl report --json`.
+#[test]
+fn verbose_log_ties_every_failure_to_its_own_request() {
+    let mut sb = Sandbox::new();
+    sb.edit_config(
+        "umask = \"0002\"",
+        "umask = \"0002\"\nsftp_log_level = \"VERBOSE\"",
+    );
+    let alice = sb.user("alice");
+    let (key, public) = sb.keygen("alice");
+    sb.sftpctl_ok(&["init"]);
+    let dropin = fs::read_to_string(sb.path("etc/ssh/sshd_config.d/50-sftpctl.conf")).unwrap();
+    assert!(
+        dropin.contains("ForceCommand internal-sftp -l VERBOSE -u 0002"),
+        "{dropin}"
+    );
+    sb.start_rsyslogd();
+    sb.sftpctl_ok(&["add-user", &alice, "--key", public.to_str().unwrap()]);
+    sb.start_sshd();
+    local_file(&sb, "gone.txt", 10);
+    local_file(&sb, "kept.txt", 20);
+    sb.sftp_ok(
+        &alice,
+        &key,
+        "put gone.txt\nput kept.txt\nrm gone.txt\n-rm no-such-file\n-rename missing.txt other.txt\nrename kept.txt final.txt\nls\n-get nothing-here.txt\n",
+    );
+    sb.wait_log_line("session closed");
+    let log = sb.log_lines().join("\n");
+    println!("{log}"); // for CI logs: the real VERBOSE lines
+    let out = sb.sftpctl_ok(&["report", "--json", sb.log_file.to_str().unwrap()]);
+    let text = support::stdout(&out);
+    let sessions: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let s = &sessions.as_array().unwrap()[0];
+    let deletes: Vec<&str> = s["deletes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert_eq!(deletes, ["gone.txt"], "{text}\n{log}");
+    let failed = serde_json::to_string(&s["failures"]).unwrap();
+    assert!(failed.contains("no-such-file"), "{text}\n{log}");
+    assert!(failed.contains("missing.txt"), "{text}\n{log}");
+    assert!(!failed.contains("gone.txt"), "{text}\n{log}");
+    // a failed lookup (the client's lstat before `get`) is not a failed transfer
+    assert_eq!(s["totals"]["failures"], 2, "{text}\n{log}");
+    assert_eq!(s["unreadable_lines"], 0, "{text}\n{log}");
 }

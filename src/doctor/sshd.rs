@@ -126,7 +126,10 @@ impl Want {
         let keys_dir = ctx.config.sshd.authorized_keys_dir.display().to_string();
         Want {
             chroot: format!("{root}/%u"),
-            force: format!("internal-sftp -l INFO -u {}", ctx.config.umask),
+            force: format!(
+                "internal-sftp -l {} -u {}",
+                ctx.config.sftp_log_level, ctx.config.umask
+            ),
             keys: format!("{keys_dir}/%u"),
             root,
             keys_dir,

@@ -412,6 +412,13 @@ pub fn parse_message(m: &[u8]) -> Option<Event> {
             });
         }
     }
+    // Other lines of `-l VERBOSE` (seen on OpenSSH 9.2): the protocol hello and the
+    // users-groups-by-id extension. Not news; a failure after them would be theirs.
+    if m.starts_with(b"received client version ") || m.starts_with(b"users-groups-by-id: ") {
+        return Some(Event::Lookup {
+            path: String::new(),
+        });
+    }
     None
 }
 
@@ -683,6 +690,18 @@ mod tests {
         ];
         for (m, want) in cases {
             assert_eq!(msg(m), Some(want), "{m}");
+        }
+    }
+
+    #[test]
+    fn verbose_only_lines_are_known() {
+        for m in [
+            "realpath \".\"",
+            "lstat name \"/data/x\"",
+            "received client version 3",
+            "users-groups-by-id: 4 users, 0 groups",
+        ] {
+            assert!(matches!(msg(m), Some(Event::Lookup { .. })), "{m}");
         }
     }
 
