@@ -3,16 +3,18 @@
 //! server. Runs as root (the sandbox creates users and a jail root under /srv).
 
 mod support;
+mod watch_common;
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use support::{wait_until, Sandbox, SFTPCTL};
+use watch_common::{maildir_mails as mails, start_smtp, text_of};
 
 /// Kills (and reaps) a child when the test ends, however it ends.
 struct Reaped(Child);
@@ -116,63 +118,6 @@ fn start_watcher(w: &World) -> Reaped {
         std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
     });
     Reaped(child)
-}
-
-fn start_smtp(port: u16, maildir: &Path) -> Reaped {
-    let child = Command::new("/usr/bin/python3")
-        .args(["-m", "aiosmtpd", "-n", "-l"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(maildir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let smtp = Reaped(child);
-    wait_until("aiosmtpd", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    smtp
-}
-
-fn mails(maildir: &Path) -> Vec<String> {
-    let mut all = Vec::new();
-    for sub in ["new", "cur"] {
-        if let Ok(entries) = fs::read_dir(maildir.join(sub)) {
-            let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-            paths.sort();
-            all.extend(paths.iter().map(|p| fs::read_to_string(p).unwrap()));
-        }
-    }
-    all
-}
-
-/// The plain-text part, quoted-printable undone.
-fn text_of(mail: &str) -> String {
-    let mail = mail.replace("\r\n", "\n");
-    let start = mail.find("Content-Type: text/plain").expect("text part");
-    let body = &mail[start..];
-    let body = &body[body.find("\n\n").unwrap() + 2..];
-    let body = &body[..body.find("\n--").unwrap_or(body.len())];
-    let joined = body.replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'=' && i + 2 < bytes.len() {
-            if let Ok(v) =
-                u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or(""), 16)
-            {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn local_file(sb: &Sandbox, name: &str, len: usize) {

@@ -5,46 +5,11 @@
 mod watch_common;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use watch_common::*;
-
-const PYTHON: &str = "/usr/bin/python3";
-
-/// aiosmtpd on 127.0.0.1:port, writing each message to `maildir/new`.
-fn start_smtp(port: u16, maildir: &Path) -> Guard {
-    let child = Command::new(PYTHON)
-        .args(["-m", "aiosmtpd", "-n", "-l"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(maildir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("aiosmtpd (apt install python3-aiosmtpd)");
-    let guard = Guard(Some(child));
-    wait_for("the SMTP server", Duration::from_secs(15), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    guard
-}
-
-fn maildir_mails(maildir: &Path) -> Vec<String> {
-    let mut all = Vec::new();
-    for sub in ["new", "cur"] {
-        let Ok(entries) = std::fs::read_dir(maildir.join(sub)) else {
-            continue;
-        };
-        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        paths.sort();
-        all.extend(paths.iter().map(|p| std::fs::read_to_string(p).unwrap()));
-    }
-    all
-}
 
 fn smtp_env(name: &str, smtp_port: u16) -> Env {
     Env::new(
@@ -53,12 +18,6 @@ fn smtp_env(name: &str, smtp_port: u16) -> Env {
             "transport = \"smtp\"\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntimeout_secs = 2\n"
         ),
     )
-}
-
-/// Text of a maildir message, normalised to what `text_part` expects (CRLF line ends).
-fn text_of(mail: &str) -> String {
-    let crlf = mail.replace("\r\n", "\n").replace('\n', "\r\n");
-    text_part(&crlf)
 }
 
 fn outbox_records(env: &Env) -> usize {

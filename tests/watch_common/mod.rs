@@ -241,3 +241,43 @@ fn decode_qp(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).replace("\r\n", "\n")
 }
+
+const PYTHON: &str = "/usr/bin/python3";
+
+/// aiosmtpd on 127.0.0.1:port, writing each message to `maildir/new`.
+pub fn start_smtp(port: u16, maildir: &Path) -> Guard {
+    let child = Command::new(PYTHON)
+        .args(["-m", "aiosmtpd", "-n", "-l"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(maildir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("aiosmtpd (apt install python3-aiosmtpd)");
+    let guard = Guard(Some(child));
+    wait_for("the SMTP server", Duration::from_secs(15), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    guard
+}
+
+pub fn maildir_mails(maildir: &Path) -> Vec<String> {
+    let mut all = Vec::new();
+    for sub in ["new", "cur"] {
+        let Ok(entries) = std::fs::read_dir(maildir.join(sub)) else {
+            continue;
+        };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        all.extend(paths.iter().map(|p| std::fs::read_to_string(p).unwrap()));
+    }
+    all
+}
+
+/// The plain-text part of a mail as any transport stored it (LF or CRLF).
+pub fn text_of(mail: &str) -> String {
+    let crlf = mail.replace("\r\n", "\n").replace('\n', "\r\n");
+    text_part(&crlf)
+}
