@@ -53,11 +53,18 @@ fn run_account_command(argv: &[String]) -> Result<()> {
 
 /// uid of a user name; `root` is 0.
 pub fn uid_of(user: &str) -> Option<u32> {
+    // Most steps are root's: no need to scan the account database for it.
+    if user == "root" {
+        return Some(0);
+    }
     users::get_user_by_name(user).map(|u| u.uid())
 }
 
 /// gid of a group name; `root` is 0.
 pub fn gid_of(group: &str) -> Option<u32> {
+    if group == "root" {
+        return Some(0);
+    }
     users::get_group_by_name(group).map(|g| g.gid())
 }
 

@@ -126,12 +126,19 @@ fn main() {
     );
 
     let last = bench.add_users("last", 5);
+    // useradd itself rewrites /etc/passwd, /etc/shadow and /etc/group, which grow with every
+    // account: measure it again with the same database to tell its growth from ours.
+    let useradd_last = time_useradd_tagged(&mut bench, "ub", 20);
     println!(
-        "add-user: {:.1} ms with 0 jails, {:.1} ms with {} jails present, ratio {:.2}",
+        "add-user: {:.1} ms with 0 jails, {:.1} ms with {} jails present, ratio {:.2}; bare useradd {:.1} ms then {:.1} ms; sftpctl's own part {:.1} ms then {:.1} ms",
         first * 1e3,
         last * 1e3,
         n + 5,
-        last / first
+        last / first,
+        useradd * 1e3,
+        useradd_last * 1e3,
+        (first - useradd) * 1e3,
+        (last - useradd_last) * 1e3
     );
 
     doctor_at_scale(&bench, n + 10);
@@ -142,9 +149,13 @@ fn main() {
 
 /// Mean wall time of a bare `useradd` with the flags sftpctl uses (the floor for apply).
 fn time_useradd(bench: &mut Bench, count: usize) -> f64 {
+    time_useradd_tagged(bench, "ua", count)
+}
+
+fn time_useradd_tagged(bench: &mut Bench, tag: &str, count: usize) -> f64 {
     let start = Instant::now();
     for i in 0..count {
-        let name = format!("{}ua{i}", bench.prefix);
+        let name = format!("{}{tag}{i}", bench.prefix);
         bench.users.push(name.clone());
         let ok = Command::new("useradd")
             .args(["-M", "-g", &format!("{}g", bench.prefix), "-d", "/data"])
