@@ -210,7 +210,9 @@ impl Step for RemoveAccount {
         Ok(uid_of(&self.name).is_none())
     }
     fn apply(&self, _journal: &mut Journal) -> Result<()> {
-        run_command(&["userdel".into(), self.name.clone()]).map(|_| ())
+        let removed = run_command(&["userdel".into(), self.name.clone()]).map(|_| ());
+        crate::plan::steps::forget_ids();
+        removed
     }
 }
 

@@ -68,6 +68,7 @@ fn undo_one(undo: &Undo) -> anyhow::Result<()> {
         Undo::RestoreMeta { path, meta } => fsops::set_dir_meta(path, *meta)?,
         Undo::RestoreFileMeta { path, meta } => fsops::set_file_meta(path, *meta)?,
         Undo::RunCommand(argv) => {
+            crate::plan::steps::forget_ids(); // the undo removes an account or a group
             let status = Command::new(&argv[0]).args(&argv[1..]).status()?;
             anyhow::ensure!(status.success(), "{} exited with {status}", argv.join(" "));
         }

@@ -57,7 +57,37 @@ pub fn uid_of(user: &str) -> Option<u32> {
     if user == "root" {
         return Some(0);
     }
-    users::get_user_by_name(user).map(|u| u.uid())
+    cached_id('u', user, || users::get_user_by_name(user).map(|u| u.uid()))
+}
+
+/// Ids found in the account database during this run. Each lookup parses the whole
+/// /etc/passwd or /etc/group, so without this a run's cost would grow with the number of
+/// accounts. Only found ids are kept (a name may be created later in the same run), and
+/// [`forget_ids`] drops them all when an account or group is removed.
+static IDS: std::sync::Mutex<Option<std::collections::HashMap<(char, String), u32>>> =
+    std::sync::Mutex::new(None);
+
+fn cached_id(kind: char, name: &str, lookup: impl FnOnce() -> Option<u32>) -> Option<u32> {
+    let key = (kind, name.to_string());
+    if let Some(id) = IDS
+        .lock()
+        .ok()
+        .and_then(|m| m.as_ref().and_then(|m| m.get(&key).copied()))
+    {
+        return Some(id);
+    }
+    let id = lookup()?;
+    if let Ok(mut m) = IDS.lock() {
+        m.get_or_insert_with(Default::default).insert(key, id);
+    }
+    Some(id)
+}
+
+/// Call after removing an account or a group: cached ids may be stale.
+pub fn forget_ids() {
+    if let Ok(mut m) = IDS.lock() {
+        *m = None;
+    }
 }
 
 /// gid of a group name; `root` is 0.
@@ -65,7 +95,9 @@ pub fn gid_of(group: &str) -> Option<u32> {
     if group == "root" {
         return Some(0);
     }
-    users::get_group_by_name(group).map(|g| g.gid())
+    cached_id('g', group, || {
+        users::get_group_by_name(group).map(|g| g.gid())
+    })
 }
 
 /// A group exists.
