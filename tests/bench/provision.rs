@@ -147,7 +147,8 @@ fn main() {
     drop(_sock);
 }
 
-/// Mean wall time of a bare `useradd` with the flags sftpctl uses (the floor for apply).
+/// Mean wall time of a bare `useradd` with the flags sftpctl uses, jail group included (the
+/// floor for apply and add-user).
 fn time_useradd(bench: &mut Bench, count: usize) -> f64 {
     time_useradd_tagged(bench, "ua", count)
 }
@@ -159,6 +160,7 @@ fn time_useradd_tagged(bench: &mut Bench, tag: &str, count: usize) -> f64 {
         bench.users.push(name.clone());
         let ok = Command::new("useradd")
             .args(["-M", "-g", &format!("{}g", bench.prefix), "-d", "/data"])
+            .args(["-G", &format!("{}j", bench.prefix)])
             .args(["-s", "/usr/sbin/nologin", "-p", "*", &name])
             .status()
             .unwrap()
