@@ -336,3 +336,19 @@ fn follow_survives_rotation() {
     });
     drop(watcher);
 }
+
+#[test]
+fn a_missing_file_to_follow_is_refused_before_anything_is_made() {
+    let env = Env::new("follow-missing", "");
+    let out = env
+        .command()
+        .args(["watch", "--foreground", "--follow"])
+        .arg(env.dir.join("no-such.log"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!env.state().exists(), "state dir made on bad input");
+    assert!(!env.spool().exists(), "spool dir made on bad input");
+}

@@ -7,6 +7,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+
+use crate::error::usage;
 use nix::errno::Errno;
 use nix::sys::socket::{recv, MsgFlags};
 
@@ -171,6 +173,12 @@ fn now_micros() -> Option<i64> {
 
 /// Runs `sftpctl watch` until a stop signal (live sources) or the end of the stream.
 pub fn watch(config: &Config, input: Input, options: Options) -> Result<()> {
+    // Bad input changes nothing: a file to follow must be readable before any state dir,
+    // spool dir or pid file is made.
+    if let Input::Follow(path) = &input {
+        std::fs::File::open(path)
+            .map_err(|e| usage(format!("cannot open {} to follow: {e}", path.display())))?;
+    }
     let templates = Templates::load(config.watch.template_dir.as_deref())?;
     let addresses = Addresses::from_config(config)?;
     let mailer = Mailer::from_config(config)?;
