@@ -41,6 +41,12 @@ impl Jail {
     }
 }
 
+/// sshd's rule for a ChrootDirectory component and for the directories above an
+/// AuthorizedKeysFile (StrictModes): owned by root, not writable by group or others.
+pub fn root_owned_not_writable(uid: u32, mode: u32) -> bool {
+    uid == 0 && mode & 0o022 == 0
+}
+
 /// sshd's rule for every component of a ChrootDirectory: owned by root, not writable by
 /// group or others. Checks every existing ancestor of `root` (symlinks followed, as sshd
 /// does); the components that do not exist yet will be created root-owned 0755.
@@ -57,7 +63,7 @@ pub fn check_root_chain(root: &Path) -> Result<Vec<PathBuf>> {
                         root.display()
                     )));
                 }
-                if md.uid() != 0 || md.mode() & 0o022 != 0 {
+                if !root_owned_not_writable(md.uid(), md.mode()) {
                     return Err(usage(format!(
                         "{} is owned by uid {} with mode {:04o}: sshd refuses a chroot below a directory that is not root-owned or is group/world-writable; choose another root or run chown root {} && chmod go-w {}",
                         dir.display(),

@@ -78,11 +78,7 @@ pub fn record_last_session(config: &Config, name: &str, when: &str) -> Result<()
     let path = last_session_path(config, name);
     let dir = path.parent().context("last-session path has no parent")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let meta = Meta {
-        mode: 0o644,
-        uid: nix::unistd::geteuid().as_raw(),
-        gid: nix::unistd::getegid().as_raw(),
-    };
+    let meta = Meta::current_user(0o644);
     fsops::write_atomic(&path, format!("{when}\n").as_bytes(), meta)
 }
 

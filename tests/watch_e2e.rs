@@ -212,26 +212,8 @@ fn sigterm_and_restart_mid_session_still_mails_once() {
     local_file(&w.sb, "first.bin", 100);
     local_file(&w.sb, "second.bin", 200);
     // A session kept open by its stdin: commands go in while the watcher restarts.
-    let mut sftp = Command::new("sftp");
-    sftp.current_dir(w.sb.client_dir())
-        .args(["-b", "-", "-F", "/dev/null", "-P"])
-        .arg(w.sb.ssh_port.to_string())
-        .arg("-i")
-        .arg(&w.key)
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg(format!("{}@127.0.0.1", w.alice))
-        .stdin(Stdio::piped())
+    let mut sftp = w.sb.sftp_command(&w.alice, &w.key);
+    sftp.stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut client = Reaped(sftp.spawn().unwrap());

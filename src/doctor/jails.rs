@@ -113,7 +113,7 @@ fn root_chain(ctx: &Ctx) -> Vec<Check> {
                 return out;
             }
         };
-        if md.uid() != 0 || md.mode() & 0o022 != 0 {
+        if !crate::jail::root_owned_not_writable(md.uid(), md.mode()) {
             out.push(Check::fail(
                 AREA,
                 "chroot chain",
@@ -160,7 +160,7 @@ fn root_dir(path: &Path, name: &str, missing_fix: &str) -> Option<Check> {
         ),
         Ok((Kind::Dir, Some(md))) => {
             let mode = md.mode() & 0o7777;
-            if md.uid() != 0 || mode & 0o022 != 0 {
+            if !crate::jail::root_owned_not_writable(md.uid(), mode) {
                 Some(
                     Check::fail(
                         AREA,

@@ -94,7 +94,7 @@ fn chain(dir: &Path) -> Vec<Check> {
                 return out;
             }
         };
-        if md.uid() != 0 || md.mode() & 0o022 != 0 {
+        if !crate::jail::root_owned_not_writable(md.uid(), md.mode()) {
             let mut c = Check::fail(
                 AREA,
                 "keys dir",

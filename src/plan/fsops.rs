@@ -28,6 +28,15 @@ impl Meta {
         }
     }
 
+    /// Owned by the user and group this process runs as.
+    pub fn current_user(mode: u32) -> Meta {
+        Meta {
+            mode,
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        }
+    }
+
     pub fn of(md: &std::fs::Metadata) -> Meta {
         Meta {
             mode: md.mode() & 0o7777,

@@ -3,11 +3,7 @@ use super::*;
 use crate::plan::fsops::Meta;
 
 fn me(mode: u32) -> Meta {
-    Meta {
-        mode,
-        uid: nix::unistd::geteuid().as_raw(),
-        gid: nix::unistd::getegid().as_raw(),
-    }
+    Meta::current_user(mode)
 }
 
 fn tempdir(tag: &str) -> std::path::PathBuf {

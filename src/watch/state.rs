@@ -33,21 +33,13 @@ pub struct Saved {
     pub follow: Option<FollowPosition>,
 }
 
-/// Writes `saved` atomically: temp file, fsync, rename, fsync of the dir.
+/// Writes `saved` atomically (temp file created without following links, fsync, rename,
+/// fsync of the dir), readable by the watcher's user only.
 pub fn save(state_dir: &Path, saved: &Saved) -> Result<()> {
-    let tmp = state_dir.join(format!(".{SESSIONS_FILE}.tmp"));
-    let mut file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
-    serde_json::to_writer(&mut file, saved).context("cannot save the open sessions")?;
-    file.sync_all()
-        .with_context(|| format!("cannot sync {}", tmp.display()))?;
-    fs_err::rename(&tmp, state_dir.join(SESSIONS_FILE)).context("cannot save the open sessions")?;
-    sync_dir(state_dir)
+    let bytes = serde_json::to_vec(saved).context("cannot save the open sessions")?;
+    let meta = crate::plan::fsops::Meta::current_user(0o600);
+    crate::plan::fsops::write_atomic(&state_dir.join(SESSIONS_FILE), &bytes, meta)
+        .context("cannot save the open sessions")
 }
 
 /// Loads what the last run saved and removes it, so that it is restored once only.

@@ -758,8 +758,9 @@ spool_dir = "{d}/spool"
         self.sshd.as_ref().map(|d| d.log_text()).unwrap_or_default()
     }
 
-    /// OpenSSH `sftp -b -` as `user` with `key`, running `script` from [`Sandbox::client_dir`].
-    pub fn sftp(&self, user: &str, key: &Path, script: &str) -> Output {
+    /// The OpenSSH `sftp -b -` command as `user` with `key` against the private sshd, run from
+    /// [`Sandbox::client_dir`]; commands come on its stdin.
+    pub fn sftp_command(&self, user: &str, key: &Path) -> Command {
         let mut cmd = Command::new("sftp");
         cmd.current_dir(self.client_dir())
             .args(["-b", "-", "-F", "/dev/null", "-P"])
@@ -781,7 +782,16 @@ spool_dir = "{d}/spool"
                 "LogLevel=ERROR",
             ])
             .arg(format!("{user}@127.0.0.1"));
-        run_with_timeout(&mut cmd, script.as_bytes(), DEADLINE)
+        cmd
+    }
+
+    /// [`Sandbox::sftp_command`] running `script`, with a timeout.
+    pub fn sftp(&self, user: &str, key: &Path, script: &str) -> Output {
+        run_with_timeout(
+            &mut self.sftp_command(user, key),
+            script.as_bytes(),
+            DEADLINE,
+        )
     }
 
     /// [`Sandbox::sftp`] asserting success; shows sshd's log on failure.
