@@ -184,6 +184,9 @@ pub struct Smtp {
     pub username: String,
     /// Root-only file holding the password; never the password itself.
     pub password_file: PathBuf,
+    /// PEM file of a CA to trust besides the built-in public roots (a private mail server's
+    /// own CA); empty = public roots only.
+    pub ca_file: PathBuf,
     /// Seconds one SMTP conversation may stall before the attempt counts as failed.
     pub timeout_secs: u64,
 }
@@ -326,6 +329,7 @@ impl Default for Smtp {
             tls: SmtpTls::None,
             username: String::new(),
             password_file: PathBuf::new(),
+            ca_file: PathBuf::new(),
             timeout_secs: 30,
         }
     }
@@ -471,6 +475,9 @@ impl Config {
         }
         names::check_single_line("mail.smtp.host", &self.mail.smtp.host)?;
         names::check_single_line("mail.smtp.username", &self.mail.smtp.username)?;
+        if !self.mail.smtp.ca_file.as_os_str().is_empty() {
+            check_abs_path("mail.smtp.ca_file", &self.mail.smtp.ca_file)?;
+        }
         if !self.mail.smtp.password_file.as_os_str().is_empty() {
             check_abs_path("mail.smtp.password_file", &self.mail.smtp.password_file)?;
         }

@@ -20,17 +20,6 @@ fn smtp_env(name: &str, smtp_port: u16) -> Env {
     )
 }
 
-fn outbox_records(env: &Env) -> usize {
-    let dir = env.state().join("outbox");
-    let mut n = 0;
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.path().extension().is_some_and(|x| x == "seg") {
-            n += std::fs::read_to_string(e.path()).unwrap().lines().count();
-        }
-    }
-    n
-}
-
 #[test]
 fn one_mail_per_session_naming_each_file_with_its_bytes() {
     let smtp_port = free_tcp_port();
@@ -112,11 +101,11 @@ fn report_waits_in_the_outbox_until_the_server_starts() {
         ],
     ));
     wait_for("the report in the outbox", Duration::from_secs(10), || {
-        outbox_records(&env) == 1
+        pending_reports(&env) == 1
     });
     std::thread::sleep(Duration::from_secs(2));
     assert!(maildir_mails(&maildir).is_empty());
-    assert_eq!(outbox_records(&env), 1, "still waiting in the outbox");
+    assert_eq!(pending_reports(&env), 1, "still waiting in the outbox");
     let _smtp = start_smtp(smtp_port, &maildir);
     wait_for(
         "the mail after the server started",
@@ -147,7 +136,7 @@ fn reading_goes_on_while_the_server_stalls() {
     wait_for(
         "every report in the outbox",
         Duration::from_secs(20),
-        || outbox_records(&env) == sessions as usize,
+        || pending_reports(&env) == sessions as usize,
     );
     assert!(maildir_mails(&maildir).is_empty());
     drop(staller);
@@ -233,4 +222,75 @@ fn refuses_a_password_file_others_can_read() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("s3cret"));
+}
+
+/// `transport = "sendmail"` with a real sendmail-compatible program: msmtp, handing the mail to
+/// aiosmtpd. While the server is down msmtp fails and the reports wait in the outbox.
+#[test]
+fn sendmail_transport_hands_each_report_to_a_real_sendmail() {
+    let smtp_port = free_tcp_port();
+    let mut env = Env::new("sendmail", "");
+    let wrapper = env.dir.join("sendmail");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nexec /usr/bin/msmtp --host=127.0.0.1 --port={smtp_port} \"$@\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    env.write_config(&format!(
+        "transport = \"sendmail\"\nsendmail = \"{}\"\n",
+        wrapper.display()
+    ));
+    let replay = |input: Stdio| {
+        let out = env
+            .command()
+            .args(["watch", "--stdin"])
+            .stdin(input)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let log = std::fs::File::open(fixture("openssh-9.2-rsyslog-file.log")).unwrap();
+    let (code, err) = replay(Stdio::from(log));
+    assert_eq!(code, Some(1), "no server yet: {err}");
+    assert!(err.contains("sendmail"), "{err}");
+    assert_eq!(pending_reports(&env), 5);
+
+    let maildir = env.dir.join("maildir");
+    let _smtp = start_smtp(smtp_port, &maildir);
+    let (code, err) = replay(Stdio::null());
+    assert_eq!(code, Some(0), "{err}");
+    let mails = maildir_mails(&maildir);
+    assert_eq!(mails.len(), 5, "{err}");
+    assert!(mails.iter().all(|m| m.contains("To: admin@example.com")));
+    let all: String = mails.iter().map(|m| text_of(m)).collect();
+    assert!(all.contains("big.bin  2.9 MiB (3,000,000 bytes)"), "{all}");
+}
+
+#[test]
+fn a_sendmail_that_is_not_there_stops_the_watcher_at_start() {
+    let mut env = Env::new("sendmail-missing", "");
+    let missing = env.dir.join("no-such-sendmail");
+    env.write_config(&format!(
+        "transport = \"sendmail\"\nsendmail = \"{}\"\n",
+        missing.display()
+    ));
+    let out = env
+        .command()
+        .args(["watch", "--stdin"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("mail.sendmail"), "{err}");
+    assert!(!env.state().exists(), "nothing made before the refusal");
 }

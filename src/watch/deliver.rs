@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{Message, SendmailTransport, SmtpTransport, Transport as _};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{Message, SendmailTransport, Transport as _};
 
 use super::mail::{build_message_to, Addresses, RecipientCache, Templates};
 use super::outbox::{self, Committed, Shared};
 use super::report::Report;
+use super::smtp::SmtpClient;
 use crate::config::{Config, SmtpTls, Transport};
 use crate::error::usage;
 
@@ -41,7 +42,7 @@ pub enum Mailer {
         unsynced: bool,
     },
     Sendmail(SendmailTransport),
-    Smtp(Box<SmtpTransport>),
+    Smtp(Box<SmtpClient>),
 }
 
 impl Mailer {
@@ -56,31 +57,42 @@ impl Mailer {
                     unsynced: false,
                 })
             }
-            Transport::Sendmail => Ok(Mailer::Sendmail(SendmailTransport::new_with_command(
-                config.mail.sendmail.as_os_str(),
-            ))),
+            Transport::Sendmail => {
+                let program = &config.mail.sendmail;
+                let runnable = std::fs::metadata(program)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+                if !runnable {
+                    return Err(usage(format!(
+                        "mail.sendmail: {} is not an executable program: install an MTA \
+                         (e.g. apt install msmtp-mta) or set mail.transport = \"file\"",
+                        program.display()
+                    )));
+                }
+                Ok(Mailer::Sendmail(SendmailTransport::new_with_command(
+                    program.as_os_str(),
+                )))
+            }
             Transport::Smtp => {
                 let smtp = &config.mail.smtp;
                 let host = smtp.host.clone();
                 let tls = match smtp.tls {
                     SmtpTls::None => Tls::None,
-                    SmtpTls::Starttls => Tls::Required(
-                        TlsParameters::new(host.clone()).context("cannot set up TLS")?,
-                    ),
-                    SmtpTls::Tls => {
-                        Tls::Wrapper(TlsParameters::new(host.clone()).context("cannot set up TLS")?)
-                    }
+                    SmtpTls::Starttls => Tls::Required(tls_parameters(smtp)?),
+                    SmtpTls::Tls => Tls::Wrapper(tls_parameters(smtp)?),
                 };
-                let mut builder = SmtpTransport::builder_dangerous(host)
-                    .port(smtp.port)
-                    .tls(tls)
-                    .timeout(Some(Duration::from_secs(smtp.timeout_secs)));
-                if !smtp.username.is_empty() {
+                let credentials = if smtp.username.is_empty() {
+                    None
+                } else {
                     let password = read_password_file(&smtp.password_file)?;
-                    builder =
-                        builder.credentials(Credentials::new(smtp.username.clone(), password));
-                }
-                Ok(Mailer::Smtp(Box::new(builder.build())))
+                    Some(Credentials::new(smtp.username.clone(), password))
+                };
+                Ok(Mailer::Smtp(Box::new(SmtpClient::new(
+                    host,
+                    smtp.port,
+                    tls,
+                    Duration::from_secs(smtp.timeout_secs),
+                    credentials,
+                ))))
             }
         }
     }
@@ -95,10 +107,7 @@ impl Mailer {
             Mailer::Sendmail(t) => t
                 .send(message)
                 .map_err(|e| anyhow::anyhow!("sendmail: {e}")),
-            Mailer::Smtp(t) => t
-                .send(message)
-                .map(|_| ())
-                .map_err(|e| anyhow::anyhow!("SMTP: {}", smtp_error(&e))),
+            Mailer::Smtp(t) => t.send(message),
         }
     }
 
@@ -115,18 +124,38 @@ impl Mailer {
         }
         Ok(())
     }
+
+    /// A batch is done: an SMTP connection kept open for it is closed.
+    fn end_batch(&mut self) {
+        if let Mailer::Smtp(t) = self {
+            t.close();
+        }
+    }
 }
 
-/// lettre's error text plus its source, on one line (never includes credentials).
-fn smtp_error(e: &lettre::transport::smtp::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+/// Certificate checks for `mail.smtp.host`: the public roots, plus `mail.smtp.ca_file`.
+fn tls_parameters(smtp: &crate::config::Smtp) -> Result<TlsParameters> {
+    let mut builder = TlsParameters::builder(smtp.host.clone());
+    if !smtp.ca_file.as_os_str().is_empty() {
+        let pem =
+            fs_err::read(&smtp.ca_file).map_err(|e| usage(format!("mail.smtp.ca_file: {e}")))?;
+        // lettre takes a PEM text without any certificate in it as an empty list.
+        let marker = b"-----BEGIN CERTIFICATE-----";
+        if !pem.windows(marker.len()).any(|w| w == marker) {
+            return Err(usage(format!(
+                "mail.smtp.ca_file: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                smtp.ca_file.display()
+            )));
+        }
+        let ca = Certificate::from_pem(&pem).map_err(|e| {
+            usage(format!(
+                "mail.smtp.ca_file: {} is not a PEM certificate ({e})",
+                smtp.ca_file.display()
+            ))
+        })?;
+        builder = builder.add_root_certificate(ca);
     }
-    text.replace('\n', " ")
+    builder.build().context("cannot set up TLS")
 }
 
 /// One outbox record, ready to render. Its JSON (a serialized [`Report`]) becomes the
@@ -492,6 +521,7 @@ impl Delivery {
                     break;
                 }
             }
+            self.mailer.end_batch();
             return out;
         };
         if todo.is_empty() {

@@ -9,6 +9,7 @@ pub mod parse;
 pub mod report;
 pub mod run;
 pub mod session;
+pub mod smtp;
 pub mod source;
 pub mod state;
 pub mod time;

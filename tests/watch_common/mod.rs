@@ -263,6 +263,23 @@ pub fn start_smtp(port: u16, maildir: &Path) -> Guard {
     guard
 }
 
+/// Reports in the outbox not yet acknowledged as delivered (0 when there is no outbox).
+pub fn pending_reports(env: &Env) -> usize {
+    let Ok(entries) = std::fs::read_dir(env.state().join("outbox")) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in entries.flatten() {
+        if e.path().extension().is_some_and(|x| x == "seg") {
+            let records = std::fs::read_to_string(e.path()).unwrap().lines().count();
+            let acked = std::fs::read_to_string(e.path().with_extension("ack"))
+                .map_or(0, |t| t.lines().count());
+            n += records - acked;
+        }
+    }
+    n
+}
+
 pub fn maildir_mails(maildir: &Path) -> Vec<String> {
     let mut all = Vec::new();
     for sub in ["new", "cur"] {
