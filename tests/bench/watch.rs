@@ -3,8 +3,9 @@
 //! 1. Generates a 760,000-line log of 20,000 sessions (20 operations each, 200 open at once).
 //! 2. Parse-only rate, next to what `grep -c internal-sftp` reads on the same file.
 //! 3. Where a report's time goes, stage by stage on one thread, in memory (parse + sessions,
-//!    outbox JSON, the three tera templates, the lettre message), and the raw cost of creating
-//!    20,000 files in the spool dir the way the file transport does (+ one `syncfs`).
+//!    outbox JSON, the three tera templates, the lettre message), the raw cost of creating
+//!    20,000 files in the spool dir the way the file transport does (+ one `syncfs`), and the
+//!    floor: 20,000 empty files made by two threads, nothing else.
 //! 4. Replays it through `sftpctl watch --stdin` with the file transport: lines/s, reports/s.
 //! 5. Resident memory of `sftpctl watch --stdin` holding 10,000 open sessions.
 //! 6. UDP at 20,000 lines/s for 60 s with a real SMTP server stalled: datagrams dropped by the
@@ -359,6 +360,23 @@ fn file_floor(mails: &[(String, Vec<u8>)], dir: &Path) {
     let d = std::fs::File::open(&spool).unwrap();
     nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&d)).unwrap();
     per("one syncfs of the spool", start.elapsed(), n);
+
+    // The floor of any file transport on this file system: empty files, no rename, both
+    // cores, nothing rendered. Above 0.3 s the replay target cannot be met here at all.
+    let bare = dir.join("floor-bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for half in 0..2 {
+            let bare = &bare;
+            scope.spawn(move || {
+                for (id, _) in mails.iter().skip(half).step_by(2) {
+                    std::fs::File::create(bare.join(format!("{id}.eml"))).unwrap();
+                }
+            });
+        }
+    });
+    per("create empty files, two threads", start.elapsed(), n);
 }
 
 /// Drops counted by the kernel for the socket bound to `port` (/proc/net/udp, last column).
