@@ -334,6 +334,31 @@ fn follow_survives_rotation() {
     wait_for("the second mail", Duration::from_secs(10), || {
         env.mails().len() == 2
     });
+    // rsyslog goes on writing to the renamed file until logrotate's postrotate SIGHUP.
+    w.write_all(file_lines(3, "late").as_bytes()).unwrap();
+    wait_for(
+        "the mail of the renamed file's late lines",
+        Duration::from_secs(10),
+        || env.mails().len() == 3,
+    );
+    // copytruncate: the same file cut to 0, then written again.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&log, file_lines(4, "after-truncate")).unwrap();
+    wait_for(
+        "the mail after copytruncate",
+        Duration::from_secs(10),
+        || env.mails().len() == 4,
+    );
+    let all = env.mails().join("\n");
+    for name in ["first", "second", "late", "after-truncate"] {
+        assert!(all.contains(name), "{name}: {all}");
+    }
     drop(watcher);
 }
 

@@ -5,6 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use nix::sys::socket::{setsockopt, sockopt};
@@ -37,16 +38,28 @@ pub fn split_lines(data: &[u8], mut f: impl FnMut(&[u8])) -> usize {
     start
 }
 
-/// Tails a log file across logrotate: after a rename the old file is read to its end and the
-/// new one from its start; after a truncation reading starts over at 0.
+/// After a rename, how long the old file is still read: rsyslog goes on writing to it until
+/// logrotate's postrotate tells it to reopen (SIGHUP), and those lines must not be lost.
+const RETIRED_GRACE: Duration = Duration::from_secs(30);
+
+/// Tails a log file across logrotate: after a rename the new file is read from its start while
+/// the old one is still read to its end for [`RETIRED_GRACE`] after its last line; after a
+/// truncation (copytruncate) reading starts over at 0.
 pub struct Follower {
     path: PathBuf,
+    current: Tail,
+    /// The file renamed away, and when it last gave a line.
+    retired: Option<(Tail, Instant)>,
+    chunk: Vec<u8>,
+}
+
+/// One open file being read: where, and the line begun but not yet ended.
+struct Tail {
     file: File,
     dev: u64,
     ino: u64,
     offset: u64,
     partial: Vec<u8>,
-    chunk: Vec<u8>,
 }
 
 impl Follower {
@@ -72,11 +85,14 @@ impl Follower {
             .with_context(|| format!("cannot seek in {}", path.display()))?;
         Ok(Follower {
             path: path.to_path_buf(),
-            file,
-            dev: meta.dev(),
-            ino: meta.ino(),
-            offset,
-            partial: Vec::new(),
+            current: Tail {
+                file,
+                dev: meta.dev(),
+                ino: meta.ino(),
+                offset,
+                partial: Vec::new(),
+            },
+            retired: None,
             chunk: vec![0; 256 * 1024],
         })
     }
@@ -84,30 +100,35 @@ impl Follower {
     pub fn position(&self) -> FollowPosition {
         FollowPosition {
             path: self.path.clone(),
-            dev: self.dev,
-            ino: self.ino,
+            dev: self.current.dev,
+            ino: self.current.ino,
             // A partial line is read again next time rather than lost.
-            offset: self.offset - self.partial.len() as u64,
+            offset: self.current.offset - self.current.partial.len() as u64,
         }
     }
 
     /// Reads everything available; calls `f` per complete line. Returns whether any came.
     pub fn poll(&mut self, f: &mut impl FnMut(&[u8])) -> Result<bool> {
-        let mut got = self.drain(f)?;
+        let mut got = self.drain_retired(f)?;
+        got |= self.current.drain(&mut self.chunk, &self.path, f)?;
         match std::fs::metadata(&self.path) {
-            Ok(meta) if meta.dev() != self.dev || meta.ino() != self.ino => {
-                // Rotated: the old file is read to its end (above); its last line is complete.
-                got |= self.drain(f)?;
-                if !self.partial.is_empty() {
-                    f(&std::mem::take(&mut self.partial));
-                }
+            Ok(meta) if meta.dev() != self.current.dev || meta.ino() != self.current.ino => {
                 match File::open(&self.path) {
                     Ok(file) => {
-                        self.file = file;
-                        self.dev = meta.dev();
-                        self.ino = meta.ino();
-                        self.offset = 0;
-                        got |= self.drain(f)?;
+                        let new = Tail {
+                            file,
+                            dev: meta.dev(),
+                            ino: meta.ino(),
+                            offset: 0,
+                            partial: Vec::new(),
+                        };
+                        let old = std::mem::replace(&mut self.current, new);
+                        // A second rotation within the grace: the oldest file is done.
+                        if let Some((mut older, _)) = self.retired.take() {
+                            older.finish(f);
+                        }
+                        self.retired = Some((old, Instant::now()));
+                        got |= self.current.drain(&mut self.chunk, &self.path, f)?;
                     }
                     Err(e) => eprintln!(
                         "sftpctl watch: cannot open the new {}: {e}",
@@ -115,17 +136,18 @@ impl Follower {
                     ),
                 }
             }
-            Ok(meta) if meta.len() < self.offset => {
+            Ok(meta) if meta.len() < self.current.offset => {
                 eprintln!(
                     "sftpctl watch: {} was truncated; reading it from the start",
                     self.path.display()
                 );
-                self.file
+                self.current
+                    .file
                     .seek(SeekFrom::Start(0))
                     .with_context(|| format!("cannot seek in {}", self.path.display()))?;
-                self.offset = 0;
-                self.partial.clear();
-                got |= self.drain(f)?;
+                self.current.offset = 0;
+                self.current.partial.clear();
+                got |= self.current.drain(&mut self.chunk, &self.path, f)?;
             }
             // Missing for now (between rename and create): keep the old one.
             _ => {}
@@ -133,15 +155,31 @@ impl Follower {
         Ok(got)
     }
 
-    fn drain(&mut self, f: &mut impl FnMut(&[u8])) -> Result<bool> {
+    /// Reads what was added to the renamed file; lets it go once quiet for the grace.
+    fn drain_retired(&mut self, f: &mut impl FnMut(&[u8])) -> Result<bool> {
+        let Some((old, last)) = &mut self.retired else {
+            return Ok(false);
+        };
+        let got = old.drain(&mut self.chunk, &self.path, f)?;
+        if got {
+            *last = Instant::now();
+        } else if last.elapsed() >= RETIRED_GRACE {
+            if let Some((mut old, _)) = self.retired.take() {
+                old.finish(f);
+            }
+        }
+        Ok(got)
+    }
+}
+
+impl Tail {
+    fn drain(&mut self, chunk: &mut [u8], path: &Path, f: &mut impl FnMut(&[u8])) -> Result<bool> {
         let mut got = false;
         loop {
-            let n = match self.file.read(&mut self.chunk) {
+            let n = match self.file.read(chunk) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(got),
-                Err(e) => {
-                    return Err(e).with_context(|| format!("cannot read {}", self.path.display()))
-                }
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
             };
             if n == 0 {
                 return Ok(got);
@@ -149,14 +187,21 @@ impl Follower {
             got = true;
             self.offset += n as u64;
             if self.partial.is_empty() {
-                let used = split_lines(&self.chunk[..n], &mut *f);
-                self.partial.extend_from_slice(&self.chunk[used..n]);
+                let used = split_lines(&chunk[..n], &mut *f);
+                self.partial.extend_from_slice(&chunk[used..n]);
             } else {
-                self.partial.extend_from_slice(&self.chunk[..n]);
+                self.partial.extend_from_slice(&chunk[..n]);
                 let data = std::mem::take(&mut self.partial);
                 let used = split_lines(&data, &mut *f);
                 self.partial.extend_from_slice(&data[used..]);
             }
+        }
+    }
+
+    /// No more will come: a last line without its newline is complete.
+    fn finish(&mut self, f: &mut impl FnMut(&[u8])) {
+        if !self.partial.is_empty() {
+            f(&std::mem::take(&mut self.partial));
         }
     }
 }
@@ -195,6 +240,16 @@ mod tests {
         std::fs::rename(&path, dir.join("sftp.log.1")).unwrap();
         std::fs::write(&path, "four\n").unwrap();
         assert_eq!(collect(&mut f), ["three", "four"]);
+        // rsyslog writes to the renamed file until postrotate's SIGHUP: not lost
+        writeln!(w, "three and a half").unwrap();
+        assert_eq!(collect(&mut f), ["three and a half"]);
+        write!(w, "unfinished").unwrap();
+        assert_eq!(collect(&mut f), Vec::<String>::new());
+        drop(w);
+        // a second rotation: the first renamed file is done, its last line complete
+        std::fs::rename(&path, dir.join("sftp.log.2")).unwrap();
+        std::fs::write(&path, "four b\n").unwrap();
+        assert_eq!(collect(&mut f), ["unfinished", "four b"]);
         // copytruncate
         std::fs::OpenOptions::new()
             .write(true)
