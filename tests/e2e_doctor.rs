@@ -163,6 +163,7 @@ fn healthy_exchange_passes_and_json_parses() {
         "rsyslogd -N1",
         "logrotate -d",
         "watcher listening",
+        "mail transport",
         "watcher outbox",
         "managed files",
     ] {
@@ -198,6 +199,26 @@ fn healthy_exchange_passes_and_json_parses() {
         show(&fixed)
     );
     before.assert_same(&sb.snapshot(), "doctor --fix on a healthy system");
+
+    // A mail setting the watcher would refuse at start is a failure here, found without
+    // starting it.
+    let missing = sb.dir.join("no-such-sendmail");
+    sb.edit_config(
+        "[mail]\n",
+        &format!(
+            "[mail]\ntransport = \"sendmail\"\nsendmail = \"{}\"\n",
+            missing.display()
+        ),
+    );
+    let out = doctor(sb, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let failed = fails(&out);
+    assert_eq!(failed.len(), 1, "{}", show(&out));
+    assert!(
+        failed[0].starts_with("FAIL mail transport: mail.sendmail:"),
+        "{}",
+        show(&out)
+    );
 
     // Not root: read-only checks still run and say what they cannot see; --fix is refused.
     let nobody = sb.sftpctl_as_nobody(&["doctor"]);

@@ -1,5 +1,6 @@
 //! The watcher: something is bound to `watch.listen` (read from /proc/net/udp{,6}, nothing is
-//! sent), and its outbox in `<watch.state_dir>/outbox` is not backing up.
+//! sent), `[mail]` passes the checks the watcher makes at start (nothing is connected to), and
+//! its outbox in `<watch.state_dir>/outbox` is not backing up.
 //!
 //! Outbox layout (read with [`crate::watch::outbox`]): segments `NNNNNNNNNNNNNNNN.seg` with one JSON report
 //! a line, and beside each an optional `NNNNNNNNNNNNNNNN.ack` listing the delivered record
@@ -21,7 +22,20 @@ const STUCK_AFTER: Duration = Duration::from_secs(15 * 60);
 const BACKLOG: u64 = 1000;
 
 pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
-    vec![listening(ctx), outbox(ctx)]
+    vec![listening(ctx), transport(ctx), outbox(ctx)]
+}
+
+fn transport(ctx: &Ctx) -> Check {
+    let name = "mail transport";
+    match crate::watch::deliver::describe_transport(ctx.config) {
+        Ok(what) => Check::ok(AREA, name, format!("reports go as {what}")),
+        Err(e) => Check::fail(
+            AREA,
+            name,
+            format!("{e:#}"),
+            "correct [mail] in the config (docs/watch.md); until then the watcher refuses to start",
+        ),
+    }
 }
 
 fn listening(ctx: &Ctx) -> Check {

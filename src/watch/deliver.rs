@@ -57,43 +57,10 @@ impl Mailer {
                     unsynced: false,
                 })
             }
-            Transport::Sendmail => {
-                let program = &config.mail.sendmail;
-                let runnable = std::fs::metadata(program)
-                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-                if !runnable {
-                    return Err(usage(format!(
-                        "mail.sendmail: {} is not an executable program: install an MTA \
-                         (e.g. apt install msmtp-mta) or set mail.transport = \"file\"",
-                        program.display()
-                    )));
-                }
-                Ok(Mailer::Sendmail(SendmailTransport::new_with_command(
-                    program.as_os_str(),
-                )))
-            }
-            Transport::Smtp => {
-                let smtp = &config.mail.smtp;
-                let host = smtp.host.clone();
-                let tls = match smtp.tls {
-                    SmtpTls::None => Tls::None,
-                    SmtpTls::Starttls => Tls::Required(tls_parameters(smtp)?),
-                    SmtpTls::Tls => Tls::Wrapper(tls_parameters(smtp)?),
-                };
-                let credentials = if smtp.username.is_empty() {
-                    None
-                } else {
-                    let password = read_password_file(&smtp.password_file)?;
-                    Some(Credentials::new(smtp.username.clone(), password))
-                };
-                Ok(Mailer::Smtp(Box::new(SmtpClient::new(
-                    host,
-                    smtp.port,
-                    tls,
-                    Duration::from_secs(smtp.timeout_secs),
-                    credentials,
-                ))))
-            }
+            Transport::Sendmail => Ok(Mailer::Sendmail(SendmailTransport::new_with_command(
+                sendmail_program(config)?.as_os_str(),
+            ))),
+            Transport::Smtp => Ok(Mailer::Smtp(Box::new(smtp_client(config)?))),
         }
     }
 
@@ -131,6 +98,70 @@ impl Mailer {
             t.close();
         }
     }
+}
+
+/// The sendmail program, refused unless it is an executable file.
+fn sendmail_program(config: &Config) -> Result<&Path> {
+    let program = config.mail.sendmail.as_path();
+    let runnable = std::fs::metadata(program)
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if !runnable {
+        return Err(usage(format!(
+            "mail.sendmail: {} is not an executable program: install an MTA \
+             (e.g. apt install msmtp-mta) or set mail.transport = \"file\"",
+            program.display()
+        )));
+    }
+    Ok(program)
+}
+
+/// The SMTP client as configured: TLS parameters and password read and checked; no
+/// connection is made yet.
+fn smtp_client(config: &Config) -> Result<SmtpClient> {
+    let smtp = &config.mail.smtp;
+    let tls = match smtp.tls {
+        SmtpTls::None => Tls::None,
+        SmtpTls::Starttls => Tls::Required(tls_parameters(smtp)?),
+        SmtpTls::Tls => Tls::Wrapper(tls_parameters(smtp)?),
+    };
+    let credentials = if smtp.username.is_empty() {
+        None
+    } else {
+        let password = read_password_file(&smtp.password_file)?;
+        Some(Credentials::new(smtp.username.clone(), password))
+    };
+    Ok(SmtpClient::new(
+        smtp.host.clone(),
+        smtp.port,
+        tls,
+        Duration::from_secs(smtp.timeout_secs),
+        credentials,
+    ))
+}
+
+/// What the watcher checks of `[mail]` before its first report, without making anything or
+/// connecting anywhere; a sentence saying where reports go. For `doctor`.
+pub fn describe_transport(config: &Config) -> Result<String> {
+    Addresses::from_config(config)?;
+    let mail = &config.mail;
+    Ok(match mail.transport {
+        Transport::File => format!(".eml files in {}", mail.spool_dir.display()),
+        Transport::Sendmail => format!("handed to {}", sendmail_program(config)?.display()),
+        Transport::Smtp => {
+            smtp_client(config)?;
+            let tls = match mail.smtp.tls {
+                SmtpTls::None => "without TLS",
+                SmtpTls::Starttls => "with STARTTLS",
+                SmtpTls::Tls => "over TLS",
+            };
+            let login = if mail.smtp.username.is_empty() {
+                String::new()
+            } else {
+                format!(", login {}", mail.smtp.username)
+            };
+            format!("SMTP to {}:{} {tls}{login}", mail.smtp.host, mail.smtp.port)
+        }
+    })
 }
 
 /// Certificate checks for `mail.smtp.host`: the public roots, plus `mail.smtp.ca_file`.
