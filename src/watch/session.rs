@@ -129,6 +129,10 @@ pub struct Session {
     /// Microsecond time of the pending request's line, when known.
     #[serde(default)]
     pending_us: Option<i64>,
+    /// A line only `-l VERBOSE` logs was seen: every request is logged, so a status always
+    /// answers the request before it, however late it comes.
+    #[serde(default)]
+    verbose: bool,
     pub uploads: Bounded<Transfer>,
     pub downloads: Bounded<Transfer>,
     pub deletes: Bounded<String>,
@@ -156,6 +160,7 @@ impl Session {
             open_files: Vec::new(),
             pending: None,
             pending_us: None,
+            verbose: false,
             uploads: Bounded::default(),
             downloads: Bounded::default(),
             deletes: Bounded::default(),
@@ -443,7 +448,7 @@ impl Sessions {
             Event::SentStatus { status } => {
                 if let Some(s) = self.get_mut(&line.host, line.pid) {
                     let gap = s.pending_us.zip(line.time_us).map(|(p, t)| t - p);
-                    if gap.is_some_and(|g| g > OWN_STATUS_WINDOW_US) {
+                    if !s.verbose && gap.is_some_and(|g| g > OWN_STATUS_WINDOW_US) {
                         // Too late to be this request's own answer: a request that is not
                         // logged at INFO (stat, lstat, realpath) failed after it succeeded.
                         s.commit_pending(cap);
@@ -457,6 +462,7 @@ impl Sessions {
             }
             event => {
                 let s = self.session(&line.host, line.pid, time, clock, out);
+                s.verbose |= matches!(event, Event::Lookup { .. });
                 s.commit_pending(cap);
                 s.pending = Some(event);
                 s.pending_us = line.time_us;
@@ -803,6 +809,37 @@ mod tests {
         let (reports, _) = run(&text);
         assert_eq!(reports[0].deletes, ["a"]);
         assert!(reports[0].failures.is_empty());
+    }
+
+    /// Under load a request's own status can come well after it (1.5 ms seen in CI). At
+    /// VERBOSE nothing goes unlogged, so it is still that request's: a failed remove is never
+    /// a delete.
+    #[test]
+    fn at_verbose_a_late_status_is_still_its_requests() {
+        let at = |us: u32, m: &str| {
+            format!("2026-11-27T16:04:18.{us:06}+00:00 h internal-sftp[1]: {m}\n")
+        };
+        let text = [
+            at(100, OPEN),
+            at(110, "received client version 3"),
+            at(200, "lstat name \"/data/missing\""),
+            at(210, "sent status No such file"),
+            at(300, "remove name \"/data/missing\""),
+            at(1800, "sent status No such file"),
+            at(1900, "posix-rename old \"/data/x\" new \"/data/y\""),
+            at(3400, "sent status Permission denied"),
+            at(3500, CLOSE),
+        ]
+        .concat();
+        let (reports, _) = run(&text);
+        assert!(reports[0].deletes.is_empty(), "{:?}", reports[0].deletes);
+        assert!(reports[0].renames.is_empty());
+        let failed: Vec<&str> = reports[0]
+            .failures
+            .iter()
+            .map(|f| f.path.as_str())
+            .collect();
+        assert_eq!(failed, ["missing", "x → y"]);
     }
 
     #[test]

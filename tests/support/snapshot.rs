@@ -81,11 +81,14 @@ fn describe(path: &Path, meta: &fs::Metadata) -> String {
 }
 
 impl Snapshot {
-    /// Walks `dir` (not following symlinks, skipping `dir/run`) and reads the host's account
-    /// lines that contain `prefix`.
+    /// Walks `dir` (not following symlinks, skipping `dir/run` and the files in `dir/log`) and
+    /// reads the host's account lines that contain `prefix`.
     pub fn take(dir: &Path, prefix: &str, names: &[&str]) -> Snapshot {
         let mut map = BTreeMap::new();
         let run = dir.join("run");
+        // rsyslogd creates and appends to the sandbox's sftp log whenever a session's lines
+        // arrive, which can be after the command under test started: daemon output, like run/.
+        let log = dir.join("log");
         for entry in walkdir::WalkDir::new(dir)
             .follow_links(false)
             .sort_by_file_name()
@@ -97,6 +100,9 @@ impl Snapshot {
                 .path()
                 .symlink_metadata()
                 .unwrap_or_else(|e| panic!("stat {}: {e}", entry.path().display()));
+            if meta.is_file() && entry.path().starts_with(&log) {
+                continue;
+            }
             map.insert(
                 entry.path().display().to_string(),
                 describe(entry.path(), &meta),
