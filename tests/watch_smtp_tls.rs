@@ -61,6 +61,11 @@ struct TlsServer {
 
 /// `mode`: "starttls" or "tls". The server accepts user alice with [`PASSWORD`] only.
 fn start_server(dir: &Path, port: u16, mode: &str) -> TlsServer {
+    start_server_limited(dir, port, mode, 0)
+}
+
+/// [`start_server`] that refuses more than `max` mails on one connection (0: no limit).
+fn start_server_limited(dir: &Path, port: u16, mode: &str, max: u32) -> TlsServer {
     let maildir = dir.join(format!("maildir-{mode}"));
     let log = dir.join(format!("server-{mode}.log"));
     let server_password = dir.join("server-password");
@@ -75,6 +80,7 @@ fn start_server(dir: &Path, port: u16, mode: &str) -> TlsServer {
         .arg("alice")
         .arg(&server_password)
         .arg(&log)
+        .arg(max.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -216,4 +222,24 @@ fn a_ca_file_that_is_not_a_certificate_stops_the_watcher_at_start() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("mail.smtp.ca_file"), "{err}");
     assert!(!env.state().exists(), "nothing made before the refusal");
+}
+
+/// The watcher keeps one connection for a batch; a server that takes only two mails a
+/// connection answers the third MAIL with 421 and hangs up. That mail goes out at once on a
+/// new connection: no failed attempt, no backoff, every report once.
+#[test]
+fn a_server_that_limits_mails_per_connection_gets_a_new_connection() {
+    let port = free_tcp_port();
+    let mut env = Env::new("tls-limit", "");
+    let ca = make_certs(&env.dir);
+    let server = start_server_limited(&env.dir, port, "starttls", 2);
+    let password = env.dir.join("smtp-password");
+    write_secret(&password, PASSWORD);
+    env.write_config(&smtp_settings(port, "starttls", &password, Some(&ca)));
+    let (code, err) = replay(&env);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("delivery failed"), "{err}");
+    assert!(err.contains("5 reports delivered"), "{err}");
+    assert_eq!(maildir_mails(&server.maildir).len(), 5, "{err}");
+    assert_eq!(pending_reports(&env), 0);
 }

@@ -5,10 +5,11 @@
 //!   separately and never sets TCP_NODELAY, so Nagle holds the five-byte terminator until the
 //!   server's delayed ACK of the body: 40 ms a message, 23 mails/s to aiosmtpd on loopback
 //!   (measured by `make bench`). Fixed upstream in lettre PR #1159 (merged, not released as of
-//!   0.11.23); with a release that has it, `lettre::SmtpTransport` can take this file's place.
+//!   0.11.23); with a release that has it, `lettre::SmtpTransport` (feature `pool` for the kept
+//!   connection) can take this file's place.
 //! * One connection carries up to [`MESSAGES_PER_CONNECTION`] mails of a delivery batch instead
-//!   of one connection per mail; it is closed with QUIT when the batch is done, and dropped
-//!   after any error.
+//!   of one connection per mail; it is closed with QUIT when the batch is done, dropped after
+//!   any error, and replaced at once when it fails before a mail went out (server hung up).
 
 use std::time::Duration;
 
@@ -55,19 +56,37 @@ impl SmtpClient {
         }
     }
 
-    /// Sends one message, connecting first when no connection is open.
+    /// Sends one message, connecting first when no connection is open. A kept connection
+    /// that fails before the mail went out (the server dropped it, or allows fewer mails a
+    /// connection) is replaced once at once, instead of waiting for the retry backoff.
     pub fn send(&mut self, message: &Message) -> Result<()> {
         if self.sent >= MESSAGES_PER_CONNECTION {
             self.close();
         }
+        let email = message.formatted();
+        let reused = self.connection.as_ref().is_some_and(|c| !c.has_broken());
+        match self.send_once(message.envelope(), &email) {
+            Err(Failed {
+                error: _,
+                mail_sent: false,
+            }) if reused => self.send_once(message.envelope(), &email),
+            other => other,
+        }
+        .map_err(|f| f.error)
+    }
+
+    fn send_once(&mut self, envelope: &Envelope, email: &[u8]) -> Result<(), Failed> {
         let mut connection = match self.connection.take() {
             Some(c) if !c.has_broken() => c,
             _ => {
                 self.sent = 0;
-                self.connect()?
+                self.connect().map_err(|error| Failed {
+                    error,
+                    mail_sent: false,
+                })?
             }
         };
-        match transaction(&mut connection, message.envelope(), &message.formatted()) {
+        match transaction(&mut connection, envelope, email) {
             Ok(()) => {
                 self.connection = Some(connection);
                 self.sent += 1;
@@ -120,8 +139,18 @@ impl Drop for SmtpClient {
     }
 }
 
+/// A failed transaction, and whether the server may have the mail (its text was written).
+struct Failed {
+    error: anyhow::Error,
+    mail_sent: bool,
+}
+
 /// MAIL, RCPT for each recipient, DATA, then the dot-stuffed message and `.` in one write.
-fn transaction(c: &mut SmtpConnection, envelope: &Envelope, email: &[u8]) -> Result<()> {
+fn transaction(c: &mut SmtpConnection, envelope: &Envelope, email: &[u8]) -> Result<(), Failed> {
+    let before = |error: anyhow::Error| Failed {
+        error,
+        mail_sent: false,
+    };
     let mut options = Vec::new();
     let non_ascii_address = envelope
         .from()
@@ -130,23 +159,32 @@ fn transaction(c: &mut SmtpConnection, envelope: &Envelope, email: &[u8]) -> Res
         .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
     if non_ascii_address {
         if !c.server_info().supports_feature(Extension::SmtpUtfEight) {
-            anyhow::bail!("SMTP: an address is not ASCII and the server does not offer SMTPUTF8");
+            return Err(before(anyhow::anyhow!(
+                "SMTP: an address is not ASCII and the server does not offer SMTPUTF8"
+            )));
         }
         options.push(MailParameter::SmtpUtfEight);
     }
     if !email.is_ascii() {
         if !c.server_info().supports_feature(Extension::EightBitMime) {
-            anyhow::bail!("SMTP: the mail is not ASCII and the server does not offer 8BITMIME");
+            return Err(before(anyhow::anyhow!(
+                "SMTP: the mail is not ASCII and the server does not offer 8BITMIME"
+            )));
         }
         options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
+    let body = dot_stuffed(email).map_err(before)?;
     c.command(Mail::new(envelope.from().cloned(), options))
-        .map_err(smtp)?;
+        .map_err(|e| before(smtp(e)))?;
     for to in envelope.to() {
-        c.command(Rcpt::new(to.clone(), Vec::new())).map_err(smtp)?;
+        c.command(Rcpt::new(to.clone(), Vec::new()))
+            .map_err(|e| before(smtp(e)))?;
     }
-    c.command(Data).map_err(smtp)?;
-    c.command(DataBody(dot_stuffed(email)?)).map_err(smtp)?;
+    c.command(Data).map_err(|e| before(smtp(e)))?;
+    c.command(DataBody(body)).map_err(|e| Failed {
+        error: smtp(e),
+        mail_sent: true,
+    })?;
     Ok(())
 }
 
