@@ -10,28 +10,11 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use watch_common::*;
 
-fn watch_stdin(env: &Env, input: &[u8]) -> (Option<i32>, String) {
-    let mut child = env
-        .command()
-        .args(["watch", "--stdin"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn stdin_replay_writes_one_mail_per_session() {
     let env = Env::new("stdin", "");
     let log = std::fs::read(fixture("openssh-9.2-rsyslog-file.log")).unwrap();
-    let (code, err) = watch_stdin(&env, &log);
+    let (code, err) = env.watch_stdin(&log);
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("5 reports delivered"), "{err}");
     let mails = env.mails();
@@ -58,7 +41,7 @@ fn stdin_replay_writes_one_mail_per_session() {
 fn stdin_replay_of_forward_format_with_quotes_in_names() {
     let env = Env::new("stdin-fwd", "");
     let log = std::fs::read(fixture("openssh-9.2-udp-forward.txt")).unwrap();
-    let (code, err) = watch_stdin(&env, &log);
+    let (code, err) = env.watch_stdin(&log);
     assert_eq!(code, Some(0), "{err}");
     let mails = env.mails();
     assert_eq!(mails.len(), 1);
@@ -82,7 +65,7 @@ fn hostile_input_is_skipped_not_fatal() {
         b"<38>Nov 27 16:04:26 vm internal-sftp[1]: close \"/data/x\" bytes read 0 wri\n",
     );
     input.extend_from_slice(&[0xff; 5000]);
-    let (code, err) = watch_stdin(&env, &input);
+    let (code, err) = env.watch_stdin(&input);
     assert_eq!(code, Some(0), "{err}");
     assert!(env.mails().len() <= 1);
 }
@@ -91,7 +74,7 @@ fn hostile_input_is_skipped_not_fatal() {
 fn per_user_recipient_gets_a_copy() {
     let env = Env::new("users", "[mail.users]\nalice = \"alice@client.example\"");
     let log = std::fs::read(fixture("openssh-9.2-udp-forward.txt")).unwrap();
-    let (code, err) = watch_stdin(&env, &log);
+    let (code, err) = env.watch_stdin(&log);
     assert_eq!(code, Some(0), "{err}");
     let mail = &env.mails()[0];
     assert!(

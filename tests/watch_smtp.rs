@@ -199,28 +199,16 @@ fn refuses_a_password_file_others_can_read() {
         "transport = \"smtp\"\n[mail.smtp]\nusername = \"mailer\"\npassword_file = \"{}\"\n",
         pw.display()
     ));
-    let out = env
-        .command()
-        .args(["watch", "--stdin"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (code, err) = env.watch_stdin(b"");
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("mode 0640") && err.contains("chmod 600"),
         "{err}"
     );
     assert!(!err.contains("s3cret"));
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = env
-        .command()
-        .args(["watch", "--stdin"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let (code, err) = env.watch_stdin(b"");
+    assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("s3cret"));
 }
 
@@ -245,27 +233,15 @@ fn sendmail_transport_hands_each_report_to_a_real_sendmail() {
         "transport = \"sendmail\"\nsendmail = \"{}\"\n",
         wrapper.display()
     ));
-    let replay = |input: Stdio| {
-        let out = env
-            .command()
-            .args(["watch", "--stdin"])
-            .stdin(input)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let log = std::fs::File::open(fixture("openssh-9.2-rsyslog-file.log")).unwrap();
-    let (code, err) = replay(Stdio::from(log));
+    let log = std::fs::read(fixture("openssh-9.2-rsyslog-file.log")).unwrap();
+    let (code, err) = env.watch_stdin(&log);
     assert_eq!(code, Some(1), "no server yet: {err}");
     assert!(err.contains("sendmail"), "{err}");
     assert_eq!(pending_reports(&env), 5);
 
     let maildir = env.dir.join("maildir");
     let _smtp = start_smtp(smtp_port, &maildir);
-    let (code, err) = replay(Stdio::null());
+    let (code, err) = env.watch_stdin(b"");
     assert_eq!(code, Some(0), "{err}");
     let mails = maildir_mails(&maildir);
     assert_eq!(mails.len(), 5, "{err}");
@@ -282,14 +258,8 @@ fn a_sendmail_that_is_not_there_stops_the_watcher_at_start() {
         "transport = \"sendmail\"\nsendmail = \"{}\"\n",
         missing.display()
     ));
-    let out = env
-        .command()
-        .args(["watch", "--stdin"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (code, err) = env.watch_stdin(b"");
+    assert_eq!(code, Some(2), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("mail.sendmail"), "{err}");
     assert!(!env.state().exists(), "nothing made before the refusal");

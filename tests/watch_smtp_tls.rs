@@ -5,7 +5,6 @@
 
 mod watch_common;
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -110,22 +109,7 @@ fn smtp_settings(port: u16, mode: &str, password_file: &Path, ca: Option<&Path>)
 
 /// `watch --stdin` over the capture: (exit code, stderr).
 fn replay(env: &Env) -> (Option<i32>, String) {
-    let log = std::fs::read(fixture("openssh-9.2-rsyslog-file.log")).unwrap();
-    let mut child = env
-        .command()
-        .args(["watch", "--stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A watcher that refuses to start does not read its input.
-    let _ = child.stdin.take().unwrap().write_all(&log);
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    env.watch_stdin(&std::fs::read(fixture("openssh-9.2-rsyslog-file.log")).unwrap())
 }
 
 #[test]
@@ -178,14 +162,8 @@ fn a_certificate_from_an_unknown_ca_is_refused_until_ca_file_trusts_it() {
 
     // Same state dir, now trusting the CA: the waiting reports go out, once each.
     env.write_config(&smtp_settings(port, "starttls", &password, Some(&ca)));
-    let out = env
-        .command()
-        .args(["watch", "--stdin"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let (code, err) = env.watch_stdin(b"");
+    assert_eq!(code, Some(0), "{err}");
     assert_eq!(maildir_mails(&server.maildir).len(), 5, "{err}");
     assert_eq!(pending_reports(&env), 0);
 }

@@ -64,6 +64,26 @@ impl Env {
         c
     }
 
+    /// `sftpctl watch --stdin` fed `input`: (exit code, stderr). A watcher that refuses to
+    /// start does not read its input; that is not an error here.
+    pub fn watch_stdin(&self, input: &[u8]) -> (Option<i32>, String) {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .args(["watch", "--stdin"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let _ = child.stdin.take().unwrap().write_all(input);
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     pub fn spawn(&self, args: &[&str]) -> Guard {
         let child = self
             .command()
