@@ -5,7 +5,6 @@
 mod watch_common;
 
 use std::net::TcpListener;
-use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
