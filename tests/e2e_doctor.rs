@@ -202,6 +202,7 @@ fn healthy_exchange_passes_and_json_parses() {
 
     // A mail setting the watcher would refuse at start is a failure here, found without
     // starting it.
+    let healthy_config = fs::read_to_string(&sb.config).unwrap();
     let missing = sb.dir.join("no-such-sendmail");
     sb.edit_config(
         "[mail]\n",
@@ -219,6 +220,7 @@ fn healthy_exchange_passes_and_json_parses() {
         "{}",
         show(&out)
     );
+    sb.set_config(&healthy_config);
 
     // Not root: read-only checks still run and say what they cannot see; --fix is refused.
     let nobody = sb.sftpctl_as_nobody(&["doctor"]);

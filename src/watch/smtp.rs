@@ -223,7 +223,7 @@ fn smtp(e: lettre::transport::smtp::Error) -> anyhow::Error {
 }
 
 /// lettre's error text plus its source, on one line (never includes credentials).
-pub fn error_text(e: &lettre::transport::smtp::Error) -> String {
+fn error_text(e: &lettre::transport::smtp::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
