@@ -11,6 +11,7 @@
 
 #![allow(dead_code)] // every test binary uses a different subset
 
+pub mod attacker;
 pub mod snapshot;
 
 use std::collections::BTreeSet;
