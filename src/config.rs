@@ -133,6 +133,17 @@ pub struct Watch {
     /// Open sessions followed at once; beyond that the least recently active one is reported
     /// early, marked incomplete.
     pub max_open_sessions: usize,
+    /// Bytes one open session may hold (lists, names); beyond that its lists only count.
+    pub max_session_bytes: usize,
+    /// Bytes all open sessions together may hold; beyond that sessions are reported early.
+    pub max_sessions_bytes: usize,
+    /// Reports of one user written to the outbox per `report_window_secs`; the user's further
+    /// sessions in that window are summed up in one summary report.
+    pub max_reports_per_user: u32,
+    /// Reports of all users per window; beyond that every user's further sessions are summed.
+    pub max_reports_per_window: u32,
+    /// Length of the report window, in seconds of the sessions' end times.
+    pub report_window_secs: u64,
     /// Receive buffer asked for the UDP socket, so bursts are not dropped.
     pub receive_buffer_bytes: usize,
 }
@@ -292,6 +303,11 @@ impl Default for Watch {
             template_dir: None,
             max_list_entries: 100,
             max_open_sessions: 50_000,
+            max_session_bytes: 64 << 10,
+            max_sessions_bytes: 40 << 20,
+            max_reports_per_user: 1_000,
+            max_reports_per_window: 50_000,
+            report_window_secs: 3_600,
             receive_buffer_bytes: 8 << 20,
         }
     }
@@ -453,6 +469,24 @@ impl Config {
         }
         if !(1..=10_000_000).contains(&self.watch.max_open_sessions) {
             anyhow::bail!("watch.max_open_sessions must be between 1 and 10000000");
+        }
+        if !(4_096..=16 << 20).contains(&self.watch.max_session_bytes) {
+            anyhow::bail!("watch.max_session_bytes must be between 4096 and 16777216");
+        }
+        if !(1 << 20..=1 << 40).contains(&self.watch.max_sessions_bytes)
+            || self.watch.max_sessions_bytes < self.watch.max_session_bytes
+        {
+            anyhow::bail!(
+                "watch.max_sessions_bytes must be between 1048576 and 1099511627776 and at least watch.max_session_bytes"
+            );
+        }
+        if self.watch.max_reports_per_user == 0 || self.watch.max_reports_per_window == 0 {
+            anyhow::bail!(
+                "watch.max_reports_per_user and watch.max_reports_per_window must be at least 1"
+            );
+        }
+        if !(60..=7 * 86_400).contains(&self.watch.report_window_secs) {
+            anyhow::bail!("watch.report_window_secs must be between 60 and 604800");
         }
         if !(65_536..=1 << 30).contains(&self.watch.receive_buffer_bytes) {
             anyhow::bail!("watch.receive_buffer_bytes must be between 65536 and 1073741824");
@@ -628,6 +662,10 @@ port = 587
             "[watch]\nlisten = \"127.0.0.1:0\"",
             "[mail]\nfrom = \"a\\nBcc: x\"",
             "[watch]\nmax_list_entries = 0",
+            "[watch]\nmax_session_bytes = 100",
+            "[watch]\nmax_sessions_bytes = 1000",
+            "[watch]\nmax_reports_per_user = 0",
+            "[watch]\nreport_window_secs = 1",
             "[watch]\nidle_timeout_secs = 0",
             "[mail]\nretry_max_secs = 0",
         ] {

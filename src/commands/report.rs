@@ -34,10 +34,7 @@ pub fn run(config: &Config, args: &ReportArgs) -> Result<()> {
         printed: 0,
     };
     printer.start()?;
-    let limits = Limits {
-        max_list_entries: config.watch.max_list_entries,
-        max_open_sessions: config.watch.max_open_sessions,
-    };
+    let limits = Limits::from_config(&config.watch);
     let mut sessions = Sessions::new(limits, &format!("/{}", config.data_dir));
     let wall = now_unix();
     let mut clock = i64::MIN;

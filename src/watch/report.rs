@@ -178,6 +178,7 @@ impl Report {
             Ending::PidReused => "its process id started a new session before a close line arrived",
             Ending::Evicted => "too many sessions were open at once; reported early",
             Ending::EndOfInput => "still open at the end of the log",
+            Ending::Summarized => "several sessions summed up",
         }
         .to_string();
         let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);

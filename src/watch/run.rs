@@ -59,10 +59,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(config: &Config, writer: Writer) -> Engine {
-        let limits = Limits {
-            max_list_entries: config.watch.max_list_entries,
-            max_open_sessions: config.watch.max_open_sessions,
-        };
+        let limits = Limits::from_config(&config.watch);
         let wall = now_unix();
         Engine {
             sessions: Sessions::new(limits, &format!("/{}", config.data_dir)),

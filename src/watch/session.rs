@@ -12,13 +12,18 @@ use serde::{Deserialize, Serialize};
 use super::parse::{Event, Line, OpenFlags, Parsed};
 use super::report::{Report, Totals};
 
-/// Memory bounds.
+/// Memory bounds (see docs/watch.md, "Bounds").
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Entries kept per list of one session (uploads, deletes, …); totals stay exact.
     pub max_list_entries: usize,
-    /// Open sessions kept; beyond that the least recently active one is reported incomplete.
+    /// Open sessions kept; beyond that one is reported early (see [`Sessions`] for which).
     pub max_open_sessions: usize,
+    /// Bytes one open session may hold (its lists, names, open files); beyond that its lists
+    /// keep what they have and only count ("… and N more").
+    pub max_session_bytes: usize,
+    /// Bytes all open sessions together may hold; beyond that sessions are reported early.
+    pub max_sessions_bytes: usize,
 }
 
 impl Default for Limits {
@@ -26,9 +31,26 @@ impl Default for Limits {
         Limits {
             max_list_entries: 100,
             max_open_sessions: 50_000,
+            max_session_bytes: 64 << 10,
+            max_sessions_bytes: 40 << 20,
         }
     }
 }
+
+impl Limits {
+    pub fn from_config(watch: &crate::config::Watch) -> Limits {
+        Limits {
+            max_list_entries: watch.max_list_entries,
+            max_open_sessions: watch.max_open_sessions,
+            max_session_bytes: watch.max_session_bytes,
+            max_sessions_bytes: watch.max_sessions_bytes,
+        }
+    }
+}
+
+/// Longest host name taken (a DNS name has at most 253 bytes; Linux's HOST_NAME_MAX is 64).
+/// A line with a longer one is forged: it is counted and dropped.
+pub const MAX_HOST_BYTES: usize = 255;
 
 /// sftp-server logs a request, runs it, and logs `sent status` at once if it failed: 11-28 µs
 /// apart in the captures. A status that comes later answers a request the client sent after a
@@ -39,11 +61,14 @@ pub const OWN_STATUS_WINDOW_US: i64 = 100;
 /// Open file handles remembered per session, to tell an empty upload from an empty download.
 const MAX_OPEN_FILES: usize = 32;
 
-/// A list that keeps its first `cap` entries and counts the rest.
+/// A list that keeps its first `cap` entries and counts the rest. A sealed list (its session
+/// reached `max_session_bytes`) keeps what it has and counts everything after.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bounded<T> {
     pub items: Vec<T>,
     pub more: u64,
+    #[serde(default)]
+    pub sealed: bool,
 }
 
 impl<T> Default for Bounded<T> {
@@ -51,13 +76,14 @@ impl<T> Default for Bounded<T> {
         Bounded {
             items: Vec::new(),
             more: 0,
+            sealed: false,
         }
     }
 }
 
 impl<T> Bounded<T> {
     fn push(&mut self, item: T, cap: usize) {
-        if self.items.len() < cap {
+        if !self.sealed && self.items.len() < cap {
             self.items.push(item);
         } else {
             self.more += 1;
@@ -110,6 +136,9 @@ pub enum Ending {
     Evicted,
     /// The log ended (report command) with the session still open.
     EndOfInput,
+    /// Not one session: the sum of a user's sessions beyond `watch.max_reports_per_user` in
+    /// one window (see `outbox::Limiter`).
+    Summarized,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -373,17 +402,337 @@ pub struct LineStats {
     pub sftp_lines: u64,
     pub unreadable_lines: u64,
     pub foreign_lines: u64,
+    /// Lines dropped because their host name is longer than [`MAX_HOST_BYTES`].
+    #[serde(default)]
+    pub oversized_lines: u64,
+    /// Sessions reported early because a bound was reached.
+    #[serde(default)]
+    pub evicted_sessions: u64,
+    /// Times a session reached `max_session_bytes` and its lists were sealed.
+    #[serde(default)]
+    pub sealed_sessions: u64,
 }
 
-/// Every open session, by host then pid.
+/// Every open session, by host then pid, with what each holds in memory and an eviction
+/// index, so that a full table costs O(log n) a line, not a scan.
+///
+/// Which session goes first when a bound is reached (`max_open_sessions`,
+/// `max_sessions_bytes`):
+/// 1. a session whose `session opened` line was never seen (a flood of made-up pids costs
+///    nothing else), the least recently active first;
+/// 2. else the least recently active session of the user whose open sessions hold the most
+///    bytes: a user who floods pushes out their own sessions before anyone else's.
 #[derive(Debug, Default)]
 pub struct Sessions {
-    by_host: HashMap<String, HashMap<u32, Session>>,
+    by_host: HashMap<String, HashMap<u32, u64>>,
+    slots: HashMap<u64, Slot>,
     open: usize,
+    next_id: u64,
+    next_seq: u64,
+    owners: Owners,
+    /// Bytes held by all open sessions (as [`Session::heap_bytes`] counts them).
+    bytes: usize,
+    /// The session the current line went to: its bytes and rank are settled after the line.
+    touched: Option<u64>,
     limits: Limits,
     pub stats: LineStats,
     /// Prefix shown relative in reports (`/data`).
     data_prefix: String,
+}
+
+#[derive(Debug)]
+struct Slot {
+    session: Session,
+    /// Index into [`Owners`]; [`HEADLESS`] until the opening line named the user.
+    owner: u32,
+    /// Activity order: larger is more recent.
+    seq: u64,
+    bytes: usize,
+}
+
+/// The owner of sessions whose opening line was never seen.
+const HEADLESS: u32 = 0;
+
+/// Open sessions grouped by user, each group in activity order, and the users ranked by the
+/// bytes their sessions hold.
+#[derive(Debug, Default)]
+struct Owners {
+    ids: HashMap<String, u32>,
+    groups: HashMap<u32, Group>,
+    ranking: std::collections::BTreeSet<(usize, u32)>,
+    next: u32,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    name: String,
+    bytes: usize,
+    /// (seq, slot id), least recent first.
+    by_activity: std::collections::BTreeSet<(u64, u64)>,
+}
+
+impl Owners {
+    fn id_for(&mut self, user: &str) -> u32 {
+        if let Some(&id) = self.ids.get(user) {
+            return id;
+        }
+        self.next += 1;
+        let id = self.next;
+        self.ids.insert(user.to_string(), id);
+        self.groups.insert(
+            id,
+            Group {
+                name: user.to_string(),
+                ..Group::default()
+            },
+        );
+        self.ranking.insert((0, id));
+        id
+    }
+
+    fn group(&mut self, owner: u32) -> &mut Group {
+        self.groups.entry(owner).or_default()
+    }
+
+    fn add(&mut self, owner: u32, seq: u64, id: u64, bytes: usize) {
+        let g = self.group(owner);
+        g.by_activity.insert((seq, id));
+        let old = g.bytes;
+        g.bytes += bytes;
+        let new = g.bytes;
+        self.rerank(owner, old, new);
+    }
+
+    fn take(&mut self, owner: u32, seq: u64, id: u64, bytes: usize) {
+        let g = self.group(owner);
+        let was = g.by_activity.remove(&(seq, id));
+        debug_assert!(was, "slot {id} not in group {owner}");
+        let old = g.bytes;
+        g.bytes = g.bytes.saturating_sub(bytes);
+        let (new, empty) = (g.bytes, g.by_activity.is_empty());
+        if owner != HEADLESS && empty {
+            let name = std::mem::take(&mut g.name);
+            self.groups.remove(&owner);
+            self.ids.remove(&name);
+            self.ranking.remove(&(old, owner));
+        } else {
+            self.rerank(owner, old, new);
+        }
+    }
+
+    fn rerank(&mut self, owner: u32, old: usize, new: usize) {
+        if owner != HEADLESS && old != new {
+            self.ranking.remove(&(old, owner));
+            self.ranking.insert((new, owner));
+        }
+    }
+
+    /// The slot to report first when a bound is reached.
+    fn victim(&self) -> Option<u64> {
+        let first = |owner: u32| {
+            self.groups
+                .get(&owner)
+                .and_then(|g| g.by_activity.first())
+                .map(|&(_, id)| id)
+        };
+        first(HEADLESS).or_else(|| {
+            let &(_, owner) = self.ranking.last()?;
+            first(owner)
+        })
+    }
+}
+
+/// Bytes charged per heap allocation beyond its capacity (allocator header and rounding).
+const ALLOC_OVERHEAD: usize = 16;
+/// What an open session costs besides its own heap data: the [`Session`] itself, its slot,
+/// and its entries in the host/pid maps and the eviction index.
+const SLOT_OVERHEAD: usize = std::mem::size_of::<Slot>() + 160;
+
+fn heap_of(s: &String) -> usize {
+    match s.capacity() {
+        0 => 0,
+        capacity => capacity + ALLOC_OVERHEAD,
+    }
+}
+
+/// Heap bytes owned by a value (what a list entry costs besides its slot in the list).
+trait HeapBytes {
+    fn heap_bytes(&self) -> usize;
+}
+
+impl HeapBytes for String {
+    fn heap_bytes(&self) -> usize {
+        heap_of(self)
+    }
+}
+
+impl HeapBytes for Transfer {
+    fn heap_bytes(&self) -> usize {
+        heap_of(&self.path)
+    }
+}
+
+impl HeapBytes for Move {
+    fn heap_bytes(&self) -> usize {
+        heap_of(&self.old) + heap_of(&self.new)
+    }
+}
+
+impl HeapBytes for Change {
+    fn heap_bytes(&self) -> usize {
+        heap_of(&self.path) + heap_of(&self.what)
+    }
+}
+
+impl HeapBytes for Failure {
+    fn heap_bytes(&self) -> usize {
+        heap_of(&self.action)
+            + heap_of(&self.path)
+            + self.target.as_ref().map_or(0, heap_of)
+            + heap_of(&self.status)
+    }
+}
+
+impl HeapBytes for Event {
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Event::SessionOpened { user, client } | Event::SessionClosed { user, client } => {
+                heap_of(user) + heap_of(client)
+            }
+            Event::Rename { old, new }
+            | Event::Symlink { old, new }
+            | Event::Hardlink { old, new } => heap_of(old) + heap_of(new),
+            Event::Open { path, .. }
+            | Event::Close { path, .. }
+            | Event::Opendir { path }
+            | Event::Closedir { path }
+            | Event::Remove { path }
+            | Event::Rmdir { path }
+            | Event::Mkdir { path, .. }
+            | Event::SetSize { path, .. }
+            | Event::SetMode { path, .. }
+            | Event::SetModtime { path }
+            | Event::SetOwner { path, .. }
+            | Event::Statvfs { path }
+            | Event::Lookup { path } => heap_of(path),
+            Event::SentStatus { status } => heap_of(status),
+        }
+    }
+}
+
+/// A list as memory accounting and shedding see it.
+trait Sheddable {
+    fn bytes(&self) -> usize;
+    /// Moves the last kept entry to the count; the bytes it freed.
+    fn shed_last(&mut self) -> usize;
+    fn seal(&mut self);
+}
+
+impl<T: HeapBytes> Sheddable for Bounded<T> {
+    fn bytes(&self) -> usize {
+        let slots = if self.items.capacity() == 0 {
+            0
+        } else {
+            self.items.capacity() * std::mem::size_of::<T>() + ALLOC_OVERHEAD
+        };
+        slots + self.items.iter().map(T::heap_bytes).sum::<usize>()
+    }
+
+    fn shed_last(&mut self) -> usize {
+        let Some(item) = self.items.pop() else {
+            return 0;
+        };
+        self.more += 1;
+        let freed = item.heap_bytes() + std::mem::size_of::<T>();
+        if self.items.len() <= self.items.capacity() / 2 {
+            self.items.shrink_to_fit();
+        }
+        freed
+    }
+
+    fn seal(&mut self) {
+        self.sealed = true;
+    }
+}
+
+impl Session {
+    /// What this session holds in memory, counted from the capacities of its strings and
+    /// lists (plus [`ALLOC_OVERHEAD`] per allocation and [`SLOT_OVERHEAD`]).
+    pub fn heap_bytes(&self) -> usize {
+        let strings = heap_of(&self.host)
+            + self.user.as_ref().map_or(0, heap_of)
+            + self.client.as_ref().map_or(0, heap_of);
+        let open_files = self.open_files.capacity() * std::mem::size_of::<(String, OpenFlags)>()
+            + self
+                .open_files
+                .iter()
+                .map(|(p, _)| heap_of(p))
+                .sum::<usize>();
+        let pending = self.pending.as_ref().map_or(0, Event::heap_bytes);
+        SLOT_OVERHEAD
+            + strings
+            + open_files
+            + pending
+            + self.lists().iter().map(|l| l.bytes()).sum::<usize>()
+    }
+
+    fn lists(&self) -> [&dyn Sheddable; 9] {
+        [
+            &self.uploads,
+            &self.downloads,
+            &self.deletes,
+            &self.renames,
+            &self.links,
+            &self.mkdirs,
+            &self.rmdirs,
+            &self.changes,
+            &self.failures,
+        ]
+    }
+
+    fn lists_mut(&mut self) -> [&mut dyn Sheddable; 9] {
+        [
+            &mut self.uploads,
+            &mut self.downloads,
+            &mut self.deletes,
+            &mut self.renames,
+            &mut self.links,
+            &mut self.mkdirs,
+            &mut self.rmdirs,
+            &mut self.changes,
+            &mut self.failures,
+        ]
+    }
+
+    /// Brings the session to at most `budget` bytes: every list is sealed (it keeps what it
+    /// has, totals stay exact) and the last entries of the largest lists are moved to their
+    /// "… and N more" count until it fits. Returns the bytes it holds now.
+    fn shed_to(&mut self, budget: usize) -> usize {
+        let mut bytes = self.heap_bytes();
+        for list in self.lists_mut() {
+            list.seal();
+        }
+        while bytes > budget {
+            let mut lists = self.lists_mut();
+            let Some(largest) = lists
+                .iter_mut()
+                .filter(|l| l.bytes() > 0)
+                .max_by_key(|l| l.bytes())
+            else {
+                break;
+            };
+            if largest.shed_last() == 0 {
+                break;
+            }
+            bytes = self.heap_bytes();
+        }
+        // Remembered open files are bounded in number (32); drop the oldest if still over.
+        while bytes > budget && !self.open_files.is_empty() {
+            self.open_files.remove(0);
+            bytes = self.heap_bytes();
+        }
+        bytes
+    }
 }
 
 /// A finished session, ready to become a report.
@@ -402,6 +751,11 @@ impl Sessions {
         self.open
     }
 
+    /// Bytes held by all open sessions.
+    pub fn held_bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Takes one parsed line. `clock` is the driver's notion of now (for idle timeouts);
     /// reports of sessions that ended are pushed to `out`.
     pub fn apply(&mut self, parsed: Parsed, clock: i64, out: &mut Vec<Report>) {
@@ -409,6 +763,11 @@ impl Sessions {
         let cap = self.limits.max_list_entries;
         match parsed {
             Parsed::Foreign => self.stats.foreign_lines += 1,
+            Parsed::Unreadable { host, .. } | Parsed::Sftp(Line { host, .. })
+                if host.len() > MAX_HOST_BYTES =>
+            {
+                self.stats.oversized_lines += 1;
+            }
             Parsed::Unreadable { host, pid, time } => {
                 self.stats.unreadable_lines += 1;
                 let s = self.session(&host, pid, time.unwrap_or(clock), clock, out);
@@ -420,6 +779,7 @@ impl Sessions {
                 self.apply_line(line, clock, out);
             }
         }
+        self.settle(out);
     }
 
     fn apply_line(&mut self, line: Line, clock: i64, out: &mut Vec<Report>) {
@@ -470,18 +830,30 @@ impl Sessions {
         }
     }
 
+    fn id_of(&self, host: &str, pid: u32) -> Option<u64> {
+        self.by_host.get(host)?.get(&pid).copied()
+    }
+
     fn get_mut(&mut self, host: &str, pid: u32) -> Option<&mut Session> {
-        self.by_host.get_mut(host)?.get_mut(&pid)
+        let id = self.id_of(host, pid)?;
+        self.touched = Some(id);
+        self.slots.get_mut(&id).map(|slot| &mut slot.session)
     }
 
     fn remove(&mut self, host: &str, pid: u32) -> Option<Session> {
         let sessions = self.by_host.get_mut(host)?;
-        let s = sessions.remove(&pid)?;
+        let id = sessions.remove(&pid)?;
         if sessions.is_empty() {
             self.by_host.remove(host);
         }
+        let slot = self.slots.remove(&id)?;
+        self.owners.take(slot.owner, slot.seq, id, slot.bytes);
+        self.bytes = self.bytes.saturating_sub(slot.bytes);
+        if self.touched == Some(id) {
+            self.touched = None;
+        }
         self.open -= 1;
-        Some(s)
+        Some(slot.session)
     }
 
     /// The open session of host + pid, created when there is none (the watcher may have
@@ -494,35 +866,112 @@ impl Sessions {
         clock: i64,
         out: &mut Vec<Report>,
     ) -> &mut Session {
-        let exists = self.by_host.get(host).is_some_and(|m| m.contains_key(&pid));
-        if !exists {
-            if self.open >= self.limits.max_open_sessions {
-                self.evict_least_recent(out);
+        let id = match self.id_of(host, pid) {
+            Some(id) => id,
+            None => {
+                if self.open >= self.limits.max_open_sessions {
+                    self.evict_one(out);
+                }
+                self.insert(Session::new(host, pid, time, clock))
             }
-            self.open += 1;
-        }
-        let s = self
-            .by_host
-            .entry(host.to_string())
-            .or_default()
-            .entry(pid)
-            .or_insert_with(|| Session::new(host, pid, time, clock));
+        };
+        self.touched = Some(id);
+        let s = &mut self.slots.get_mut(&id).expect("indexed slot").session;
         s.end = time;
         s.last_seen = clock;
         s
     }
 
-    fn evict_least_recent(&mut self, out: &mut Vec<Report>) {
-        let oldest = self
+    /// Adds a session to the table and the indexes (no bound is checked here).
+    fn insert(&mut self, session: Session) -> u64 {
+        self.next_id += 1;
+        self.next_seq += 1;
+        let (id, seq) = (self.next_id, self.next_seq);
+        let owner = match (&session.start, &session.user) {
+            (Some(_), Some(user)) => self.owners.id_for(user),
+            _ => HEADLESS,
+        };
+        let bytes = session.heap_bytes();
+        let previous = self
             .by_host
-            .values()
-            .flat_map(|m| m.values())
-            .min_by_key(|s| s.last_seen)
-            .map(|s| (s.host.clone(), s.pid));
-        if let Some((host, pid)) = oldest {
-            if let Some(s) = self.remove(&host, pid) {
-                self.finish(s, Ending::Evicted, out);
+            .entry(session.host.clone())
+            .or_default()
+            .insert(session.pid, id);
+        debug_assert!(previous.is_none());
+        self.owners.add(owner, seq, id, bytes);
+        self.bytes += bytes;
+        self.open += 1;
+        self.slots.insert(
+            id,
+            Slot {
+                session,
+                owner,
+                seq,
+                bytes,
+            },
+        );
+        id
+    }
+
+    /// After a line: the session it went to moves to the most recent place of its owner's
+    /// group (and to its user's group once the opening line named one), its bytes are counted
+    /// again and held to `max_session_bytes`, and sessions are reported early while all of them
+    /// hold more than `max_sessions_bytes`.
+    fn settle(&mut self, out: &mut Vec<Report>) {
+        if let Some(id) = self.touched.take() {
+            self.resettle(id);
+        }
+        while self.bytes > self.limits.max_sessions_bytes && self.open > 0 {
+            self.evict_one(out);
+        }
+    }
+
+    fn resettle(&mut self, id: u64) {
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return;
+        };
+        let (old_owner, old_seq, old_bytes) = (slot.owner, slot.seq, slot.bytes);
+        let mut bytes = slot.session.heap_bytes();
+        if bytes > self.limits.max_session_bytes {
+            if !slot.session.uploads.sealed {
+                self.stats.sealed_sessions += 1;
             }
+            bytes = slot.session.shed_to(self.limits.max_session_bytes);
+        }
+        let owner = match (old_owner, &slot.session.start, &slot.session.user) {
+            (HEADLESS, Some(_), Some(user)) => {
+                let user = user.clone();
+                self.owners.id_for(&user)
+            }
+            (owner, ..) => owner,
+        };
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        let slot = self.slots.get_mut(&id).expect("slot checked above");
+        slot.owner = owner;
+        slot.seq = seq;
+        slot.bytes = bytes;
+        // Added before taken: a group left empty for a moment would be forgotten.
+        self.owners.add(owner, seq, id, bytes);
+        self.owners.take(old_owner, old_seq, id, old_bytes);
+        self.bytes = self.bytes - old_bytes + bytes;
+    }
+
+    /// Reports one session early: see [`Sessions`] for which.
+    fn evict_one(&mut self, out: &mut Vec<Report>) {
+        let Some(id) = self.owners.victim() else {
+            return;
+        };
+        let Some((host, pid)) = self
+            .slots
+            .get(&id)
+            .map(|slot| (slot.session.host.clone(), slot.session.pid))
+        else {
+            return;
+        };
+        if let Some(s) = self.remove(&host, pid) {
+            self.stats.evicted_sessions += 1;
+            self.finish(s, Ending::Evicted, out);
         }
     }
 
@@ -537,9 +986,9 @@ impl Sessions {
     pub fn expire(&mut self, now: i64, idle_secs: u64, out: &mut Vec<Report>) {
         let limit = now.saturating_sub(i64::try_from(idle_secs).unwrap_or(i64::MAX));
         let stale: Vec<(String, u32)> = self
-            .by_host
+            .slots
             .values()
-            .flat_map(|m| m.values())
+            .map(|slot| &slot.session)
             .filter(|s| s.last_seen < limit)
             .map(|s| (s.host.clone(), s.pid))
             .collect();
@@ -562,20 +1011,25 @@ impl Sessions {
     /// Removes and returns every open session (to save them on shutdown).
     pub fn take_all(&mut self) -> Vec<Session> {
         self.open = 0;
-        self.by_host
-            .drain()
-            .flat_map(|(_, m)| m.into_values())
-            .collect()
+        self.bytes = 0;
+        self.touched = None;
+        self.by_host.clear();
+        self.owners = Owners::default();
+        self.slots.drain().map(|(_, slot)| slot.session).collect()
     }
 
     /// Puts back sessions saved by [`Sessions::take_all`]; their idle clock restarts at `clock`.
+    /// The bounds apply again from the next line.
     pub fn restore(&mut self, sessions: Vec<Session>, clock: i64) {
         for mut s in sessions {
             s.last_seen = clock;
-            let slot = self.by_host.entry(s.host.clone()).or_default();
-            if slot.insert(s.pid, s).is_none() {
-                self.open += 1;
+            if s.host.len() > MAX_HOST_BYTES {
+                continue;
             }
+            if let Some(old) = self.remove(&s.host, s.pid) {
+                drop(old);
+            }
+            self.insert(s);
         }
     }
 }
@@ -931,6 +1385,7 @@ mod tests {
         let limits = Limits {
             max_list_entries: 3,
             max_open_sessions: 2,
+            ..Limits::default()
         };
         let mut msgs = vec![OPEN.to_string()];
         for i in 0..10 {
@@ -956,6 +1411,7 @@ mod tests {
         let limits = Limits {
             max_list_entries: 3,
             max_open_sessions: 2,
+            ..Limits::default()
         };
         let mut text = Vec::new();
         for pid in 1..=3 {
@@ -1000,5 +1456,256 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].deletes, ["x", "y"]);
         assert!(out[0].complete);
+    }
+
+    fn opened(host: &str, pid: u32, user: &str) -> String {
+        format!(
+            "2026-11-27T16:04:18+00:00 {host} internal-sftp[{pid}]: session opened for local user {user} from [127.0.0.1]"
+        )
+    }
+
+    fn msg(host: &str, pid: u32, m: &str) -> String {
+        format!("2026-11-27T16:04:18+00:00 {host} internal-sftp[{pid}]: {m}")
+    }
+
+    fn feed(sessions: &mut Sessions, line: &str, out: &mut Vec<Report>) {
+        sessions.apply(parse_line(line.as_bytes(), NOW), NOW, out);
+    }
+
+    /// Sum of what every open session holds, counted from scratch.
+    fn recount(sessions: &Sessions) -> usize {
+        sessions
+            .slots
+            .values()
+            .map(|s| s.session.heap_bytes())
+            .sum()
+    }
+
+    #[test]
+    fn a_host_name_longer_than_a_dns_name_is_dropped() {
+        let mut sessions = Sessions::new(Limits::default(), "/data");
+        let mut out = Vec::new();
+        let host = "h".repeat(MAX_HOST_BYTES + 1);
+        feed(&mut sessions, &opened(&host, 1, "alice"), &mut out);
+        feed(
+            &mut sessions,
+            &msg(&host, 1, "remove name \"/data/x\""),
+            &mut out,
+        );
+        feed(&mut sessions, &msg(&host, 1, "garbled"), &mut out);
+        assert_eq!(sessions.open_count(), 0);
+        assert_eq!(sessions.stats.oversized_lines, 3);
+        let host = "h".repeat(MAX_HOST_BYTES);
+        feed(&mut sessions, &opened(&host, 1, "alice"), &mut out);
+        assert_eq!(sessions.open_count(), 1);
+    }
+
+    /// 500-byte names in every list: the session stays within its budget, keeps the first
+    /// entries, and its totals stay exact.
+    #[test]
+    fn a_session_holds_at_most_max_session_bytes() {
+        let limits = Limits {
+            max_session_bytes: 16 << 10,
+            ..Limits::default()
+        };
+        let mut sessions = Sessions::new(limits, "/data");
+        let mut out = Vec::new();
+        feed(&mut sessions, &opened("h", 1, "mallory"), &mut out);
+        let long = |i: usize| {
+            format!(
+                "/data/{i:04}-{}",
+                "\\303\\251".repeat(20) + &"n".repeat(250)
+            )
+        };
+        for i in 0..1000 {
+            let m = match i % 4 {
+                0 => format!("remove name \"{}\"", long(i)),
+                1 => format!("mkdir name \"{}\" mode 0777", long(i)),
+                2 => format!("posix-rename old \"{}\" new \"/data/{i}\"", long(i)),
+                _ => format!("set \"{}\" mode 0600", long(i)),
+            };
+            feed(&mut sessions, &msg("h", 1, &m), &mut out);
+            assert!(
+                sessions.held_bytes() <= 16 << 10,
+                "{}",
+                sessions.held_bytes()
+            );
+            assert_eq!(sessions.held_bytes(), recount(&sessions));
+        }
+        assert_eq!(sessions.stats.sealed_sessions, 1);
+        feed(
+            &mut sessions,
+            &msg(
+                "h",
+                1,
+                "session closed for local user mallory from [127.0.0.1]",
+            ),
+            &mut out,
+        );
+        let r = &out[0];
+        assert_eq!(r.totals.deletes, 250);
+        assert_eq!(r.totals.mkdirs, 250);
+        assert_eq!(r.totals.renames, 250);
+        assert_eq!(r.totals.changes, 250);
+        assert!(!r.deletes.is_empty() && r.deletes[0].starts_with("0000-"));
+        assert_eq!(r.deletes.len() as u64 + r.deletes_more, 250);
+        assert_eq!(r.mkdirs.len() as u64 + r.mkdirs_more, 250);
+        assert_eq!(sessions.held_bytes(), 0);
+    }
+
+    /// Many sessions with long lists: all of them together stay within max_sessions_bytes.
+    #[test]
+    fn all_sessions_hold_at_most_max_sessions_bytes() {
+        let limits = Limits {
+            max_session_bytes: 32 << 10,
+            max_sessions_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        let mut sessions = Sessions::new(limits, "/data");
+        let mut out = Vec::new();
+        let name = "x".repeat(400);
+        for pid in 1..=200 {
+            feed(&mut sessions, &opened("h", pid, "mallory"), &mut out);
+            for i in 0..40 {
+                let m = format!("remove name \"/data/{name}{i}\"");
+                feed(&mut sessions, &msg("h", pid, &m), &mut out);
+                assert!(sessions.held_bytes() <= 1 << 20);
+            }
+        }
+        assert_eq!(sessions.held_bytes(), recount(&sessions));
+        assert!(
+            sessions.stats.evicted_sessions > 100,
+            "{:?}",
+            sessions.stats
+        );
+        // Every evicted session was reported, with its exact count.
+        assert_eq!(out.len() as u64, sessions.stats.evicted_sessions);
+        assert!(out
+            .iter()
+            .all(|r| r.totals.deletes == 40 && r.ending == Ending::Evicted));
+    }
+
+    #[test]
+    fn eviction_takes_sessions_without_an_opening_line_first() {
+        let limits = Limits {
+            max_open_sessions: 3,
+            ..Limits::default()
+        };
+        let mut sessions = Sessions::new(limits, "/data");
+        let mut out = Vec::new();
+        feed(&mut sessions, &opened("h", 1, "alice"), &mut out);
+        feed(
+            &mut sessions,
+            &msg("h", 1, "remove name \"/data/a\""),
+            &mut out,
+        );
+        for pid in 100..110 {
+            feed(
+                &mut sessions,
+                &msg("h", pid, "remove name \"/data/forged\""),
+                &mut out,
+            );
+        }
+        // Headless sessions pushed out each other, least recent first; alice stayed.
+        assert_eq!(sessions.open_count(), 3);
+        assert!(sessions.id_of("h", 1).is_some());
+        let pids: Vec<u32> = out.iter().map(|r| r.pid).collect();
+        assert_eq!(pids, (100..108).collect::<Vec<_>>());
+        assert!(out.iter().all(|r| r.ending == Ending::Evicted));
+    }
+
+    /// A user who opens session after session (as a jailed user with a valid uid can) pushes
+    /// out their own sessions, never another user's, and the other user's report is whole.
+    #[test]
+    fn a_flooding_user_evicts_their_own_sessions() {
+        let limits = Limits {
+            max_open_sessions: 50,
+            ..Limits::default()
+        };
+        let mut sessions = Sessions::new(limits, "/data");
+        let mut out = Vec::new();
+        feed(&mut sessions, &opened("h", 1, "alice"), &mut out);
+        for pid in 1000..6000 {
+            feed(&mut sessions, &opened("h", pid, "mallory"), &mut out);
+            let m = format!("remove name \"/data/{}\"", "m".repeat(300));
+            feed(&mut sessions, &msg("h", pid, &m), &mut out);
+            if pid % 500 == 0 {
+                let m = format!("remove name \"/data/a{pid}\"");
+                feed(&mut sessions, &msg("h", 1, &m), &mut out);
+            }
+        }
+        let users: Vec<_> = out
+            .iter()
+            .map(|r| (r.user.as_str(), r.pid))
+            .filter(|u| u.0 != "mallory")
+            .collect();
+        assert!(users.is_empty(), "{users:?}");
+        assert_eq!(sessions.stats.evicted_sessions, 5000 - 49);
+        feed(
+            &mut sessions,
+            &msg(
+                "h",
+                1,
+                "session closed for local user alice from [127.0.0.1]",
+            ),
+            &mut out,
+        );
+        let alice = out.last().unwrap();
+        assert_eq!(alice.user, "alice");
+        assert!(alice.complete);
+        assert_eq!(alice.totals.deletes, 10);
+    }
+
+    /// Among users, the one holding the most bytes loses first, its least recent session.
+    #[test]
+    fn eviction_takes_the_largest_users_least_recent_session() {
+        let limits = Limits {
+            max_open_sessions: 4,
+            ..Limits::default()
+        };
+        let mut sessions = Sessions::new(limits, "/data");
+        let mut out = Vec::new();
+        feed(&mut sessions, &opened("h", 1, "alice"), &mut out);
+        feed(&mut sessions, &opened("h", 2, "bob"), &mut out);
+        feed(&mut sessions, &opened("h", 3, "bob"), &mut out);
+        feed(&mut sessions, &opened("h", 4, "alice"), &mut out);
+        feed(
+            &mut sessions,
+            &msg("h", 2, "remove name \"/data/b2\""),
+            &mut out,
+        );
+        feed(
+            &mut sessions,
+            &msg("h", 3, "remove name \"/data/b3\""),
+            &mut out,
+        );
+        let big = format!("remove name \"/data/{}\"", "a".repeat(400));
+        feed(&mut sessions, &msg("h", 4, &big), &mut out);
+        feed(
+            &mut sessions,
+            &msg("h", 1, "remove name \"/data/a1\""),
+            &mut out,
+        );
+        // alice holds more (a 400-byte name): her least recent session (pid 4) goes.
+        feed(&mut sessions, &opened("h", 5, "carol"), &mut out);
+        assert_eq!(out.iter().map(|r| r.pid).collect::<Vec<_>>(), [4]);
+        // Now bob holds the most: his least recent session (pid 2) goes.
+        feed(&mut sessions, &opened("h", 6, "carol"), &mut out);
+        assert_eq!(out.iter().map(|r| r.pid).collect::<Vec<_>>(), [4, 2]);
+    }
+
+    #[test]
+    fn restore_rebuilds_the_accounting() {
+        let (_, mut sessions) = run(&lines("h", 1, &[OPEN, "remove name \"/data/x\""]));
+        let held = sessions.held_bytes();
+        let saved = serde_json::to_string(&sessions.take_all()).unwrap();
+        assert_eq!(sessions.held_bytes(), 0);
+        let mut again = Sessions::new(Limits::default(), "/data");
+        again.restore(serde_json::from_str(&saved).unwrap(), NOW);
+        assert_eq!(again.open_count(), 1);
+        assert_eq!(again.held_bytes(), recount(&again));
+        assert!(again.held_bytes() <= held + 64);
+        // Restored with its user: a headless flood evicts it last.
+        assert_eq!(again.slots.values().next().unwrap().owner, 1);
     }
 }
