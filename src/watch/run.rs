@@ -238,7 +238,8 @@ pub fn watch(config: &Config, input: Input, options: Options) -> Result<()> {
     };
 
     let outbox_dir = state_dir.join("outbox");
-    let writer = Writer::open(&outbox_dir)?;
+    let mut writer = Writer::open(&outbox_dir)?;
+    writer.limit_reports(outbox::ReportLimits::from_config(&config.watch));
     let shared = writer.shared();
     let mut engine = Engine::new(config, writer);
     engine.sessions.restore(saved.sessions, now_unix());

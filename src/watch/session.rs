@@ -735,6 +735,13 @@ impl Session {
     }
 }
 
+impl Session {
+    /// An empty session to fill in by hand: the base of a summary report.
+    pub fn blank(host: &str, pid: u32, time: i64) -> Session {
+        Session::new(host, pid, time, time)
+    }
+}
+
 /// A finished session, ready to become a report.
 pub type Finished = (Session, Ending);
 
