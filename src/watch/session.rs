@@ -31,8 +31,8 @@ impl Default for Limits {
         Limits {
             max_list_entries: 100,
             max_open_sessions: 50_000,
-            max_session_bytes: 64 << 10,
-            max_sessions_bytes: 40 << 20,
+            max_session_bytes: 32 << 10,
+            max_sessions_bytes: 32 << 20,
         }
     }
 }
@@ -425,7 +425,9 @@ pub struct LineStats {
 #[derive(Debug, Default)]
 pub struct Sessions {
     by_host: HashMap<String, HashMap<u32, u64>>,
-    slots: HashMap<u64, Slot>,
+    /// Boxed: a table grown for 50,000 sessions keeps its buckets, which then cost 8 bytes
+    /// each instead of a whole session.
+    slots: HashMap<u64, Box<Slot>>,
     open: usize,
     next_id: u64,
     next_seq: u64,
@@ -546,7 +548,7 @@ impl Owners {
 const ALLOC_OVERHEAD: usize = 16;
 /// What an open session costs besides its own heap data: the [`Session`] itself, its slot,
 /// and its entries in the host/pid maps and the eviction index.
-const SLOT_OVERHEAD: usize = std::mem::size_of::<Slot>() + 160;
+const SLOT_OVERHEAD: usize = std::mem::size_of::<Slot>() + ALLOC_OVERHEAD + 160;
 
 fn heap_of(s: &String) -> usize {
     match s.capacity() {
@@ -910,12 +912,12 @@ impl Sessions {
         self.open += 1;
         self.slots.insert(
             id,
-            Slot {
+            Box::new(Slot {
                 session,
                 owner,
                 seq,
                 bytes,
-            },
+            }),
         );
         id
     }

@@ -7,10 +7,18 @@
 //!    20,000 files in the spool dir the way the file transport does (+ one `syncfs`), and the
 //!    floor: 20,000 empty files made by two threads, nothing else.
 //! 4. Replays it through `sftpctl watch --stdin` with the file transport: lines/s, reports/s.
-//! 5. Resident memory of `sftpctl watch --stdin` holding 10,000 open sessions.
+//! 5. Resident memory of `sftpctl watch --stdin` holding 10,000 open sessions (with
+//!    `max_sessions_bytes` raised so that none is reported early).
 //! 6. UDP at 20,000 lines/s for 60 s with a real SMTP server stalled: datagrams dropped by the
 //!    socket; then the server answers and every report must arrive (`WATCH_BENCH_STALL_SECS`
 //!    shortens the stall). `WATCH_BENCH_ONLY=udp` runs this part alone.
+//!
+//! 7. Flood (`WATCH_BENCH_ONLY=flood` runs this part alone): the cost of a line at a full
+//!    session table (a new session, which evicts one, against a line of an open session, same
+//!    run); then one sender's flood at full speed through `watch --stdin` (forged sessions by
+//!    the tens of thousands, sessions with long lists, lines of made-up pids, 100 KB host
+//!    names) with a real session of alice interleaved: alice's report must be whole, and the
+//!    watcher's peak RSS is shown against the 64 MiB target.
 //!
 //! `WATCH_BENCH_DIR=/dev/shm` puts state and spool on tmpfs, to separate our cost from the disk's.
 
@@ -29,7 +37,12 @@ const CONCURRENT: usize = 200;
 /// The 38 messages of one session: open, 8 uploads, 8 downloads, rename, remove, mkdir,
 /// chmod, close.
 fn session_messages(n: usize) -> Vec<String> {
-    let mut m = vec!["session opened for local user alice from [192.0.2.7]".to_string()];
+    // 100 users: a replay of 20,000 sessions of one user would be summed up past
+    // watch.max_reports_per_user (1,000 an hour).
+    let user = format!("user{}", n % 100);
+    let mut m = vec![format!(
+        "session opened for local user {user} from [192.0.2.7]"
+    )];
     for i in 0..8 {
         m.push(format!(
             "open \"/data/in/file-{n}-{i}.pdf\" flags WRITE,CREATE,TRUNCATE mode 0644"
@@ -54,7 +67,9 @@ fn session_messages(n: usize) -> Vec<String> {
     m.push(format!("remove name \"/data/in/file-{n}-1.pdf\""));
     m.push(format!("mkdir name \"/data/archive-{n}\" mode 0777"));
     m.push(format!("set \"/data/in/file-{n}-2.pdf\" mode 0600"));
-    m.push("session closed for local user alice from [192.0.2.7]".to_string());
+    m.push(format!(
+        "session closed for local user {user} from [192.0.2.7]"
+    ));
     m
 }
 
@@ -146,6 +161,10 @@ fn main() {
         udp_with_stalled_smtp();
         return;
     }
+    if std::env::var("WATCH_BENCH_ONLY").is_ok_and(|p| p == "flood") {
+        flood();
+        return;
+    }
     let dir = temp_dir("main");
     let log = generate(SESSIONS, true);
     let lines = log.iter().filter(|&&b| b == b'\n').count();
@@ -233,7 +252,10 @@ fn main() {
 
     // Memory with 10,000 sessions open at once (each with its 36 operations so far).
     let open_dir = temp_dir("rss");
-    let cfg = config(&open_dir, "max_open_sessions = 20000");
+    let cfg = config(
+        &open_dir,
+        "max_open_sessions = 20000\nmax_sessions_bytes = 134217728",
+    );
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(&cfg)
@@ -280,8 +302,228 @@ fn main() {
     );
 
     udp_with_stalled_smtp();
+    flood();
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&open_dir);
+}
+
+fn file_line(out: &mut Vec<u8>, host: &str, pid: u32, msg: &str) {
+    writeln!(
+        out,
+        "2026-11-27T16:00:00.000000+00:00 {host} internal-sftp[{pid}]: {msg}"
+    )
+    .unwrap();
+}
+
+/// Per-line cost at a full table of `max_open_sessions` (default 50,000): lines of open
+/// sessions against lines that each open a new session (and so evict one). Before the
+/// eviction index, the second kind scanned the whole table.
+fn full_table_cost() {
+    use sftpctl::watch::session::{Limits, Sessions};
+    let limits = Limits::default();
+    let full = limits.max_open_sessions as u32;
+    let mut fill = Vec::new();
+    for pid in 0..full {
+        file_line(
+            &mut fill,
+            "vm",
+            pid,
+            "session opened for local user alice from [192.0.2.7]",
+        );
+    }
+    let n = 20_000u32;
+    let mut existing = Vec::new();
+    let mut new = Vec::new();
+    for i in 0..n {
+        file_line(&mut existing, "vm", i % full, "opendir \"/data\"");
+        file_line(
+            &mut new,
+            "vm",
+            full + i,
+            "session opened for local user mallory from [192.0.2.9]",
+        );
+    }
+    let run = |input: &[u8]| {
+        let mut sessions = Sessions::new(limits, "/data");
+        let mut out = Vec::new();
+        for line in fill.split(|&b| b == b'\n') {
+            sessions.apply(parse_line(line, 1_796_000_000), 0, &mut out);
+        }
+        let start = Instant::now();
+        for line in input.split(|&b| b == b'\n') {
+            sessions.apply(parse_line(line, 1_796_000_000), 0, &mut out);
+        }
+        start.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+    };
+    let open = run(&existing);
+    let evicting = run(&new);
+    println!(
+        "full table ({full} open): {open:.2} us a line of an open session, {evicting:.2} us a line that opens a new one (evicts one): ratio {:.1}",
+        evicting / open
+    );
+}
+
+/// What one local account can send at full speed, with alice's real session interleaved.
+fn flood_input(real_uploads: usize) -> (Vec<u8>, usize) {
+    let mut flood: Vec<Vec<u8>> = Vec::new();
+    let mut chunk = Vec::new();
+    let mut lines = 0;
+    let cut = |chunk: &mut Vec<u8>, flood: &mut Vec<Vec<u8>>| {
+        flood.push(std::mem::take(chunk));
+    };
+    // 1. Forged sessions by the tens of thousands (past max_open_sessions).
+    for pid in 100_000..160_000u32 {
+        file_line(
+            &mut chunk,
+            "vm",
+            pid,
+            "session opened for local user mallory from [192.0.2.9]",
+        );
+        file_line(&mut chunk, "vm", pid, "remove name \"/data/x\"");
+        lines += 2;
+        if pid % 5_000 == 0 {
+            cut(&mut chunk, &mut flood);
+        }
+    }
+    // 2. Lines of made-up pids, no opening line.
+    for pid in 200_000..260_000u32 {
+        file_line(&mut chunk, "vm", pid, "remove name \"/data/h\"");
+        lines += 1;
+        if pid % 5_000 == 0 {
+            cut(&mut chunk, &mut flood);
+        }
+    }
+    // 3. Sessions with long lists: 150 names of 440 bytes each (past max_session_bytes, and
+    //    1,500 of them past max_sessions_bytes).
+    let name = "n".repeat(440);
+    for pid in 300_000..301_500u32 {
+        file_line(
+            &mut chunk,
+            "vm",
+            pid,
+            "session opened for local user mallory from [192.0.2.9]",
+        );
+        for i in 0..150 {
+            let msg = if i % 2 == 0 {
+                format!("remove name \"/data/{name}{i}\"")
+            } else {
+                format!("mkdir name \"/data/{name}{i}\" mode 0777")
+            };
+            file_line(&mut chunk, "vm", pid, &msg);
+        }
+        lines += 151;
+        if pid % 50 == 0 {
+            cut(&mut chunk, &mut flood);
+        }
+    }
+    // 4. Host names of 100 KB.
+    let host = "h".repeat(100_000);
+    for pid in 400_000..400_500u32 {
+        file_line(&mut chunk, &host, pid, "remove name \"/data/x\"");
+        lines += 1;
+        if pid % 50 == 0 {
+            cut(&mut chunk, &mut flood);
+        }
+    }
+    cut(&mut chunk, &mut flood);
+
+    // alice's session, spread over the whole flood.
+    let mut real = vec!["session opened for local user alice from [198.51.100.4]".to_string()];
+    for i in 0..real_uploads {
+        real.push(format!(
+            "open \"/data/contract-{i}.pdf\" flags WRITE,CREATE,TRUNCATE mode 0644"
+        ));
+        real.push(format!(
+            "close \"/data/contract-{i}.pdf\" bytes read 0 written {}",
+            1000 + i
+        ));
+    }
+    real.push("session closed for local user alice from [198.51.100.4]".to_string());
+    let mut out = Vec::new();
+    let per = flood.len().div_ceil(real.len());
+    let mut real = real.into_iter();
+    for (i, c) in flood.iter().enumerate() {
+        if i % per == 0 {
+            if let Some(m) = real.next() {
+                file_line(&mut out, "vm", 4242, &m);
+                lines += 1;
+            }
+        }
+        out.extend_from_slice(c);
+    }
+    for m in real {
+        file_line(&mut out, "vm", 4242, &m);
+        lines += 1;
+    }
+    (out, lines)
+}
+
+fn flood() {
+    full_table_cost();
+    let dir = temp_dir("flood");
+    let uploads = 40;
+    let (input, lines) = flood_input(uploads);
+    let input_path = dir.join("flood.log");
+    std::fs::write(&input_path, &input).unwrap();
+    drop(input);
+    let cfg = config(&dir, "");
+    let start = Instant::now();
+    let child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["watch", "--stdin"])
+        .stdin(std::fs::File::open(&input_path).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut peak = 0;
+    while std::fs::metadata(format!("/proc/{pid}")).is_ok() {
+        peak = peak.max(vm_kib(pid, "VmHWM:"));
+        if std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let took = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut mails = 0;
+    let mut alice = Vec::new();
+    for entry in std::fs::read_dir(dir.join("spool")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        mails += 1;
+        if text.contains("SFTP session of alice") {
+            alice.push(text);
+        }
+    }
+    let whole = alice.len() == 1
+        && alice[0].contains(&format!("UPLOADED: {uploads},"))
+        && (0..uploads).all(|i| alice[0].contains(&format!("contract-{i}.pdf")))
+        && !alice[0].contains("INCOMPLETE");
+    let shown = (0..uploads)
+        .filter(|i| {
+            alice
+                .iter()
+                .any(|a| a.contains(&format!("contract-{i}.pdf ")))
+        })
+        .count();
+    println!(
+        "flood via watch --stdin: {lines} lines ({:.0} MB) in {:.2} s; peak RSS {:.1} MiB (target <= 64 MiB); {mails} mails in the spool; alice's report {} ({shown} of {uploads} uploads listed, {} of her lines lost)",
+        std::fs::metadata(&input_path).unwrap().len() as f64 / 1e6,
+        took.as_secs_f64(),
+        peak as f64 / 1024.0,
+        if whole { "whole" } else { "BROKEN" },
+        uploads - shown,
+    );
+    println!("  {}", String::from_utf8_lossy(&out.stderr).trim());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn per(what: &str, t: Duration, n: usize) {

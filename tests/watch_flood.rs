@@ -1,0 +1,158 @@
+//! A flood through the watcher's real input (`watch --stdin`): one sender forges sessions by
+//! the thousand, sessions with long lists, lines of made-up pids and huge host names, while
+//! alice's real session runs. Alice's report must arrive whole, and the flood must not turn
+//! into one mail per forged session.
+
+mod watch_common;
+
+use std::io::Write;
+
+use watch_common::*;
+
+const UPLOADS: usize = 30;
+const PER_USER: usize = 50;
+
+fn line(out: &mut Vec<u8>, host: &str, pid: u32, msg: &str) {
+    writeln!(
+        out,
+        "2026-11-27T16:00:00.000000+00:00 {host} internal-sftp[{pid}]: {msg}"
+    )
+    .unwrap();
+}
+
+/// The flood in pieces, so alice's lines can be spread over it.
+fn flood() -> Vec<Vec<u8>> {
+    let mut pieces = Vec::new();
+    let mut piece = Vec::new();
+    // Forged sessions, five times the table.
+    for pid in 10_000..15_000u32 {
+        line(
+            &mut piece,
+            "vm",
+            pid,
+            "session opened for local user mallory from [192.0.2.9]",
+        );
+        line(&mut piece, "vm", pid, "remove name \"/data/forged\"");
+        if pid % 100 == 0 {
+            pieces.push(std::mem::take(&mut piece));
+        }
+    }
+    // Lines of pids that never opened a session.
+    for pid in 20_000..25_000u32 {
+        line(&mut piece, "vm", pid, "remove name \"/data/headless\"");
+        if pid % 100 == 0 {
+            pieces.push(std::mem::take(&mut piece));
+        }
+    }
+    // Sessions with long lists, past max_session_bytes each and max_sessions_bytes together.
+    let name = "n".repeat(400);
+    for pid in 30_000..30_400u32 {
+        line(
+            &mut piece,
+            "vm",
+            pid,
+            "session opened for local user mallory from [192.0.2.9]",
+        );
+        for i in 0..40 {
+            line(
+                &mut piece,
+                "vm",
+                pid,
+                &format!("remove name \"/data/{name}{i}\""),
+            );
+        }
+        if pid % 10 == 0 {
+            pieces.push(std::mem::take(&mut piece));
+        }
+    }
+    // Host names of 20 KB.
+    let host = "h".repeat(20_000);
+    for pid in 40_000..40_050u32 {
+        line(&mut piece, &host, pid, "remove name \"/data/x\"");
+    }
+    pieces.push(piece);
+    pieces
+}
+
+#[test]
+fn a_flood_of_forged_sessions_does_not_evict_or_lose_a_real_sessions_report() {
+    let env = Env::new("flood", "");
+    std::fs::write(
+        &env.config,
+        format!(
+            "[watch]\nstate_dir = \"{d}/state\"\nmax_open_sessions = 1000\nmax_session_bytes = 8192\nmax_sessions_bytes = 2097152\nmax_reports_per_user = {PER_USER}\n\n[mail]\nspool_dir = \"{d}/spool\"\nto = [\"admin@example.com\"]\n",
+            d = env.dir.display()
+        ),
+    )
+    .unwrap();
+
+    let mut real = vec!["session opened for local user alice from [198.51.100.4]".to_string()];
+    for i in 0..UPLOADS {
+        real.push(format!(
+            "open \"/data/contract-{i}.pdf\" flags WRITE,CREATE,TRUNCATE mode 0644"
+        ));
+        real.push(format!(
+            "close \"/data/contract-{i}.pdf\" bytes read 0 written {}",
+            100 + i
+        ));
+    }
+    real.push("session closed for local user alice from [198.51.100.4]".to_string());
+    let pieces = flood();
+    assert!(pieces.len() >= real.len());
+    let mut input = Vec::new();
+    let every = pieces.len() / real.len();
+    let mut real = real.iter();
+    for (i, piece) in pieces.iter().enumerate() {
+        if i % every == 0 {
+            if let Some(m) = real.next() {
+                line(&mut input, "vm", 4242, m);
+            }
+        }
+        input.extend_from_slice(piece);
+    }
+    for m in real {
+        line(&mut input, "vm", 4242, m);
+    }
+
+    let (code, err) = env.watch_stdin(&input);
+    assert_eq!(code, Some(0), "{err}");
+    let texts: Vec<String> = env.mails().iter().map(|m| text_part(m)).collect();
+
+    let alice: Vec<&String> = texts
+        .iter()
+        .filter(|t| t.contains("SFTP session of alice"))
+        .collect();
+    assert_eq!(
+        alice.len(),
+        1,
+        "alice's session was split or lost: {alice:?}"
+    );
+    let alice = alice[0];
+    assert!(!alice.contains("INCOMPLETE"), "{alice}");
+    assert!(alice.contains(&format!("UPLOADED: {UPLOADS},")), "{alice}");
+    for i in 0..UPLOADS {
+        assert!(
+            alice.contains(&format!("contract-{i}.pdf  {} bytes", 100 + i)),
+            "upload {i} missing: {alice}"
+        );
+    }
+
+    // The flood became at most PER_USER mails per made-up user and one summary each.
+    let mallory = texts
+        .iter()
+        .filter(|t| t.contains("SFTP session of mallory"))
+        .count();
+    let summaries: Vec<&String> = texts.iter().filter(|t| t.contains("summed up")).collect();
+    assert_eq!(mallory, PER_USER + 1, "{err}");
+    assert!(
+        summaries
+            .iter()
+            .any(|t| t.contains("of mallory") && t.contains("watch.max_reports_per_user")),
+        "{summaries:?}"
+    );
+    assert!(
+        texts.len() <= 2 * (PER_USER + 1) + 1,
+        "{} mails",
+        texts.len()
+    );
+}
