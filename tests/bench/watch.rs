@@ -349,22 +349,24 @@ fn full_table_cost() {
         for line in fill.split(|&b| b == b'\n') {
             sessions.apply(parse_line(line, 1_796_000_000), 0, &mut out);
         }
+        let held = sessions.open_count();
         let start = Instant::now();
         for line in input.split(|&b| b == b'\n') {
             sessions.apply(parse_line(line, 1_796_000_000), 0, &mut out);
         }
-        start.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+        (start.elapsed().as_secs_f64() * 1e6 / f64::from(n), held)
     };
-    let open = run(&existing);
-    let evicting = run(&new);
+    let (open, held) = run(&existing);
+    let (evicting, _) = run(&new);
     println!(
-        "full table ({full} open): {open:.2} us a line of an open session, {evicting:.2} us a line that opens a new one (evicts one): ratio {:.1}",
+        "full table ({held} open after {full} opened, default limits): {open:.2} us a line of an open session, {evicting:.2} us a line that opens a new one (evicts one): ratio {:.1}",
         evicting / open
     );
 }
 
-/// What one local account can send at full speed, with alice's real session interleaved.
-fn flood_input(real_uploads: usize) -> (Vec<u8>, usize) {
+/// What one local account can send at full speed (in pieces, so that a real session can be
+/// spread over it), and how many lines that is.
+fn flood_pieces(host_len: usize) -> (Vec<Vec<u8>>, usize) {
     let mut flood: Vec<Vec<u8>> = Vec::new();
     let mut chunk = Vec::new();
     let mut lines = 0;
@@ -416,8 +418,8 @@ fn flood_input(real_uploads: usize) -> (Vec<u8>, usize) {
             cut(&mut chunk, &mut flood);
         }
     }
-    // 4. Host names of 100 KB.
-    let host = "h".repeat(100_000);
+    // 4. Host names of 100 KB (60 KB over UDP, which carries at most 64 KiB).
+    let host = "h".repeat(host_len);
     for pid in 400_000..400_500u32 {
         file_line(&mut chunk, &host, pid, "remove name \"/data/x\"");
         lines += 1;
@@ -426,10 +428,13 @@ fn flood_input(real_uploads: usize) -> (Vec<u8>, usize) {
         }
     }
     cut(&mut chunk, &mut flood);
+    (flood, lines)
+}
 
-    // alice's session, spread over the whole flood.
+/// alice's session: `uploads` uploads between opening and closing.
+fn real_session(uploads: usize) -> Vec<String> {
     let mut real = vec!["session opened for local user alice from [198.51.100.4]".to_string()];
-    for i in 0..real_uploads {
+    for i in 0..uploads {
         real.push(format!(
             "open \"/data/contract-{i}.pdf\" flags WRITE,CREATE,TRUNCATE mode 0644"
         ));
@@ -439,6 +444,13 @@ fn flood_input(real_uploads: usize) -> (Vec<u8>, usize) {
         ));
     }
     real.push("session closed for local user alice from [198.51.100.4]".to_string());
+    real
+}
+
+/// The flood with alice's session spread over it, as one log.
+fn flood_input(real_uploads: usize) -> (Vec<u8>, usize) {
+    let (flood, mut lines) = flood_pieces(100_000);
+    let real = real_session(real_uploads);
     let mut out = Vec::new();
     let per = flood.len().div_ceil(real.len());
     let mut real = real.into_iter();
@@ -456,6 +468,47 @@ fn flood_input(real_uploads: usize) -> (Vec<u8>, usize) {
         lines += 1;
     }
     (out, lines)
+}
+
+/// alice's report among the mails in `spool`: (whole, uploads listed, mails in all).
+fn alice_report(spool: &Path, uploads: usize) -> (bool, usize, usize) {
+    let mut mails = 0;
+    let mut alice = Vec::new();
+    for entry in std::fs::read_dir(spool).into_iter().flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.unwrap().path()) else {
+            continue;
+        };
+        mails += 1;
+        if text.contains("SFTP session of alice") {
+            alice.push(text);
+        }
+    }
+    let whole = alice.len() == 1
+        && alice[0].contains(&format!("UPLOADED: {uploads},"))
+        && !alice[0].contains("INCOMPLETE");
+    let shown = (0..uploads)
+        .filter(|i| {
+            alice
+                .iter()
+                .any(|a| a.contains(&format!("contract-{i}.pdf ")))
+        })
+        .count();
+    (whole, shown, mails)
+}
+
+/// Highest VmHWM of `pid` until it exits (or `until` says stop).
+fn watch_peak(pid: u32, mut until: impl FnMut() -> bool) -> u64 {
+    let mut peak = 0;
+    while std::fs::metadata(format!("/proc/{pid}")).is_ok() && !until() {
+        peak = peak.max(vm_kib(pid, "VmHWM:"));
+        if std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    peak.max(vm_kib(pid, "VmHWM:"))
 }
 
 fn flood() {
@@ -477,16 +530,7 @@ fn flood() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let mut peak = 0;
-    while std::fs::metadata(format!("/proc/{pid}")).is_ok() {
-        peak = peak.max(vm_kib(pid, "VmHWM:"));
-        if std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
-        {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let peak = watch_peak(pid, || false);
     let out = child.wait_with_output().unwrap();
     let took = start.elapsed();
     assert!(
@@ -494,26 +538,7 @@ fn flood() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut mails = 0;
-    let mut alice = Vec::new();
-    for entry in std::fs::read_dir(dir.join("spool")).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        mails += 1;
-        if text.contains("SFTP session of alice") {
-            alice.push(text);
-        }
-    }
-    let whole = alice.len() == 1
-        && alice[0].contains(&format!("UPLOADED: {uploads},"))
-        && (0..uploads).all(|i| alice[0].contains(&format!("contract-{i}.pdf")))
-        && !alice[0].contains("INCOMPLETE");
-    let shown = (0..uploads)
-        .filter(|i| {
-            alice
-                .iter()
-                .any(|a| a.contains(&format!("contract-{i}.pdf ")))
-        })
-        .count();
+    let (whole, shown, mails) = alice_report(&dir.join("spool"), uploads);
     println!(
         "flood via watch --stdin: {lines} lines ({:.0} MB) in {:.2} s; peak RSS {:.1} MiB (target <= 64 MiB); {mails} mails in the spool; alice's report {} ({shown} of {uploads} uploads listed, {} of her lines lost)",
         std::fs::metadata(&input_path).unwrap().len() as f64 / 1e6,
@@ -523,6 +548,97 @@ fn flood() {
         uploads - shown,
     );
     println!("  {}", String::from_utf8_lossy(&out.stderr).trim());
+    let _ = std::fs::remove_dir_all(&dir);
+    flood_udp(uploads);
+}
+
+/// The same flood over UDP, as fast as one sender can send, alice's datagrams among it.
+fn flood_udp(uploads: usize) {
+    let dir = temp_dir("flood-udp");
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = config(&dir, &format!("listen = \"127.0.0.1:{port}\""));
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["watch", "--foreground"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (flood, mut lines) = flood_pieces(60_000);
+    let real = real_session(uploads);
+    let forward = |line: &[u8]| -> Vec<u8> {
+        // `2026-…+00:00 HOST TAG: MSG` → `<38>Nov 27 16:04:26 HOST TAG: MSG`
+        let at = line.iter().position(|&b| b == b' ').unwrap_or(0);
+        [b"<38>Nov 27 16:04:26".as_slice(), &line[at..]].concat()
+    };
+    let flooder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let alice = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let pid = child.id();
+    let peak = std::sync::atomic::AtomicU64::new(0);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let per = flood.len().div_ceil(real.len());
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let p = watch_peak(pid, || done.load(std::sync::atomic::Ordering::Relaxed));
+            peak.store(p, std::sync::atomic::Ordering::Relaxed);
+        });
+        let mut real = real.iter();
+        for (i, piece) in flood.iter().enumerate() {
+            if i % per == 0 {
+                if let Some(m) = real.next() {
+                    let mut l = Vec::new();
+                    file_line(&mut l, "vm", 4242, m);
+                    let d = forward(l.trim_ascii_end());
+                    alice.send_to(&d, ("127.0.0.1", port)).unwrap();
+                    lines += 1;
+                }
+            }
+            for line in piece.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let _ = flooder.send_to(&forward(line), ("127.0.0.1", port));
+            }
+        }
+        for m in real {
+            let mut l = Vec::new();
+            file_line(&mut l, "vm", 4242, m);
+            alice
+                .send_to(&forward(l.trim_ascii_end()), ("127.0.0.1", port))
+                .unwrap();
+            lines += 1;
+        }
+        let sent = start.elapsed();
+        // alice's report, or 30 s.
+        let until = Instant::now() + Duration::from_secs(30);
+        while !alice_report(&dir.join("spool"), uploads).0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let drops = udp_drops(port);
+        let (whole, shown, mails) = alice_report(&dir.join("spool"), uploads);
+        println!(
+            "flood via UDP, one sender at full speed: {lines} datagrams in {:.2} s ({:.0}/s), {drops} dropped by the socket; alice's report {} ({shown} of {uploads} uploads listed); {mails} mails",
+            sent.as_secs_f64(),
+            lines as f64 / sent.as_secs_f64(),
+            if whole { "whole" } else { "BROKEN" },
+        );
+    });
+    println!(
+        "  watcher peak RSS {:.1} MiB (target <= 64 MiB)",
+        peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
