@@ -930,9 +930,7 @@ impl Sessions {
         if let Some(id) = self.touched.take() {
             self.resettle(id);
         }
-        while self.bytes > self.limits.max_sessions_bytes && self.open > 0 {
-            self.evict_one(out);
-        }
+        while self.bytes > self.limits.max_sessions_bytes && self.evict_one(out) {}
     }
 
     fn resettle(&mut self, id: u64) {
@@ -966,21 +964,25 @@ impl Sessions {
         self.bytes = self.bytes - old_bytes + bytes;
     }
 
-    /// Reports one session early: see [`Sessions`] for which.
-    fn evict_one(&mut self, out: &mut Vec<Report>) {
+    /// Reports one session early (see [`Sessions`] for which); false when none is open.
+    fn evict_one(&mut self, out: &mut Vec<Report>) -> bool {
         let Some(id) = self.owners.victim() else {
-            return;
+            return false;
         };
         let Some((host, pid)) = self
             .slots
             .get(&id)
             .map(|slot| (slot.session.host.clone(), slot.session.pid))
         else {
-            return;
+            return false;
         };
-        if let Some(s) = self.remove(&host, pid) {
-            self.stats.evicted_sessions += 1;
-            self.finish(s, Ending::Evicted, out);
+        match self.remove(&host, pid) {
+            Some(s) => {
+                self.stats.evicted_sessions += 1;
+                self.finish(s, Ending::Evicted, out);
+                true
+            }
+            None => false,
         }
     }
 
@@ -1716,5 +1718,58 @@ mod tests {
         assert!(again.held_bytes() <= held + 64);
         // Restored with its user: a headless flood evicts it last.
         assert_eq!(again.slots.values().next().unwrap().owner, 1);
+    }
+
+    /// Every index agrees with the table after any mix of lines (opening, closing, pid reuse,
+    /// lines without an opening, long names, evictions by count and by bytes).
+    #[test]
+    fn the_indexes_stay_consistent_under_random_lines() {
+        let limits = Limits {
+            max_open_sessions: 40,
+            max_session_bytes: 4096,
+            max_sessions_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        let mut sessions = Sessions::new(limits, "/data");
+        let mut out = Vec::new();
+        let mut seed: u64 = 7;
+        let mut next = |n: u64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (seed >> 33) % n
+        };
+        for round in 0..20_000 {
+            let pid = next(80) as u32;
+            let host = ["a", "b"][next(2) as usize];
+            let user = ["alice", "bob", "mallory"][next(3) as usize];
+            let m = match next(6) {
+                0 => format!("session opened for local user {user} from [127.0.0.1]"),
+                1 => format!("session closed for local user {user} from [127.0.0.1]"),
+                2 => format!("remove name \"/data/{}\"", "x".repeat(next(400) as usize)),
+                3 => "sent status No such file".to_string(),
+                4 => format!("open \"/data/{}\" flags WRITE,CREATE mode 0644", next(9)),
+                _ => format!("close \"/data/{}\" bytes read 0 written 5", next(9)),
+            };
+            feed(&mut sessions, &msg(host, pid, &m), &mut out);
+            if round % 97 == 0 {
+                assert_eq!(sessions.held_bytes(), recount(&sessions));
+                assert_eq!(sessions.open_count(), sessions.slots.len());
+                let grouped: usize = sessions
+                    .owners
+                    .groups
+                    .values()
+                    .map(|g| g.by_activity.len())
+                    .sum();
+                assert_eq!(grouped, sessions.slots.len());
+                let ranked: usize = sessions.owners.ranking.iter().map(|&(b, _)| b).sum();
+                let headless = sessions.owners.groups.get(&HEADLESS).map_or(0, |g| g.bytes);
+                assert_eq!(ranked + headless, sessions.held_bytes());
+                assert_eq!(sessions.owners.ids.len(), sessions.owners.ranking.len());
+                assert!(sessions.open_count() <= 40);
+                for slot in sessions.slots.values() {
+                    assert!(slot.bytes <= 4096, "{}", slot.bytes);
+                }
+            }
+        }
+        assert!(sessions.stats.evicted_sessions > 0);
     }
 }
