@@ -427,7 +427,7 @@ pub struct Sessions {
     by_host: HashMap<String, HashMap<u32, u64>>,
     /// Boxed: a table grown for 50,000 sessions keeps its buckets, which then cost 8 bytes
     /// each instead of a whole session.
-    slots: HashMap<u64, Box<Slot>>,
+    slots: IdMap<u64, Box<Slot>>,
     open: usize,
     next_id: u64,
     next_seq: u64,
@@ -441,6 +441,34 @@ pub struct Sessions {
     /// Prefix shown relative in reports (`/data`).
     data_prefix: String,
 }
+
+/// Hashes the table's own numbers (slot and owner ids, handed out in sequence, never chosen
+/// by a sender) with one multiplication instead of SipHash. Keys a sender picks (host names,
+/// pids) keep the default, randomly keyed hasher.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 #[derive(Debug)]
 struct Slot {
@@ -460,7 +488,7 @@ const HEADLESS: u32 = 0;
 #[derive(Debug, Default)]
 struct Owners {
     ids: HashMap<String, u32>,
-    groups: HashMap<u32, Group>,
+    groups: IdMap<u32, Group>,
     ranking: std::collections::BTreeSet<(usize, u32)>,
     next: u32,
 }
@@ -520,6 +548,17 @@ impl Owners {
         } else {
             self.rerank(owner, old, new);
         }
+    }
+
+    /// A slot of `owner` moved from (seq, bytes) `was` to `now`.
+    fn touch(&mut self, owner: u32, was: (u64, usize), now: (u64, usize), id: u64) {
+        let g = self.group(owner);
+        g.by_activity.remove(&(was.0, id));
+        g.by_activity.insert((now.0, id));
+        let old = g.bytes;
+        g.bytes = g.bytes - was.1 + now.1;
+        let new = g.bytes;
+        self.rerank(owner, old, new);
     }
 
     fn rerank(&mut self, owner: u32, old: usize, new: usize) {
@@ -946,21 +985,22 @@ impl Sessions {
             bytes = slot.session.shed_to(self.limits.max_session_bytes);
         }
         let owner = match (old_owner, &slot.session.start, &slot.session.user) {
-            (HEADLESS, Some(_), Some(user)) => {
-                let user = user.clone();
-                self.owners.id_for(&user)
-            }
+            (HEADLESS, Some(_), Some(user)) => self.owners.id_for(user),
             (owner, ..) => owner,
         };
         self.next_seq += 1;
         let seq = self.next_seq;
-        let slot = self.slots.get_mut(&id).expect("slot checked above");
         slot.owner = owner;
         slot.seq = seq;
         slot.bytes = bytes;
-        // Added before taken: a group left empty for a moment would be forgotten.
-        self.owners.add(owner, seq, id, bytes);
-        self.owners.take(old_owner, old_seq, id, old_bytes);
+        if owner == old_owner {
+            self.owners
+                .touch(owner, (old_seq, old_bytes), (seq, bytes), id);
+        } else {
+            // Added before taken: a group left empty for a moment would be forgotten.
+            self.owners.add(owner, seq, id, bytes);
+            self.owners.take(old_owner, old_seq, id, old_bytes);
+        }
         self.bytes = self.bytes - old_bytes + bytes;
     }
 
