@@ -425,9 +425,7 @@ pub struct LineStats {
 #[derive(Debug, Default)]
 pub struct Sessions {
     by_host: HashMap<String, HashMap<u32, u64>>,
-    /// Boxed: a table grown for 50,000 sessions keeps its buckets, which then cost 8 bytes
-    /// each instead of a whole session.
-    slots: IdMap<u64, Box<Slot>>,
+    slots: IdMap<u64, Slot>,
     open: usize,
     next_id: u64,
     next_seq: u64,
@@ -472,7 +470,9 @@ type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 #[derive(Debug)]
 struct Slot {
-    session: Session,
+    /// Boxed: a table grown for 50,000 sessions keeps its buckets, which then cost a few
+    /// words each instead of a whole session; and saving moves boxes, not sessions.
+    session: Box<Session>,
     /// Index into [`Owners`]; [`HEADLESS`] until the opening line named the user.
     owner: u32,
     /// Activity order: larger is more recent.
@@ -587,7 +587,8 @@ impl Owners {
 const ALLOC_OVERHEAD: usize = 16;
 /// What an open session costs besides its own heap data: the [`Session`] itself, its slot,
 /// and its entries in the host/pid maps and the eviction index.
-const SLOT_OVERHEAD: usize = std::mem::size_of::<Slot>() + ALLOC_OVERHEAD + 160;
+const SLOT_OVERHEAD: usize =
+    std::mem::size_of::<Slot>() + std::mem::size_of::<Session>() + ALLOC_OVERHEAD + 160;
 
 fn heap_of(s: &String) -> usize {
     match s.capacity() {
@@ -885,10 +886,14 @@ impl Sessions {
     fn get_mut(&mut self, host: &str, pid: u32) -> Option<&mut Session> {
         let id = self.id_of(host, pid)?;
         self.touched = Some(id);
-        self.slots.get_mut(&id).map(|slot| &mut slot.session)
+        self.slots.get_mut(&id).map(|slot| &mut *slot.session)
     }
 
     fn remove(&mut self, host: &str, pid: u32) -> Option<Session> {
+        self.remove_boxed(host, pid).map(|s| *s)
+    }
+
+    fn remove_boxed(&mut self, host: &str, pid: u32) -> Option<Box<Session>> {
         let sessions = self.by_host.get_mut(host)?;
         let id = sessions.remove(&pid)?;
         if sessions.is_empty() {
@@ -920,7 +925,7 @@ impl Sessions {
                 if self.open >= self.limits.max_open_sessions {
                     self.evict_one(out);
                 }
-                self.insert(Session::new(host, pid, time, clock))
+                self.insert(Box::new(Session::new(host, pid, time, clock)))
             }
         };
         self.touched = Some(id);
@@ -931,7 +936,7 @@ impl Sessions {
     }
 
     /// Adds a session to the table and the indexes (no bound is checked here).
-    fn insert(&mut self, session: Session) -> u64 {
+    fn insert(&mut self, session: Box<Session>) -> u64 {
         self.next_id += 1;
         self.next_seq += 1;
         let (id, seq) = (self.next_id, self.next_seq);
@@ -951,12 +956,12 @@ impl Sessions {
         self.open += 1;
         self.slots.insert(
             id,
-            Box::new(Slot {
+            Slot {
                 session,
                 owner,
                 seq,
                 bytes,
-            }),
+            },
         );
         id
     }
@@ -1052,15 +1057,15 @@ impl Sessions {
 
     /// Finishes every open session (end of a log replayed by `report`).
     pub fn finish_all(&mut self, ending: Ending, out: &mut Vec<Report>) {
-        let mut all: Vec<Session> = self.take_all();
+        let mut all = self.take_all();
         all.sort_by_key(|s| (s.first_seen, s.pid));
         for s in all {
-            self.finish(s, ending, out);
+            self.finish(*s, ending, out);
         }
     }
 
     /// Removes and returns every open session (to save them on shutdown).
-    pub fn take_all(&mut self) -> Vec<Session> {
+    pub fn take_all(&mut self) -> Vec<Box<Session>> {
         self.open = 0;
         self.bytes = 0;
         self.touched = None;
@@ -1071,15 +1076,18 @@ impl Sessions {
 
     /// Puts back sessions saved by [`Sessions::take_all`]; their idle clock restarts at `clock`.
     /// The bounds apply again from the next line.
-    pub fn restore(&mut self, sessions: Vec<Session>, clock: i64) {
-        for mut s in sessions {
+    pub fn restore(&mut self, mut sessions: Vec<Box<Session>>, clock: i64) {
+        // Taken from the end, and the list shrunk as it empties: the saved sessions and the
+        // table never both hold all of them.
+        while let Some(mut s) = sessions.pop() {
+            if sessions.len() < sessions.capacity() / 2 {
+                sessions.shrink_to_fit();
+            }
             s.last_seen = clock;
             if s.host.len() > MAX_HOST_BYTES {
                 continue;
             }
-            if let Some(old) = self.remove(&s.host, s.pid) {
-                drop(old);
-            }
+            drop(self.remove_boxed(&s.host, s.pid));
             self.insert(s);
         }
     }

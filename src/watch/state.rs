@@ -29,28 +29,54 @@ pub struct FollowPosition {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Saved {
-    pub sessions: Vec<Session>,
+    /// Boxed: restoring moves each into the table without a copy.
+    pub sessions: Vec<Box<Session>>,
     pub follow: Option<FollowPosition>,
 }
 
-/// Writes `saved` atomically (temp file created without following links, fsync, rename,
-/// fsync of the dir), readable by the watcher's user only.
+/// Writes `saved` atomically (temp file created new without following links, fsync, rename,
+/// fsync of the dir), readable by the watcher's user only. The JSON is written as it is made:
+/// up to `watch.max_sessions_bytes` of sessions must not be doubled by a copy in memory.
 pub fn save(state_dir: &Path, saved: &Saved) -> Result<()> {
-    let bytes = serde_json::to_vec(saved).context("cannot save the open sessions")?;
-    let meta = crate::plan::fsops::Meta::current_user(0o600);
-    crate::plan::fsops::write_atomic(&state_dir.join(SESSIONS_FILE), &bytes, meta)
-        .context("cannot save the open sessions")
+    let path = state_dir.join(SESSIONS_FILE);
+    let tmp = state_dir.join(format!(".{SESSIONS_FILE}.{}.tmp", std::process::id()));
+    let write = || -> Result<()> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut out = std::io::BufWriter::with_capacity(256 << 10, file);
+        serde_json::to_writer(&mut out, saved).context("cannot save the open sessions")?;
+        let file = out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .context("cannot save the open sessions")?;
+        file.sync_all()
+            .with_context(|| format!("cannot sync {}", tmp.display()))?;
+        fs_err::rename(&tmp, &path)?;
+        Ok(())
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(state_dir)
 }
 
 /// Loads what the last run saved and removes it, so that it is restored once only.
 pub fn take(state_dir: &Path) -> Result<Saved> {
     let path = state_dir.join(SESSIONS_FILE);
-    let text = match fs_err::read(&path) {
-        Ok(t) => t,
+    let file = match fs_err::File::open(&path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Saved::default()),
         Err(e) => return Err(e).context("cannot read the saved sessions"),
     };
-    let saved = match serde_json::from_slice(&text) {
+    // Parsed as it is read: the file is as large as the sessions it holds.
+    let parsed = serde_json::from_reader(std::io::BufReader::with_capacity(256 << 10, file));
+    let saved = match parsed {
         Ok(s) => s,
         Err(e) => {
             // Keep the file for a person to look at; do not refuse to start over it.
