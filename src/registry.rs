@@ -75,6 +75,11 @@ pub fn record_last_session(config: &Config, name: &str, when: &str) -> Result<()
     if crate::names::check_user_name("user", name).is_err() || when.contains('\n') {
         return Ok(()); // not a name we could have made: never a path we write
     }
+    // Only accounts of this host: a sender of forged lines can make up any number of names,
+    // and each would become a file in the state dir.
+    if !matches!(nix::unistd::User::from_name(name), Ok(Some(_))) {
+        return Ok(());
+    }
     let path = last_session_path(config, name);
     let dir = path.parent().context("last-session path has no parent")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

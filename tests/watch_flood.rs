@@ -65,6 +65,25 @@ fn flood() -> Vec<Vec<u8>> {
             pieces.push(std::mem::take(&mut piece));
         }
     }
+    // Sessions of made-up users, each a name the watcher could write a file for.
+    for pid in 35_000..37_000u32 {
+        line(
+            &mut piece,
+            "vm",
+            pid,
+            &format!("session opened for local user forged{pid} from [192.0.2.9]"),
+        );
+        line(&mut piece, "vm", pid, "remove name \"/data/x\"");
+        line(
+            &mut piece,
+            "vm",
+            pid,
+            &format!("session closed for local user forged{pid} from [192.0.2.9]"),
+        );
+        if pid % 100 == 0 {
+            pieces.push(std::mem::take(&mut piece));
+        }
+    }
     // Host names of 20 KB.
     let host = "h".repeat(20_000);
     for pid in 40_000..40_050u32 {
@@ -150,9 +169,26 @@ fn a_flood_of_forged_sessions_does_not_evict_or_lose_a_real_sessions_report() {
             .any(|t| t.contains("of mallory") && t.contains("watch.max_reports_per_user")),
         "{summaries:?}"
     );
+    let forged = texts.iter().filter(|t| t.contains("of forged")).count();
+    assert_eq!(
+        forged, 2000,
+        "the made-up users' sessions are each reported"
+    );
     assert!(
-        texts.len() <= 2 * (PER_USER + 1) + 1,
+        texts.len() <= 2 * (PER_USER + 1) + 1 + forged,
         "{} mails",
         texts.len()
+    );
+    // No file per made-up user name in the state dir (list-users' last sessions are kept for
+    // accounts of this host only).
+    let kept: Vec<_> = std::fs::read_dir(env.state().join("last-session"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        kept.iter()
+            .all(|n| nix::unistd::User::from_name(n.to_str().unwrap())
+                .unwrap()
+                .is_some()),
+        "{kept:?}"
     );
 }
