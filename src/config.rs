@@ -304,7 +304,7 @@ impl Default for Watch {
             max_list_entries: 100,
             max_open_sessions: 50_000,
             max_session_bytes: 32 << 10,
-            max_sessions_bytes: 32 << 20,
+            max_sessions_bytes: 24 << 20,
             max_reports_per_user: 1_000,
             max_reports_per_window: 50_000,
             report_window_secs: 3_600,

@@ -26,9 +26,9 @@ use super::time::{format_utc, now_unix};
 const SEGMENT_RECORDS: usize = 1024;
 /// Bytes per segment before a new one is started: the delivery thread reads the unread part
 /// of a segment at once, and a flood of large reports must not make that large.
-const SEGMENT_BYTES: u64 = 4 << 20;
+const SEGMENT_BYTES: u64 = 2 << 20;
 /// Appended bytes held before they are committed on their own.
-const MAX_UNCOMMITTED_BYTES: usize = 4 << 20;
+const MAX_UNCOMMITTED_BYTES: usize = 2 << 20;
 
 /// What the writer has made durable; the delivery thread reads nothing beyond it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -32,7 +32,7 @@ impl Default for Limits {
             max_list_entries: 100,
             max_open_sessions: 50_000,
             max_session_bytes: 32 << 10,
-            max_sessions_bytes: 32 << 20,
+            max_sessions_bytes: 24 << 20,
         }
     }
 }

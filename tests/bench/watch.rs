@@ -799,7 +799,7 @@ fn udp_with_stalled_smtp() {
     std::fs::write(
         &cfg,
         format!(
-            "[watch]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{d}/state\"\n[mail]\ntransport = \"smtp\"\nspool_dir = \"{d}/spool\"\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\n",
+            "[watch]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{d}/state\"\n# Every report one by one, however long the stall runs.\nmax_reports_per_window = 10000000\n[mail]\ntransport = \"smtp\"\nspool_dir = \"{d}/spool\"\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\n",
             d = dir.display(),
         ),
     )
