@@ -142,7 +142,7 @@ pub struct Watch {
     pub max_reports_per_user: u32,
     /// Reports of all users per window; beyond that every user's further sessions are summed.
     pub max_reports_per_window: u32,
-    /// Length of the report window, in seconds of the sessions' end times.
+    /// Length of the report window, in seconds of wall-clock time.
     pub report_window_secs: u64,
     /// Receive buffer asked for the UDP socket, so bursts are not dropped.
     pub receive_buffer_bytes: usize,

@@ -217,7 +217,7 @@ impl Writer {
     /// the report is summed into its user's summary instead.
     pub fn append(&mut self, report: &Report) -> Result<()> {
         if let Some(limiter) = &mut self.limiter {
-            let due = limiter.roll(report.end);
+            let due = limiter.roll(now_unix());
             let admitted = limiter.admit(report);
             for summary in due {
                 self.write_record(&summary)?;
@@ -241,11 +241,10 @@ impl Writer {
         Ok(())
     }
 
-    /// Summaries whose window ended by the wall clock (a live watcher; a replay of old lines
-    /// rolls its windows by the lines' own times).
+    /// Summaries whose window has ended.
     fn queue_due_summaries(&mut self) -> Result<()> {
         let due = match &mut self.limiter {
-            Some(limiter) => limiter.roll_live(now_unix()),
+            Some(limiter) => limiter.roll(now_unix()),
             None => return Ok(()),
         };
         for summary in due {
@@ -357,7 +356,8 @@ const MAX_SUMMARIES: usize = 1000;
 const OTHER_USERS: &str = "(other users)";
 
 /// Keeps a flood from filling the disk with reports. Time is cut into fixed windows of the
-/// sessions' end times (log time on a replay, wall clock live). In each window the first
+/// wall clock at which reports are written (never the lines' own times: a sender who forges
+/// them could otherwise start a new window at will). In each window the first
 /// `per_user` reports of a user, and the first `per_window` of all, are written as they come;
 /// every further session of that user is added to one summary report (session count, exact
 /// totals, first start, last end; no lists), written when the window ends. So the outbox
@@ -403,13 +403,9 @@ impl Limiter {
         time.div_euclid(secs) * secs
     }
 
-    /// Moves to the window of `time` if it is a later one; the summaries of the old window.
-    pub fn roll(&mut self, time: i64) -> Vec<Report> {
-        // A forged time in the future must not hold the summaries back.
-        self.roll_to(self.window_of(time.min(now_unix())))
-    }
-
-    fn roll_to(&mut self, window: i64) -> Vec<Report> {
+    /// Moves to the window of `now` if it is a later one; the summaries of the old window.
+    pub fn roll(&mut self, now: i64) -> Vec<Report> {
+        let window = self.window_of(now);
         match self.window {
             Some(current) if window <= current => Vec::new(),
             _ => {
@@ -419,18 +415,6 @@ impl Limiter {
                 self.per_user.clear();
                 due
             }
-        }
-    }
-
-    /// [`Limiter::roll`] by the wall clock, unless the current window lies far in the past
-    /// (a replay of old lines, whose windows follow the lines' times).
-    pub fn roll_live(&mut self, now: i64) -> Vec<Report> {
-        let secs = i64::try_from(self.limits.window_secs).unwrap_or(i64::MAX);
-        match self.window {
-            Some(current) if now >= current.saturating_add(secs) && now - current < 2 * secs => {
-                self.roll_to(self.window_of(now))
-            }
-            _ => Vec::new(),
         }
     }
 
@@ -524,17 +508,17 @@ fn summary_report(user: &str, s: Summary, limits: ReportLimits) -> Report {
     let mut report = Report::from_session(base, Ending::Summarized, "");
     let why = if s.all_users {
         format!(
-            "more than {} reports of all users ended in this {}-second window (watch.max_reports_per_window)",
+            "{} reports of all users were already written in this window of {} seconds (watch.max_reports_per_window)",
             limits.per_window, limits.window_secs
         )
     } else {
         format!(
-            "more than {} reports of {user} ended in this {}-second window (watch.max_reports_per_user)",
+            "{} reports of {user} were already written in this window of {} seconds (watch.max_reports_per_user)",
             limits.per_user, limits.window_secs
         )
     };
     report.ending_text = format!(
-        "{} sessions ({} of them incomplete) that ended between {} and {} are summed up in this one report, because {why}; their lists are not shown, the totals are exact",
+        "{} sessions ({} of them incomplete), started from {} and ended by {}, are summed up in this one report because {why}; their lists are not shown, the totals are exact",
         s.sessions,
         s.incomplete,
         format_utc(s.start),
@@ -642,16 +626,22 @@ mod tests {
         assert_eq!(counted as usize, MAX_SUMMARIES + 5);
     }
 
+    /// The window follows the clock it is given, never the reports' own (forgeable) times:
+    /// reports that claim to end in other hours do not start new windows.
     #[test]
-    fn a_forged_future_time_does_not_hold_summaries_back() {
+    fn forged_session_times_do_not_start_new_windows() {
         let mut l = Limiter::new(limits(1, 100));
-        let now = now_unix();
-        l.roll(now + 100 * HOUR);
-        assert!(l.admit(&report("m", now + 100 * HOUR, 1)));
-        assert!(!l.admit(&report("m", now, 1)));
-        // The window is the wall clock's, so it ends with the wall clock.
-        let due = l.roll_live(now + HOUR + 1);
+        l.roll(T0);
+        let mut written = 0;
+        for hour in 0..50 {
+            assert!(l.roll(T0 + 10).is_empty());
+            written += usize::from(l.admit(&report("m", T0 - hour * HOUR, 1)));
+            written += usize::from(l.admit(&report("m", T0 + hour * HOUR, 1)));
+        }
+        assert_eq!(written, 1);
+        let due = l.roll(T0 + HOUR);
         assert_eq!(due.len(), 1);
+        assert_eq!(due[0].client, "99 sessions");
     }
 
     #[test]
