@@ -119,8 +119,14 @@ pub struct Systemd {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Watch {
-    /// UDP address the watcher listens on and rsyslog forwards to.
-    pub listen: SocketAddr,
+    /// The trusted feed: a Unix datagram socket the watcher creates (its directory root
+    /// 0700, the socket 0600) and rsyslog's `omuxsock` sends every internal-sftp line to,
+    /// with the sender's kernel credentials in the line.
+    pub socket: PathBuf,
+    /// An extra UDP listener (opt-in, e.g. for a remote host's rsyslog); empty = none. Its
+    /// lines carry no credentials anyone can check: whoever can send to it can forge reports.
+    #[serde(with = "optional_addr")]
+    pub listen: Option<SocketAddr>,
     /// Outbox, saved sessions, pid file.
     pub state_dir: PathBuf,
     /// Seconds without a line after which an open session is reported as incomplete.
@@ -286,7 +292,8 @@ impl Default for Systemd {
 impl Default for Watch {
     fn default() -> Self {
         Watch {
-            listen: "127.0.0.1:5514".parse().expect("valid default address"),
+            socket: "/run/sftpctl/watch.sock".into(),
+            listen: None,
             state_dir: "/var/lib/sftpctl".into(),
             idle_timeout_secs: 3600,
             template_dir: None,
@@ -439,8 +446,17 @@ impl Config {
         check_command("systemd.daemon_reload", &self.systemd.daemon_reload)?;
         check_command("systemd.enable_watch", &self.systemd.enable_watch)?;
         check_abs_path("watch.state_dir", &self.watch.state_dir)?;
-        if self.watch.listen.port() == 0 {
-            anyhow::bail!("watch.listen needs a port other than 0, e.g. 127.0.0.1:5514");
+        check_abs_path("watch.socket", &self.watch.socket)?;
+        if self.watch.socket.as_os_str().len() > 100
+            || self.watch.socket.parent() == Some(Path::new("/"))
+        {
+            anyhow::bail!(
+                "watch.socket: {} must be at most 100 bytes long and inside a directory of its own, e.g. /run/sftpctl/watch.sock",
+                self.watch.socket.display()
+            );
+        }
+        if self.watch.listen.is_some_and(|a| a.port() == 0) {
+            anyhow::bail!("watch.listen needs a port other than 0, e.g. 127.0.0.1:5514 (or \"\" for no UDP listener)");
         }
         if let Some(dir) = &self.watch.template_dir {
             check_abs_path("watch.template_dir", dir)?;
@@ -548,6 +564,32 @@ fn check_command(key: &str, argv: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `watch.listen`: an address, or `""` for none (TOML has no null).
+mod optional_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(a) => s.serialize_str(&a.to_string()),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not an address with a port like 127.0.0.1:5514 ({e}); \"\" = no UDP listener"
+            ))
+        })
+    }
 }
 
 /// The config file sftpctl writes on `init` when none exists: every key, commented

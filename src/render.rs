@@ -73,8 +73,16 @@ impl Renderer {
         );
         ctx.insert("socket", &config.root_log_socket().display().to_string());
         ctx.insert("log_file", &config.rsyslog.log_file.display().to_string());
-        ctx.insert("watch_host", &config.watch.listen.ip().to_string());
-        ctx.insert("watch_port", &config.watch.listen.port());
+        ctx.insert("watch_socket", &config.watch.socket.display().to_string());
+        ctx.insert(
+            "main_config",
+            &config.rsyslog.main_config.display().to_string(),
+        );
+        ctx.insert(
+            "rate_interval",
+            &crate::watch::trust::JAIL_RATE_INTERVAL_SECS,
+        );
+        ctx.insert("rate_burst", &crate::watch::trust::JAIL_RATE_BURST);
         ctx.insert("rotate", &config.logrotate.rotate);
         ctx.insert("rotate_cmd", &shell_join(&config.rsyslog.rotate));
         ctx.insert(

@@ -71,10 +71,13 @@ fn no_admin_no_admin_block() {
 }
 
 #[test]
-fn ipv6_listen_renders_a_bare_address() {
-    let config = Config::parse("[watch]\nlisten = \"[::1]:5514\"").unwrap();
+fn rsyslog_sends_to_the_watch_socket_never_udp() {
+    let config =
+        Config::parse("[watch]\nsocket = \"/run/x/w.sock\"\nlisten = \"[::1]:5514\"").unwrap();
     let r = Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), "9.2");
-    assert!(r.rsyslog().unwrap().contains(r#"target="::1" port="5514""#));
+    let text = r.rsyslog().unwrap();
+    assert!(text.contains("$OMUxSockSocket /run/x/w.sock\n"), "{text}");
+    assert!(!text.contains("omfwd"), "{text}");
 }
 
 #[test]

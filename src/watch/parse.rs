@@ -16,6 +16,19 @@ pub const MESSAGE_LIMIT: usize = 500;
 /// Messages at least this long are not trusted: the cut may have shortened a number.
 const MAYBE_CUT: usize = MESSAGE_LIMIT - 4;
 
+/// Who sent a line, as far as the line can tell. rsyslog's `sftpctl` template puts the
+/// kernel's credentials of the sender (imuxsock `Annotate` + `ParseTrusted`) between the host
+/// and the tag: `TIME HOST [uid=1001 pid=5701] internal-sftp[5701]: …`. Nothing a sender
+/// writes can come before them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// The uid and pid the kernel gave rsyslog (SCM_CREDENTIALS).
+    Kernel { uid: u32, pid: u32 },
+    /// No credentials: a line in the old format, from UDP, or through a socket rsyslog does
+    /// not annotate (the fields are then empty).
+    Unverified,
+}
+
 /// A line that belongs to an SFTP session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Line {
@@ -135,10 +148,22 @@ pub enum Event {
 /// Parses one line (without its newline). `now` (Unix seconds) supplies the year that the
 /// forward format leaves out. Never panics, whatever the bytes.
 pub fn parse_line(raw: &[u8], now: i64) -> Parsed {
+    parse_feed_line(raw, now).1
+}
+
+/// [`parse_line`], and who sent the line (see [`Sender`]).
+pub fn parse_feed_line(raw: &[u8], now: i64) -> (Sender, Parsed) {
+    let mut sender = Sender::Unverified;
+    let parsed = parse_into(raw, now, &mut sender);
+    (sender, parsed)
+}
+
+fn parse_into(raw: &[u8], now: i64, sender: &mut Sender) -> Parsed {
     let line = trim_end(raw);
-    let Some(((time, time_us), host, tag, message)) = split_header(line, now) else {
+    let Some(((time, time_us), host, from, tag, message)) = split_header(line, now) else {
         return Parsed::Foreign;
     };
+    *sender = from;
     let (pid, message) = match sftp_pid(tag) {
         Some(pid) => (pid, message),
         // Fedora/RHEL log internal-sftp through sshd's monitor, suffixed ` [postauth]`.
@@ -172,10 +197,16 @@ fn trim_end(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// ((seconds, microseconds), host, tag, message) of a syslog line.
-type Header<'a> = ((Option<i64>, Option<i64>), &'a [u8], &'a [u8], &'a [u8]);
+/// ((seconds, microseconds), host, sender, tag, message) of a syslog line.
+type Header<'a> = (
+    (Option<i64>, Option<i64>),
+    &'a [u8],
+    Sender,
+    &'a [u8],
+    &'a [u8],
+);
 
-/// `[<PRI>]TIMESTAMP HOST TAG: MESSAGE` → (time, host, tag, message).
+/// `[<PRI>]TIMESTAMP HOST [[uid=U pid=P] ]TAG: MESSAGE` → (time, host, sender, tag, message).
 fn split_header(line: &[u8], now: i64) -> Option<Header<'_>> {
     let mut rest = line;
     if let Some(after) = rest.strip_prefix(b"<") {
@@ -199,11 +230,29 @@ fn split_header(line: &[u8], now: i64) -> Option<Header<'_>> {
         rest = after;
     }
     let (host, rest) = split_once(rest, b" ")?;
+    let (sender, rest) = split_sender(rest)?;
     let (tag, message) = split_once(rest, b": ")?;
     if host.is_empty() {
         return None;
     }
-    Some((time, host, tag, message))
+    Some((time, host, sender, tag, message))
+}
+
+/// The credentials block `[uid=U pid=P] ` in front of the tag, when there is one. Empty or
+/// garbled fields (a socket rsyslog does not annotate) are [`Sender::Unverified`]; a block
+/// that is not closed makes the line unreadable as a whole (`None`).
+fn split_sender(rest: &[u8]) -> Option<(Sender, &[u8])> {
+    let Some(after) = rest.strip_prefix(b"[uid=") else {
+        return Some((Sender::Unverified, rest));
+    };
+    let (fields, rest) = split_once(after, b"] ")?;
+    let (uid, pid) = split_once(fields, b" pid=")?;
+    let id = |s: &[u8]| number(s).and_then(|n| u32::try_from(n).ok());
+    let sender = match (id(uid), id(pid)) {
+        (Some(uid), Some(pid)) => Sender::Kernel { uid, pid },
+        _ => Sender::Unverified,
+    };
+    Some((sender, rest))
 }
 
 fn bracketed_pid(tag: &[u8], program: &[u8]) -> Option<u32> {

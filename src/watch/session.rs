@@ -9,8 +9,9 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::parse::{Event, Line, OpenFlags, Parsed};
+use super::parse::{Event, Line, OpenFlags, Parsed, Sender};
 use super::report::{Report, Totals};
+use super::trust::{Dropped, Trust, Untrusted};
 
 /// Memory bounds.
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +145,9 @@ pub struct Session {
     pub failures: Bounded<Failure>,
     pub totals: Totals,
     pub unreadable_lines: u64,
+    /// The uid the kernel gave for the session's lines (the first one believed).
+    #[serde(default)]
+    pub uid: Option<u32>,
 }
 
 impl Session {
@@ -172,6 +176,7 @@ impl Session {
             failures: Bounded::default(),
             totals: Totals::default(),
             unreadable_lines: 0,
+            uid: None,
         }
     }
 
@@ -373,6 +378,9 @@ pub struct LineStats {
     pub sftp_lines: u64,
     pub unreadable_lines: u64,
     pub foreign_lines: u64,
+    /// internal-sftp lines not sent by the session's own process: dropped (see `trust`).
+    #[serde(default)]
+    pub untrusted_lines: u64,
 }
 
 /// Every open session, by host then pid.
@@ -384,6 +392,8 @@ pub struct Sessions {
     pub stats: LineStats,
     /// Prefix shown relative in reports (`/data`).
     data_prefix: String,
+    /// Who may send a session's lines ([`Sessions::apply_from`]).
+    pub trust: Trust,
 }
 
 /// A finished session, ready to become a report.
@@ -402,8 +412,76 @@ impl Sessions {
         self.open
     }
 
-    /// Takes one parsed line. `clock` is the driver's notion of now (for idle timeouts);
-    /// reports of sessions that ended are pushed to `out`.
+    /// Takes one line if its sender may send it (see `trust`); else counts and drops it.
+    /// `accept_unverified`: a line without credentials is taken as it is (an old log read
+    /// with `--trust-unverified`, the opt-in UDP listener); lines with credentials are
+    /// always checked.
+    pub fn apply_from(
+        &mut self,
+        sender: Sender,
+        parsed: Parsed,
+        accept_unverified: bool,
+        clock: i64,
+        out: &mut Vec<Report>,
+    ) {
+        let (uid, kernel_pid) = match sender {
+            Sender::Kernel { uid, pid } => (uid, pid),
+            Sender::Unverified => {
+                if accept_unverified || matches!(parsed, Parsed::Foreign) {
+                    return self.apply(parsed, clock, out);
+                }
+                return self.drop_untrusted(Untrusted::NoCredentials, None, None);
+            }
+        };
+        let (host, pid, event) = match &parsed {
+            Parsed::Foreign => return self.apply(parsed, clock, out),
+            Parsed::Unreadable { host, pid, .. } => (host.clone(), *pid, None),
+            Parsed::Sftp(l) => (l.host.clone(), l.pid, Some(&l.event)),
+        };
+        let account = (kernel_pid == pid)
+            .then(|| self.trust.accounts.sftp_account(uid))
+            .flatten();
+        let why =
+            if kernel_pid != pid {
+                Some(Untrusted::PidMismatch)
+            } else {
+                match &account {
+                    None => Some(Untrusted::NotAnSftpAccount),
+                    Some(name) => match event {
+                        Some(
+                            Event::SessionOpened { user, .. } | Event::SessionClosed { user, .. },
+                        ) if user != name => Some(Untrusted::WrongUser),
+                        Some(Event::SessionOpened { .. }) => None,
+                        _ => self
+                            .get_mut(&host, pid)
+                            .and_then(|s| s.uid)
+                            .is_some_and(|u| u != uid)
+                            .then_some(Untrusted::OtherUidsSession),
+                    },
+                }
+            };
+        if let Some(why) = why {
+            return self.drop_untrusted(why, Some(uid), Some(kernel_pid));
+        }
+        self.apply(parsed, clock, out);
+        if let Some(s) = self.get_mut(&host, pid) {
+            s.uid.get_or_insert(uid);
+            // Seen from its middle: the uid says whose session it is.
+            if s.user.is_none() {
+                s.user = account;
+            }
+        }
+    }
+
+    fn drop_untrusted(&mut self, why: Untrusted, uid: Option<u32>, pid: Option<u32>) {
+        self.stats.lines += 1;
+        self.stats.untrusted_lines += 1;
+        self.trust.last_dropped = Some(Dropped { why, uid, pid });
+    }
+
+    /// Takes one parsed line as it is, from a sender already believed. `clock` is the
+    /// driver's notion of now (for idle timeouts); reports of sessions that ended are pushed
+    /// to `out`.
     pub fn apply(&mut self, parsed: Parsed, clock: i64, out: &mut Vec<Report>) {
         self.stats.lines += 1;
         let cap = self.limits.max_list_entries;
