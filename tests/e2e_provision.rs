@@ -23,18 +23,20 @@ fn harness_starts_daemons_and_cleans_up() {
         sb.path("etc/rsyslog.d/50-test.conf"),
         format!(
             "input(type=\"imuxsock\" Socket=\"{sock}\" CreatePath=\"on\")\n\
+             $ModLoad omuxsock\n\
+             $OMUxSockSocket {feed}\n\
              if $programname == 'internal-sftp' then {{\n\
                action(type=\"omfile\" file=\"{log}\")\n\
-               action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{port}\" protocol=\"udp\")\n\
+               :omuxsock:\n\
                stop\n\
              }}\n",
             sock = sb.root_socket().display(),
             log = sb.log_file.display(),
-            port = sb.watch_addr.port(),
+            feed = sb.watch_socket.display(),
         ),
     )
     .unwrap();
-    let udp = sb.udp_capture();
+    let udp = sb.feed_capture();
     sb.start_rsyslogd();
     let socket = sb.root_socket();
     let logger = |msg: &str| {
@@ -416,9 +418,9 @@ fn transfer_probe(w: &World, name: &str) -> String {
 }
 
 #[test]
-fn transfer_lines_arrive_in_log_file_and_on_udp() {
+fn transfer_lines_arrive_in_log_file_and_on_the_feed_socket() {
     let mut w = world(false);
-    let udp = w.sb.udp_capture();
+    let udp = w.sb.feed_capture();
     let close = transfer_probe(&w, "probe-3.txt");
     let alice = w.alice.clone();
 
@@ -431,11 +433,11 @@ fn transfer_lines_arrive_in_log_file_and_on_udp() {
     ] {
         let line = w.sb.wait_log_line(needle);
         assert!(line.contains(" internal-sftp["), "tag: {line}");
+        // The kernel's credentials of the sender: alice's own internal-sftp.
+        let creds = format!(" [uid={} pid=", uid_of(&alice));
+        assert!(line.contains(&creds), "credentials: {line}");
         let dgram = udp.wait_for(needle);
-        assert!(
-            dgram.starts_with('<') && dgram.contains(" internal-sftp["),
-            "datagram format: {dgram}"
-        );
+        assert_eq!(dgram, line, "the watcher gets the log file's line");
     }
     // Only internal-sftp lines go to the log file.
     for line in w.sb.log_lines() {
@@ -465,7 +467,7 @@ fn control_line(sb: &Sandbox, msg: &str) {
 #[test]
 fn after_rsyslog_restart_lines_are_lost_until_refresh_log_links() {
     let mut w = world(false);
-    let udp = w.sb.udp_capture();
+    let udp = w.sb.feed_capture();
     let jail_log = w.sb.jail(&w.alice).join("dev/log");
 
     let before = transfer_probe(&w, "before-restart.txt");

@@ -734,7 +734,7 @@ fn the_installed_watch_service_runs_it() {
         .find_map(|l| l.strip_prefix("ExecStart="))
         .expect("ExecStart in the unit");
     assert!(exec.ends_with(" watch --foreground"), "{exec}");
-    drop(w.sb.udp_capture()); // frees watch.listen for the watcher
+
     let log = w.sb.path("run/watch.log");
     let mut child = Command::new(SFTPCTL)
         .arg("--config")
@@ -746,9 +746,8 @@ fn the_installed_watch_service_runs_it() {
         .stderr(fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let port = w.sb.watch_addr.port();
     wait_until("the watcher to listen", DEADLINE, || {
-        std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
+        Sandbox::socket_listens(&w.sb.watch_socket)
     });
     local_file(&w.sb, "svc.txt", b"service\n", 0o644);
     w.sb.sftp_ok(&w.alice, &w.alice_key, "put svc.txt svc.txt\n");

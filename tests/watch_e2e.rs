@@ -85,8 +85,6 @@ fn world_at(level: &str) -> World {
     sb.set_config(&format!(
         "{text}\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntimeout_secs = 5\n"
     ));
-    // The sandbox holds watch.listen reserved until something takes it: free it for the watcher.
-    drop(sb.udp_capture());
     let maildir = sb.path("maildir");
     World {
         sb,
@@ -113,9 +111,8 @@ fn start_watcher(w: &World) -> Reaped {
         .stderr(log)
         .spawn()
         .unwrap();
-    let port = w.sb.watch_addr.port();
     wait_until("the watcher to listen", Duration::from_secs(10), || {
-        std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
+        Sandbox::socket_listens(&w.sb.watch_socket)
     });
     Reaped(child)
 }
