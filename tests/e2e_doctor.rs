@@ -138,7 +138,8 @@ fn found_and_repaired(w: &mut World, needle: &str, after_fix: impl FnOnce(&mut W
 
 #[test]
 fn healthy_exchange_passes_and_json_parses() {
-    let w = world();
+    let mut w = world();
+    w.sb.start_watcher();
     let sb = &w.sb;
     transfer_is_logged(&w, "healthy");
     let out = doctor(sb, &[]);

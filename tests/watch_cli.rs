@@ -88,7 +88,7 @@ fn report_prints_text_and_json() {
     let env = Env::new("report", "");
     let out = env
         .command()
-        .args(["report"])
+        .args(["report", "--trust-unverified"])
         .arg(fixture("openssh-9.2-rsyslog-file.log"))
         .output()
         .unwrap();
@@ -100,7 +100,7 @@ fn report_prints_text_and_json() {
 
     let mut child = env
         .command()
-        .args(["report", "--json", "-"])
+        .args(["report", "--json", "--trust-unverified", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -122,6 +122,43 @@ fn report_prints_text_and_json() {
     assert_eq!(reports[0]["totals"]["upload_bytes"], 24);
 }
 
+/// Lines without the sender's credentials (a log from before the trusted feed, or a line
+/// anyone could have written) are counted and skipped unless `--trust-unverified` is given.
+#[test]
+fn lines_without_credentials_are_skipped_unless_told() {
+    let env = Env::new("report-unverified", "");
+    let out = env
+        .command()
+        .args(["report", "--json"])
+        .arg(fixture("openssh-9.2-rsyslog-file.log"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reports.as_array().unwrap().len(), 0, "{reports}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("were not sent by the session's own process"),
+        "{err}"
+    );
+    assert!(err.contains("--trust-unverified"), "{err}");
+
+    let log = std::fs::read(fixture("openssh-9.2-rsyslog-file.log")).unwrap();
+    let mut child = env
+        .command()
+        .args(["watch", "--stdin"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&log).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(env.mails().is_empty(), "nothing mailed");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(" untrusted)"));
+}
+
 #[test]
 fn report_shows_sessions_still_open_at_the_end() {
     let env = Env::new("report-open", "");
@@ -132,7 +169,12 @@ fn report_shows_sessions_still_open_at_the_end() {
          2026-11-27T16:04:19+00:00 vm internal-sftp[9]: remove name \"/data/gone\"\n",
     )
     .unwrap();
-    let out = env.command().arg("report").arg(&path).output().unwrap();
+    let out = env
+        .command()
+        .args(["report", "--trust-unverified"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.contains("INCOMPLETE: still open at the end of the log"),
@@ -295,7 +337,13 @@ fn follow_survives_rotation() {
     let env = Env::new("follow", "");
     let log = env.dir.join("sftp.log");
     std::fs::write(&log, "").unwrap();
-    let watcher = env.spawn(&["watch", "--foreground", "--follow", log.to_str().unwrap()]);
+    let watcher = env.spawn(&[
+        "watch",
+        "--foreground",
+        "--trust-unverified",
+        "--follow",
+        log.to_str().unwrap(),
+    ]);
     let file_lines = |pid: u32, name: &str| -> String {
         [
             "session opened for local user alice from [127.0.0.1]".to_string(),

@@ -356,6 +356,7 @@ pub struct Sandbox {
     rsyslogd: Option<Daemon>,
     sshd: Option<Daemon>,
     smtp: Option<Daemon>,
+    watcher: Option<Daemon>,
 }
 
 impl Sandbox {
@@ -397,6 +398,7 @@ impl Sandbox {
             rsyslogd: None,
             sshd: None,
             smtp: None,
+            watcher: None,
             id,
             dir,
         };
@@ -855,6 +857,36 @@ spool_dir = "{d}/spool"
         }
     }
 
+    /// Starts `sftpctl watch --foreground` (output in `<dir>/run/watch.log`) and waits until
+    /// it is bound to `watch.socket`; stopped when the sandbox ends.
+    pub fn start_watcher(&mut self) {
+        assert!(self.watcher.is_none(), "the watcher already runs");
+        let mut cmd = Command::new(SFTPCTL);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(["watch", "--foreground"])
+            .env_remove("SFTPCTL_CONFIG");
+        let mut d = Daemon::spawn("watcher", &mut cmd, self.path("run/watch.log"));
+        let mut exited = None;
+        let ok = holds_within(DEADLINE, || {
+            exited = d.exited();
+            exited.is_some() || Self::socket_listens(&self.watch_socket)
+        });
+        let log = d.log_text();
+        self.watcher = Some(d);
+        assert!(
+            ok && exited.is_none(),
+            "the watcher did not start (exit {exited:?})\n{log}"
+        );
+    }
+
+    /// Stops the watcher started by [`Sandbox::start_watcher`] (SIGTERM, waits).
+    pub fn stop_watcher(&mut self) {
+        if let Some(mut d) = self.watcher.take() {
+            d.stop();
+        }
+    }
+
     /// Frees the reserved UDP port (for a test that opts in to `watch.listen`) and returns it.
     pub fn take_udp_port(&mut self) -> SocketAddr {
         drop(self.udp_reserved.take());
@@ -974,6 +1006,7 @@ impl Default for Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         for d in [
+            self.watcher.as_mut(),
             self.sshd.as_mut(),
             self.rsyslogd.as_mut(),
             self.smtp.as_mut(),
