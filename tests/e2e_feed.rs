@@ -496,3 +496,70 @@ fn the_host_socket_carries_credentials_for_the_admins_sessions() {
         all[0]
     );
 }
+
+/// Not a check: measures how many lines a fast real session sends per second (the basis of
+/// rsyslog's rate limit on the jails' socket, `trust::JAIL_RATE_BURST`). Run with
+/// `cargo nextest run --run-ignored only -E 'test(lines_per_second)' --no-capture` (N=files).
+#[test]
+#[ignore]
+fn lines_per_second_of_a_fast_real_session() {
+    let mut sb = Sandbox::new();
+    sb.edit_config(
+        "umask = \"0002\"",
+        "umask = \"0002\"\nsftp_log_level = \"VERBOSE\"",
+    );
+    sb.sftpctl_ok(&["init"]);
+    // no rate limit while measuring
+    let conf = sb.path("etc/rsyslog.d/50-sftpctl.conf");
+    let t = fs::read_to_string(&conf)
+        .unwrap()
+        .replace("RateLimit.Interval=\"5\"", "RateLimit.Interval=\"0\"");
+    fs::write(&conf, t).unwrap();
+    sb.start_rsyslogd();
+    let alice = sb.user("alice");
+    let (key, public) = sb.keygen("alice");
+    sb.sftpctl_ok(&["add-user", &alice, "--key", public.to_str().unwrap()]);
+    sb.start_sshd();
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let src = sb.client_dir().join("many");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..n {
+        fs::write(src.join(format!("f{i:05}")), b"x").unwrap();
+    }
+    let t0 = std::time::Instant::now();
+    sb.sftp_ok(
+        &alice,
+        &key,
+        "mkdir up\nput -r many up\nget -r up back\nrm up/many/*\n",
+    );
+    let el = t0.elapsed();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let lines = sb.log_lines();
+    let mut times: Vec<f64> = Vec::new();
+    for l in &lines {
+        let ts = &l[..26];
+        let secs: f64 = ts[17..26].parse().unwrap();
+        let min: f64 = ts[14..16].parse().unwrap();
+        let hr: f64 = ts[11..13].parse().unwrap();
+        times.push(hr * 3600.0 + min * 60.0 + secs);
+    }
+    let span = times.last().unwrap() - times[0];
+    let mut best1 = 0;
+    let mut best5 = 0;
+    let mut j = 0;
+    let mut k = 0;
+    for i in 0..times.len() {
+        while times[i] - times[j] > 1.0 {
+            j += 1;
+        }
+        while times[i] - times[k] > 5.0 {
+            k += 1;
+        }
+        best1 = best1.max(i - j + 1);
+        best5 = best5.max(i - k + 1);
+    }
+    eprintln!("MEASURE files={n} lines={} session={:.2}s span={:.2}s avg={:.0}/s max_in_1s={} max_in_5s={}", lines.len(), el.as_secs_f64(), span, lines.len() as f64 / span, best1, best5);
+}

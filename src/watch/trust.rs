@@ -15,8 +15,11 @@ use crate::config::Config;
 /// The jails' socket in rsyslog: at most `JAIL_RATE_BURST` lines per sending process in
 /// `JAIL_RATE_INTERVAL_SECS` (rsyslog's imuxsock limits per pid when it reads credentials).
 /// A fast real session sends far less (docs/watch.md, "Trusted feed").
+/// Measured: a session putting, getting and removing 3,000 one-byte files over loopback at
+/// VERBOSE sent 18,018 lines in 4.4 s, at most 4,987 in any second: the budget (40,000 a
+/// second over 5 s) is about 8 times that.
 pub const JAIL_RATE_INTERVAL_SECS: u32 = 5;
-pub const JAIL_RATE_BURST: u32 = 50_000;
+pub const JAIL_RATE_BURST: u32 = 200_000;
 
 /// Why a line was not believed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -190,7 +190,7 @@ fn main() {
     let out = Command::new(BIN)
         .arg("--config")
         .arg(&cfg)
-        .args(["watch", "--stdin"])
+        .args(["watch", "--stdin", "--trust-unverified"])
         .stdin(std::fs::File::open(&log_path).unwrap())
         .output()
         .unwrap();
@@ -214,7 +214,7 @@ fn main() {
     let out = Command::new(BIN)
         .arg("--config")
         .arg(&cfg)
-        .args(["report", "--json"])
+        .args(["report", "--json", "--trust-unverified"])
         .arg(&log_path)
         .stdout(Stdio::null())
         .output()
@@ -237,7 +237,7 @@ fn main() {
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(&cfg)
-        .args(["watch", "--stdin"])
+        .args(["watch", "--stdin", "--trust-unverified"])
         .stdin(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -441,7 +441,7 @@ fn udp_with_stalled_smtp() {
     std::fs::write(
         &cfg,
         format!(
-            "[watch]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{d}/state\"\n[mail]\ntransport = \"smtp\"\nspool_dir = \"{d}/spool\"\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\n",
+            "[watch]\nsocket = \"{d}/run/watch.sock\"\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{d}/state\"\n[mail]\ntransport = \"smtp\"\nspool_dir = \"{d}/spool\"\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\n",
             d = dir.display(),
         ),
     )
