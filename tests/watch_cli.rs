@@ -408,3 +408,53 @@ fn a_missing_file_to_follow_is_refused_before_anything_is_made() {
     assert!(!env.state().exists(), "state dir made on bad input");
     assert!(!env.spool().exists(), "spool dir made on bad input");
 }
+
+/// The feed socket's directory must be the watcher's (root's) own, and a socket another
+/// process listens on is not taken over: both refused at start, exit 2, one line. A stale
+/// socket file is replaced, and an open directory is closed to others.
+#[test]
+fn the_feed_socket_is_root_only_and_never_shared() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = Env::new("feed-socket", "");
+    let dir = env.dir.join("run");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    let out = env
+        .command()
+        .args(["watch", "--foreground"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("belongs to uid 65534"), "{err}");
+
+    std::os::unix::fs::chown(&dir, Some(0), Some(0)).unwrap();
+    let holder = std::os::unix::net::UnixDatagram::bind(dir.join("watch.sock")).unwrap();
+    let out = env
+        .command()
+        .args(["watch", "--foreground"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another process"));
+    drop(holder); // leaves a stale socket file behind
+
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let watcher = env.spawn(&["watch", "--foreground"]);
+    wait_for("the feed socket", Duration::from_secs(10), || {
+        std::os::unix::net::UnixDatagram::unbound()
+            .and_then(|s| s.connect(dir.join("watch.sock")))
+            .is_ok()
+    });
+    assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+    let sock = std::fs::metadata(dir.join("watch.sock")).unwrap();
+    assert_eq!((sock.uid(), sock.mode() & 0o777), (0, 0o600));
+    watcher.signal(Signal::SIGTERM);
+    let (code, err) = watcher.wait(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        !dir.join("watch.sock").exists(),
+        "the socket is removed at stop"
+    );
+}
