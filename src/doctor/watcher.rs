@@ -467,6 +467,24 @@ mod tests {
     }
 
     #[test]
+    fn finds_the_inodes_bound_to_a_path_or_port() {
+        let unix = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+                    0000000000000000: 00000002 00000000 00000000 0002 01 4242 /run/sftpctl/watch.sock\n\
+                    0000000000000000: 00000002 00000000 00000000 0002 01 4243 /run/sftpctl/watch.sock.old\n\
+                    0000000000000000: 00000003 00000000 00000000 0001 03 4244\n";
+        assert_eq!(
+            unix_socket_inodes(unix, Path::new("/run/sftpctl/watch.sock")),
+            vec![4242]
+        );
+        let udp = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+                   \x20 113: 0100007F:159A 00000000:0000 07 00000000:00000000 00:00000000 00000000  1003        0 12345 2 0000000000000000 0\n";
+        assert_eq!(
+            parse_proc_net_udp_inodes(udp),
+            vec![("127.0.0.1:5530".parse().unwrap(), 12345)]
+        );
+    }
+
+    #[test]
     fn counts_the_outbox_backlog() {
         let dir =
             std::env::temp_dir().join(format!("sftpctl-doctor-outbox-{}", std::process::id()));
