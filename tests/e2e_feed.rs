@@ -497,6 +497,62 @@ fn the_host_socket_carries_credentials_for_the_admins_sessions() {
     );
 }
 
+/// rsyslog's rate limit on the jails' socket counts per sending process and every severity:
+/// with the rendered input's budget lowered to 50 lines, a local account's flood of `emerg`
+/// lines from one process is cut at the budget while a real session's lines all pass.
+#[test]
+fn a_flood_from_one_process_is_cut_by_the_rate_limit_a_real_session_is_not() {
+    let mut sb = Sandbox::new();
+    sb.edit_config(
+        "umask = \"0002\"",
+        "umask = \"0002\"\nsftp_log_level = \"VERBOSE\"",
+    );
+    sb.sftpctl_ok(&["init"]);
+    let dropin = sb.path("etc/rsyslog.d/50-sftpctl.conf");
+    let text = fs::read_to_string(&dropin).unwrap();
+    assert!(text.contains("RateLimit.Burst=\"200000\""), "{text}");
+    assert!(text.contains("RateLimit.Severity=\"0\""), "{text}");
+    fs::write(
+        &dropin,
+        text.replace("RateLimit.Burst=\"200000\"", "RateLimit.Burst=\"50\""),
+    )
+    .unwrap();
+    sb.start_rsyslogd();
+    let alice = sb.user("alice");
+    let (key, public) = sb.keygen("alice");
+    sb.sftpctl_ok(&["add-user", &alice, "--key", public.to_str().unwrap()]);
+    sb.start_sshd();
+    let ev = sb.local_account("ev");
+    let script = format!(
+        "seq 1 500 | sed 's/^/flood /' | logger -p auth.emerg -u '{}' -t 'internal-sftp[7]'",
+        sb.root_socket().display()
+    );
+    let out = ev.sh(&script);
+    assert!(out.status.success(), "{}", show(&out));
+    // A real session with a few files (well under 50 lines) right after.
+    for i in 0..3 {
+        fs::write(sb.client_dir().join(format!("r{i}.txt")), b"r").unwrap();
+    }
+    sb.sftp_ok(&alice, &key, "put r0.txt\nput r1.txt\nput r2.txt\n");
+    sb.wait_log_line("session closed for local user");
+    let lines = sb.log_lines();
+    let flood = lines.iter().filter(|l| l.contains(": flood ")).count();
+    assert!(flood <= 50, "{flood} flood lines passed a budget of 50");
+    assert!(
+        flood >= 1,
+        "the flood never reached rsyslog:\n{}",
+        sb.rsyslogd_log()
+    );
+    for f in ["r0.txt", "r1.txt", "r2.txt"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("close \"/data/{f}\""))),
+            "{f} of the real session is missing"
+        );
+    }
+}
+
 /// Not a check: measures how many lines a fast real session sends per second (the basis of
 /// rsyslog's rate limit on the jails' socket, `trust::JAIL_RATE_BURST`). Run with
 /// `cargo nextest run --run-ignored only -E 'test(lines_per_second)' --no-capture` (N=files).
