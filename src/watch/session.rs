@@ -438,37 +438,17 @@ impl Sessions {
             Parsed::Unreadable { host, pid, .. } => (host.clone(), *pid, None),
             Parsed::Sftp(l) => (l.host.clone(), l.pid, Some(&l.event)),
         };
-        let account = (kernel_pid == pid)
-            .then(|| self.trust.accounts.sftp_account(uid))
-            .flatten();
-        let why =
-            if kernel_pid != pid {
-                Some(Untrusted::PidMismatch)
-            } else {
-                match &account {
-                    None => Some(Untrusted::NotAnSftpAccount),
-                    Some(name) => match event {
-                        Some(
-                            Event::SessionOpened { user, .. } | Event::SessionClosed { user, .. },
-                        ) if user != name => Some(Untrusted::WrongUser),
-                        Some(Event::SessionOpened { .. }) => None,
-                        _ => self
-                            .get_mut(&host, pid)
-                            .and_then(|s| s.uid)
-                            .is_some_and(|u| u != uid)
-                            .then_some(Untrusted::OtherUidsSession),
-                    },
-                }
-            };
-        if let Some(why) = why {
-            return self.drop_untrusted(why, Some(uid), Some(kernel_pid));
-        }
+        let session_uid = self.get_mut(&host, pid).and_then(|s| s.uid);
+        let account = match self.trust.admit(uid, kernel_pid, pid, event, session_uid) {
+            Ok(account) => account,
+            Err(why) => return self.drop_untrusted(why, Some(uid), Some(kernel_pid)),
+        };
         self.apply(parsed, clock, out);
         if let Some(s) = self.get_mut(&host, pid) {
             s.uid.get_or_insert(uid);
             // Seen from its middle: the uid says whose session it is.
             if s.user.is_none() {
-                s.user = account;
+                s.user = Some(account);
             }
         }
     }

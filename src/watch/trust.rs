@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use super::parse::Event;
 use crate::config::Config;
 
 /// The jails' socket in rsyslog: at most `JAIL_RATE_BURST` lines per sending process in
@@ -166,6 +167,37 @@ impl std::fmt::Debug for Trust {
 }
 
 impl Trust {
+    /// Whether a line with credentials may be applied: its sender `uid`/`kernel_pid`, the pid
+    /// in its tag, its event (none for an unreadable line) and the uid that started the
+    /// session it belongs to, if any. `Ok`: the name of the sender's SFTP account.
+    pub fn admit(
+        &mut self,
+        uid: u32,
+        kernel_pid: u32,
+        tag_pid: u32,
+        event: Option<&Event>,
+        session_uid: Option<u32>,
+    ) -> Result<String, Untrusted> {
+        if kernel_pid != tag_pid {
+            return Err(Untrusted::PidMismatch);
+        }
+        let name = self
+            .accounts
+            .sftp_account(uid)
+            .ok_or(Untrusted::NotAnSftpAccount)?;
+        match event {
+            Some(Event::SessionOpened { user, .. } | Event::SessionClosed { user, .. })
+                if *user != name =>
+            {
+                Err(Untrusted::WrongUser)
+            }
+            // A new session on a pid another uid used before: the pid came back.
+            Some(Event::SessionOpened { .. }) => Ok(name),
+            _ if session_uid.is_some_and(|u| u != uid) => Err(Untrusted::OtherUidsSession),
+            _ => Ok(name),
+        }
+    }
+
     pub fn system(config: &Config) -> Trust {
         Trust {
             accounts: Box::new(SystemAccounts::new(config)),
