@@ -397,11 +397,12 @@ fn rsyslog_main_file(config: &Config) -> Result<Option<File>> {
 }
 
 const IMUXSOCK_FENCE: &str = "imuxsock";
-const TRUSTED_PARAMS: [&str; 3] = [
-    "SysSock.Annotate",
-    "SysSock.ParseTrusted",
-    "SysSock.UsePIDFromSystem",
-];
+/// Added to the system socket's line.
+const TRUSTED_PARAMS: [&str; 2] = ["SysSock.Annotate", "SysSock.ParseTrusted"];
+/// Removed from it: on systemd hosts journald relays /dev/log and gives its own pid for a
+/// sender that has exited, which `UsePIDFromSystem` would write into the tag; the watcher
+/// reads the kernel's pid from the credentials instead.
+const DROPPED_PARAMS: [&str; 1] = ["SysSock.UsePIDFromSystem"];
 
 /// A one-line `module(load="imuxsock" …)` with the system socket on, or `$ModLoad imuxsock`.
 fn loads_imuxsock(line: &str) -> bool {
@@ -429,7 +430,7 @@ fn imuxsock_block(text: &str) -> Option<String> {
     let trimmed = original.trim();
     if trimmed.starts_with('$') {
         return Some(format!(
-            "{why}\n{trimmed}\n$SystemLogSocketAnnotate on\n$SystemLogParseTrusted on\n$SystemLogUsePIDFromSystem on\n"
+            "{why}\n{trimmed}\n$SystemLogSocketAnnotate on\n$SystemLogParseTrusted on\n"
         ));
     }
     // `module(PARAMS) # comment` → `module(PARAMS without ours + ours)`.
@@ -439,7 +440,10 @@ fn imuxsock_block(text: &str) -> Option<String> {
         .into_iter()
         .filter(|p| {
             let name = p.split('=').next().unwrap_or("").trim();
-            !TRUSTED_PARAMS.iter().any(|t| t.eq_ignore_ascii_case(name))
+            !TRUSTED_PARAMS
+                .iter()
+                .chain(&DROPPED_PARAMS)
+                .any(|t| t.eq_ignore_ascii_case(name))
         })
         .collect();
     let ours: Vec<String> = TRUSTED_PARAMS
@@ -504,7 +508,12 @@ mod tests {
     fn the_imuxsock_line_gets_the_credential_options() {
         let debian = "#### MODULES ####\n\nmodule(load=\"imuxsock\") # provides support for local system logging\nmodule(load=\"imklog\")\n";
         let body = imuxsock_block(debian).unwrap();
-        assert!(body.contains("\nmodule(load=\"imuxsock\" SysSock.Annotate=\"on\" SysSock.ParseTrusted=\"on\" SysSock.UsePIDFromSystem=\"on\")\n"), "{body}");
+        assert!(
+            body.contains(
+                "\nmodule(load=\"imuxsock\" SysSock.Annotate=\"on\" SysSock.ParseTrusted=\"on\")\n"
+            ),
+            "{body}"
+        );
         let once = fenced::upsert(
             debian,
             IMUXSOCK_FENCE,
@@ -534,7 +543,7 @@ mod tests {
         assert_eq!(twice, once);
         // other parameters stay, ours replace the admin's
         let b = imuxsock_block(
-            "module(load=\"imuxsock\" SysSock.Name=\"/x y/log\" SysSock.Annotate=\"off\")\n",
+            "module(load=\"imuxsock\" SysSock.Name=\"/x y/log\" SysSock.Annotate=\"off\" SysSock.UsePIDFromSystem=\"on\")\n",
         )
         .unwrap();
         assert!(
@@ -544,6 +553,7 @@ mod tests {
             "{b}"
         );
         assert!(!b.contains("\"off\""), "{b}");
+        assert!(!b.contains("UsePIDFromSystem"), "{b}");
         // no system socket (RHEL: the journal), or legacy syntax
         assert_eq!(
             imuxsock_block("module(load=\"imuxsock\" SysSock.Use=\"off\")\n"),

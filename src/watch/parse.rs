@@ -18,12 +18,15 @@ const MAYBE_CUT: usize = MESSAGE_LIMIT - 4;
 
 /// Who sent a line, as far as the line can tell. rsyslog's `sftpctl` template puts the
 /// kernel's credentials of the sender (imuxsock `Annotate` + `ParseTrusted`) between the host
-/// and the tag: `TIME HOST [uid=1001 pid=5701] internal-sftp[5701]: …`. Nothing a sender
-/// writes can come before them.
+/// and the tag: `TIME HOST [uid=1001 pid=5701 exe=/usr/sbin/sshd] internal-sftp[5701]: …`.
+/// Nothing a sender writes can come before them (the exe path comes last: it is the only
+/// field a sender chooses, by where its program lies).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sender {
-    /// The uid and pid the kernel gave rsyslog (SCM_CREDENTIALS).
-    Kernel { uid: u32, pid: u32 },
+    /// The uid and pid the kernel gave rsyslog (SCM_CREDENTIALS). `relayed`: the pid is
+    /// systemd-journald's: journald forwards /dev/log to rsyslog with the sender's uid, and
+    /// with its own pid when the sender has exited by then, so the pid says nothing.
+    Kernel { uid: u32, pid: u32, relayed: bool },
     /// No credentials: a line in the old format, from UDP, or through a socket rsyslog does
     /// not annotate (the fields are then empty).
     Unverified,
@@ -238,7 +241,14 @@ fn split_header(line: &[u8], now: i64) -> Option<Header<'_>> {
     Some((time, host, sender, tag, message))
 }
 
-/// The credentials block `[uid=U pid=P] ` in front of the tag, when there is one. Empty or
+/// Where Debian and Ubuntu (with and without the /usr merge) install systemd-journald; only
+/// root can put a program there.
+const JOURNALD: [&[u8]; 2] = [
+    b"/usr/lib/systemd/systemd-journald",
+    b"/lib/systemd/systemd-journald",
+];
+
+/// The credentials block `[uid=U pid=P exe=PATH] ` in front of the tag, when there is one. Empty or
 /// garbled fields (a socket rsyslog does not annotate) are [`Sender::Unverified`]; a block
 /// that is not closed makes the line unreadable as a whole (`None`).
 fn split_sender(rest: &[u8]) -> Option<(Sender, &[u8])> {
@@ -246,10 +256,15 @@ fn split_sender(rest: &[u8]) -> Option<(Sender, &[u8])> {
         return Some((Sender::Unverified, rest));
     };
     let (fields, rest) = split_once(after, b"] ")?;
-    let (uid, pid) = split_once(fields, b" pid=")?;
+    let (uid, fields) = split_once(fields, b" pid=")?;
+    let (pid, exe) = split_once(fields, b" exe=").unwrap_or((fields, b""));
     let id = |s: &[u8]| number(s).and_then(|n| u32::try_from(n).ok());
     let sender = match (id(uid), id(pid)) {
-        (Some(uid), Some(pid)) => Sender::Kernel { uid, pid },
+        (Some(uid), Some(pid)) => Sender::Kernel {
+            uid,
+            pid,
+            relayed: JOURNALD.contains(&exe),
+        },
         _ => Sender::Unverified,
     };
     Some((sender, rest))

@@ -424,8 +424,8 @@ impl Sessions {
         clock: i64,
         out: &mut Vec<Report>,
     ) {
-        let (uid, kernel_pid) = match sender {
-            Sender::Kernel { uid, pid } => (uid, pid),
+        let (uid, kernel_pid, relayed) = match sender {
+            Sender::Kernel { uid, pid, relayed } => (uid, pid, relayed),
             Sender::Unverified => {
                 if accept_unverified || matches!(parsed, Parsed::Foreign) {
                     return self.apply(parsed, clock, out);
@@ -439,7 +439,10 @@ impl Sessions {
             Parsed::Sftp(l) => (l.host.clone(), l.pid, Some(&l.event)),
         };
         let session_uid = self.get_mut(&host, pid).and_then(|s| s.uid);
-        let account = match self.trust.admit(uid, kernel_pid, pid, event, session_uid) {
+        let account = match self
+            .trust
+            .admit((uid, kernel_pid, relayed), pid, event, session_uid)
+        {
             Ok(account) => account,
             Err(why) => return self.drop_untrusted(why, Some(uid), Some(kernel_pid)),
         };

@@ -167,18 +167,20 @@ impl std::fmt::Debug for Trust {
 }
 
 impl Trust {
-    /// Whether a line with credentials may be applied: its sender `uid`/`kernel_pid`, the pid
-    /// in its tag, its event (none for an unreadable line) and the uid that started the
-    /// session it belongs to, if any. `Ok`: the name of the sender's SFTP account.
+    /// Whether a line with credentials may be applied: its sender `uid`/`kernel_pid`
+    /// (`relayed`: the pid is journald's, see [`super::parse::Sender`]), the pid in its tag, its event (none
+    /// for an unreadable line) and the uid that started the session it belongs to, if any.
+    /// `Ok`: the name of the sender's SFTP account.
     pub fn admit(
         &mut self,
-        uid: u32,
-        kernel_pid: u32,
+        (uid, kernel_pid, relayed): (u32, u32, bool),
         tag_pid: u32,
         event: Option<&Event>,
         session_uid: Option<u32>,
     ) -> Result<String, Untrusted> {
-        if kernel_pid != tag_pid {
+        // A relayed line's pid is journald's: the tag's pid (written by a process of this
+        // uid) stands, and the uid checks below still hold.
+        if kernel_pid != tag_pid && !relayed {
             return Err(Untrusted::PidMismatch);
         }
         let name = self
@@ -228,7 +230,7 @@ mod tests {
 
     /// A line as rsyslog's `sftpctl` template writes it.
     fn line(uid: &str, kpid: &str, pid: u32, msg: &str) -> String {
-        format!("2026-11-27T16:04:18.430882+00:00 vm [uid={uid} pid={kpid}] internal-sftp[{pid}]: {msg}")
+        format!("2026-11-27T16:04:18.430882+00:00 vm [uid={uid} pid={kpid} exe=/usr/sbin/sshd] internal-sftp[{pid}]: {msg}")
     }
 
     fn feed(s: &mut Sessions, lines: &[String], unverified: bool) -> Vec<Report> {
@@ -274,7 +276,32 @@ mod tests {
     #[test]
     fn reads_the_credentials_block() {
         let (sender, _) = parse_feed_line(line("1001", "77", 77, "x").as_bytes(), NOW);
-        assert_eq!(sender, Sender::Kernel { uid: 1001, pid: 77 });
+        assert_eq!(
+            sender,
+            Sender::Kernel {
+                uid: 1001,
+                pid: 77,
+                relayed: false
+            }
+        );
+        // journald's own pid (it relayed a line of a sender that had exited)
+        let relayed = line("1001", "17", 77, "x")
+            .replace("/usr/sbin/sshd", "/usr/lib/systemd/systemd-journald");
+        let (sender, _) = parse_feed_line(relayed.as_bytes(), NOW);
+        assert_eq!(
+            sender,
+            Sender::Kernel {
+                uid: 1001,
+                pid: 17,
+                relayed: true
+            }
+        );
+        // a program of the sender's own named like journald is not journald
+        let fake = line("1001", "17", 77, "x").replace("/usr/sbin/sshd", "/tmp/systemd-journald");
+        assert!(matches!(
+            parse_feed_line(fake.as_bytes(), NOW).0,
+            Sender::Kernel { relayed: false, .. }
+        ));
         // an unannotated socket: empty fields
         let (sender, parsed) = parse_feed_line(line("", "", 77, "statvfs \"/\"").as_bytes(), NOW);
         assert_eq!(sender, Sender::Unverified);
@@ -318,7 +345,7 @@ mod tests {
         let mut s = sessions();
         let lines: Vec<String> = session_of("alice", ALICE, 602, "x.txt")
             .iter()
-            .map(|l| l.replace("pid=602]", "pid=603]"))
+            .map(|l| l.replace("pid=602 exe", "pid=603 exe"))
             .collect();
         assert!(feed(&mut s, &lines, false).is_empty());
         assert_eq!(
@@ -328,7 +355,7 @@ mod tests {
         // No credentials: dropped unless asked for.
         let old: Vec<String> = session_of("alice", ALICE, 604, "x.txt")
             .iter()
-            .map(|l| l.replace("[uid=1001 pid=604] ", ""))
+            .map(|l| l.replace("[uid=1001 pid=604 exe=/usr/sbin/sshd] ", ""))
             .collect();
         let mut s = sessions();
         assert!(feed(&mut s, &old, false).is_empty());
@@ -358,6 +385,33 @@ mod tests {
         assert_eq!(out[0].user, "alice");
         assert!(out[0].deletes.is_empty());
         assert_eq!(s.stats.untrusted_lines, 3);
+    }
+
+    /// journald relays the admin's /dev/log lines with the sender's uid, and with its own pid
+    /// once the sender has exited: those lines join the session the tag names, and the uid
+    /// checks still hold.
+    #[test]
+    fn lines_relayed_by_journald_keep_the_tags_pid_and_the_uid_checks() {
+        let journald = |l: &String| {
+            l.replace(
+                "pid=900 exe=/usr/sbin/sshd",
+                "pid=17 exe=/usr/lib/systemd/systemd-journald",
+            )
+        };
+        let mut lines = session_of("bob", BOB, 900, "b.txt");
+        lines[1] = journald(&lines[1]);
+        lines[2] = journald(&lines[2]);
+        // eve's line, relayed too, with bob's pid in its tag
+        lines.insert(
+            3,
+            journald(&line("1003", "900", 900, "remove name \"/data/b.txt\"")),
+        );
+        let mut s = sessions();
+        let out = feed(&mut s, &lines, false);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!((out[0].user.as_str(), out[0].uploads.len()), ("bob", 1));
+        assert!(out[0].deletes.is_empty());
+        assert_eq!(s.stats.untrusted_lines, 1);
     }
 
     #[test]
