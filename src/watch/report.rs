@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::session::{Bounded, Ending, Move, Session};
+use super::session::{Bounded, Ending, Move, Replaced, Session};
 use super::time::{format_duration, format_utc, now_unix};
 
 /// Exact counts over the whole session (lists may be cut, these never are).
@@ -23,6 +23,12 @@ pub struct Totals {
     pub changes: u64,
     pub failures: u64,
     pub incomplete_transfers: u64,
+    /// Renames that replaced, or may have replaced, a file of the new name (posix-rename).
+    #[serde(default)]
+    pub replaced: u64,
+    /// Entries whose name the log cut at 500 bytes (shown ending in `…`).
+    #[serde(default)]
+    pub cut_names: u64,
 }
 
 impl Totals {
@@ -36,6 +42,8 @@ impl Totals {
             + self.rmdirs
             + self.changes
             + self.failures
+            + self.replaced
+            + self.cut_names
             > 0
     }
 }
@@ -109,8 +117,8 @@ impl Report {
                 .items
                 .into_iter()
                 .map(|t| ShownTransfer {
+                    size: transfer_size(&t),
                     path: relative(t.path, data_prefix),
-                    size: human_size(t.bytes),
                     bytes: t.bytes,
                     incomplete: t.incomplete,
                 })
@@ -124,9 +132,16 @@ impl Report {
             let items = b
                 .items
                 .into_iter()
-                .map(|m| Move {
-                    old: relative(m.old, data_prefix),
-                    new: relative(m.new, data_prefix),
+                .map(|m| {
+                    let old = relative(m.old, data_prefix);
+                    let new = relative(m.new, data_prefix);
+                    let note = move_note(&new, m.replaced, m.ambiguous);
+                    Move {
+                        new: if m.ambiguous { "?".into() } else { new },
+                        old,
+                        note,
+                        ..m
+                    }
                 })
                 .collect();
             (items, b.more)
@@ -244,6 +259,8 @@ pub fn example() -> Report {
 2026-01-01T00:00:01Z h internal-sftp[1]: close \"/data/d\" bytes read 5 written 0
 2026-01-01T00:00:01Z h internal-sftp[1]: remove name \"/data/r\"
 2026-01-01T00:00:01Z h internal-sftp[1]: rename old \"/data/a\" new \"/data/b\"
+2026-01-01T00:00:01Z h internal-sftp[1]: posix-rename old \"/data/p\" new \"/data/q\"
+2026-01-01T00:00:01Z h internal-sftp[1]: posix-rename old \"/data/x\" new \"/data/y\" new \"/data/z\"
 2026-01-01T00:00:01Z h internal-sftp[1]: symlink old \"a\" new \"/data/l\"
 2026-01-01T00:00:01Z h internal-sftp[1]: mkdir name \"/data/m\" mode 0777
 2026-01-01T00:00:01Z h internal-sftp[1]: rmdir name \"/data/m\"
@@ -252,6 +269,11 @@ pub fn example() -> Report {
 2026-01-01T00:00:01Z h internal-sftp[1]: sent status Permission denied
 2026-01-01T00:00:01Z h internal-sftp[1]: garbled
 ";
+    let cut = format!(
+        "2026-01-01T00:00:01Z h internal-sftp[1]: remove name \"/data/{}\"\n",
+        "n".repeat(500)
+    );
+    let log = &format!("{log}{cut}");
     let limits = Limits {
         max_list_entries: 0,
         ..Limits::default()
@@ -280,6 +302,38 @@ pub fn example() -> Report {
     r.changes = shown.changes;
     r.failures = shown.failures;
     r
+}
+
+/// What people must know about a rename or link beyond its two names.
+fn move_note(new: &str, replaced: Replaced, ambiguous: bool) -> String {
+    if ambiguous {
+        return "AMBIGUOUS: a name contains \" new \", so the log line cannot tell where the \
+                old name ends; both names are shown together as logged"
+            .into();
+    }
+    match replaced {
+        Replaced::No => String::new(),
+        Replaced::Yes => format!("REPLACED the existing {new}"),
+        Replaced::Maybe => format!("REPLACED {new} if it existed"),
+    }
+}
+
+/// `12 bytes`; for a line the log cut, what is known of the size and direction.
+fn transfer_size(t: &super::session::Transfer) -> String {
+    let mut size = if t.size_unknown {
+        "size unknown: the log cut the line before the byte counts".to_string()
+    } else if t.cut {
+        format!(
+            "{} as logged (the line may have been cut)",
+            human_size(t.bytes)
+        )
+    } else {
+        human_size(t.bytes)
+    };
+    if t.direction_unknown {
+        size.push_str("; upload or download: the open flags were cut too");
+    }
+    size
 }
 
 /// `/data/a/b` → `a/b`, `/data` → `.`; names outside the data dir stay absolute.
