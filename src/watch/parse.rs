@@ -580,12 +580,36 @@ fn cut_name(rest: &[u8]) -> &[u8] {
         }
     }
     let mut name = &rest[..end];
-    // A cut never splits an escape on purpose, but a name may end in a backslash run.
+    // The cut may split an escape (`\30`: seen with OpenSSH 9.2) ...
     if let Some(at) = name.iter().rposition(|&b| b == b'\\') {
         let tail = &name[at + 1..];
         if tail.len() < 3 && tail.iter().all(|b| (b'0'..=b'7').contains(b)) {
             name = &name[..at];
         }
+    }
+    // ... or a character: `\303` without the `\234` that makes it `Ü`.
+    let mut escaped = Vec::new();
+    let mut at = name.len();
+    while escaped.len() < 3 && at >= 4 && name[at - 4] == b'\\' {
+        match octal(&name[at - 3..at]) {
+            Some(v) if v <= 0xff => escaped.push(v as u8),
+            _ => break,
+        }
+        at -= 4;
+    }
+    // `escaped` holds the last bytes, newest first: drop a lead byte whose continuation
+    // bytes were cut away, and those that came after it.
+    for (i, &b) in escaped.iter().enumerate() {
+        let needed = match b {
+            0xc0..=0xdf => 1,
+            0xe0..=0xef => 2,
+            0xf0..=0xf7 => 3,
+            _ => continue,
+        };
+        if i < needed {
+            name = &name[..name.len() - 4 * (i + 1)];
+        }
+        break;
     }
     name
 }
@@ -1007,6 +1031,17 @@ mod tests {
             None
         );
         assert_eq!(writing(event(&open(&"c".repeat(470), "READ"))), Some(false));
+        // A cut in the middle of an escaped character leaves no U+FFFD behind.
+        let line = format!(
+            "<38>Nov 27 16:04:26 vm internal-sftp[7]: remove name \"/data/{}",
+            r"\303\234".repeat(70)
+        );
+        match cut(&line) {
+            Event::Cut { path, .. } => {
+                assert!(path.ends_with('Ü') && !path.contains('\u{fffd}'), "{path}")
+            }
+            other => panic!("{other:?}"),
+        }
         // A message of another kind that is this long is garbage.
         let line = format!(
             "<38>Nov 27 16:04:26 vm internal-sftp[7]: sent status {}",

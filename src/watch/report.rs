@@ -29,6 +29,11 @@ pub struct Totals {
     /// Entries whose name the log cut at 500 bytes (shown ending in `…`).
     #[serde(default)]
     pub cut_names: u64,
+    /// Uploads (downloads) whose byte counts the log cut away: not in `upload_bytes`.
+    #[serde(default)]
+    pub uploads_size_unknown: u64,
+    #[serde(default)]
+    pub downloads_size_unknown: u64,
 }
 
 impl Totals {
@@ -240,8 +245,8 @@ impl Report {
             changes_more: s.changes.more,
             failures,
             failures_more: s.failures.more,
-            upload_size: human_size(s.totals.upload_bytes),
-            download_size: human_size(s.totals.download_bytes),
+            upload_size: total_size(s.totals.upload_bytes, s.totals.uploads_size_unknown),
+            download_size: total_size(s.totals.download_bytes, s.totals.downloads_size_unknown),
             totals: s.totals,
             unreadable_lines: s.unreadable_lines,
         }
@@ -315,6 +320,15 @@ fn move_note(new: &str, replaced: Replaced, ambiguous: bool) -> String {
         Replaced::No => String::new(),
         Replaced::Yes => format!("REPLACED the existing {new}"),
         Replaced::Maybe => format!("REPLACED {new} if it existed"),
+    }
+}
+
+/// `12 bytes`, or `12 bytes plus 2 files of unknown size` when the log cut their counts.
+fn total_size(bytes: u64, unknown: u64) -> String {
+    match unknown {
+        0 => human_size(bytes),
+        1 => format!("{} plus 1 file of unknown size", human_size(bytes)),
+        n => format!("{} plus {n} files of unknown size", human_size(bytes)),
     }
 }
 

@@ -399,6 +399,13 @@ impl Session {
             size_unknown: counts.is_none(),
             direction_unknown,
         };
+        if counts.is_none() {
+            if upload {
+                t.uploads_size_unknown += 1;
+            } else if download {
+                t.downloads_size_unknown += 1;
+            }
+        }
         if upload {
             t.uploads += 1;
             t.upload_bytes = t.upload_bytes.saturating_add(written);
