@@ -121,11 +121,14 @@ impl Report {
             let items = b
                 .items
                 .into_iter()
-                .map(|t| ShownTransfer {
-                    size: transfer_size(&t),
-                    path: relative(t.path, data_prefix),
-                    bytes: t.bytes,
-                    incomplete: t.incomplete,
+                .map(|mut t| {
+                    t.path = relative(t.path, data_prefix);
+                    ShownTransfer {
+                        size: transfer_size(&t),
+                        path: t.path,
+                        bytes: t.bytes,
+                        incomplete: t.incomplete,
+                    }
                 })
                 .collect();
             (items, b.more)
@@ -346,6 +349,10 @@ fn transfer_size(t: &super::session::Transfer) -> String {
     };
     if t.direction_unknown {
         size.push_str("; upload or download: the open flags were cut too");
+    }
+    let note = move_note(&t.path, t.replaced, false);
+    if !note.is_empty() {
+        size.push_str(&format!("; {note} (uploaded under a temporary name)"));
     }
     size
 }

@@ -88,6 +88,10 @@ pub struct Transfer {
     /// Neither the open flags nor the counts survived the cut: upload or download.
     #[serde(default)]
     pub direction_unknown: bool,
+    /// Uploaded under a temporary name, then `posix-rename`d onto `path`, which may have
+    /// held another file.
+    #[serde(default)]
+    pub replaced: Replaced,
 }
 
 /// Whether a rename replaced a file that had the new name.
@@ -398,6 +402,7 @@ impl Session {
             cut,
             size_unknown: counts.is_none(),
             direction_unknown,
+            replaced: Replaced::No,
         };
         if counts.is_none() {
             if upload {
@@ -469,6 +474,7 @@ impl Session {
         if is_temporary_upload_name(&old) {
             if let Some(up) = self.uploads.items.iter_mut().rev().find(|u| u.path == old) {
                 up.path = new;
+                up.replaced = replaced;
                 return;
             }
         }
@@ -604,6 +610,26 @@ impl Session {
         let Some(event) = self.pending.take() else {
             return;
         };
+        if let Event::Close { path, .. } = &event {
+            // The bytes in a close line were read or written whatever close(2) says after:
+            // the transfer happened. At INFO the status may even be an unlogged lookup's
+            // that a pipelining client sent in the same packet; at VERBOSE it is the close's.
+            let path = path.clone();
+            self.pending = Some(event);
+            self.commit_pending(cap);
+            if !self.verbose {
+                return;
+            }
+            self.totals.failures += 1;
+            let failure = Failure {
+                action: "close".into(),
+                path,
+                target: None,
+                status,
+            };
+            self.failures.push(failure, cap);
+            return;
+        }
         let mut target = None;
         let (action, path) = match event {
             Event::Open { path, flags, .. } => {
@@ -614,7 +640,7 @@ impl Session {
                 };
                 (action.to_string(), path)
             }
-            Event::Close { path, .. } => ("close".into(), path),
+            Event::Close { .. } => unreachable!("handled above"),
             Event::Remove { path } => ("remove".into(), path),
             Event::Rmdir { path } => ("rmdir".into(), path),
             Event::Mkdir { path, .. } => ("mkdir".into(), path),
@@ -1255,6 +1281,57 @@ mod tests {
 
     /// A name holding `" new "` makes the line fit two splits: both names are shown as
     /// logged and called ambiguous, never a wrong target.
+    #[test]
+    fn a_temporary_upload_renamed_onto_a_name_says_it_may_have_replaced_it() {
+        let text = lines(
+            "h",
+            1,
+            &[
+                OPEN,
+                "open \"/data/c.pdf.part\" flags WRITE,CREATE,TRUNCATE mode 0644",
+                "close \"/data/c.pdf.part\" bytes read 0 written 3",
+                "posix-rename old \"/data/c.pdf.part\" new \"/data/c.pdf\"",
+                CLOSE,
+            ],
+        );
+        let (reports, _) = run(&text);
+        let r = &reports[0];
+        assert_eq!(r.uploads[0].path, "c.pdf");
+        assert_eq!(
+            r.uploads[0].size,
+            "3 bytes; REPLACED c.pdf if it existed (uploaded under a temporary name)"
+        );
+        assert_eq!(r.totals.replaced, 1);
+    }
+
+    /// A pipelining client puts CLOSE and an LSTAT of a missing name in one packet: at INFO
+    /// the lstat is not logged and its status comes microseconds after the close. The bytes
+    /// of a close line were transferred whatever follows: the upload counts.
+    #[test]
+    fn a_status_right_after_a_close_never_undoes_the_transfer() {
+        let at = |us: u32, m: &str| {
+            format!("2026-11-27T16:04:18.{us:06}+00:00 h internal-sftp[1]: {m}\n")
+        };
+        let text = [
+            at(100, OPEN),
+            at(
+                200,
+                "open \"/data/up\" flags WRITE,CREATE,TRUNCATE mode 0644",
+            ),
+            at(300, "close \"/data/up\" bytes read 0 written 5000"),
+            at(320, "sent status No such file"),
+            at(900, CLOSE),
+        ]
+        .concat();
+        let (reports, _) = run(&text);
+        assert_eq!(reports[0].totals.uploads, 1);
+        assert_eq!(reports[0].totals.upload_bytes, 5000);
+        assert!(
+            reports[0].failures.is_empty(),
+            "at INFO it may be a lookup's"
+        );
+    }
+
     #[test]
     fn an_ambiguous_rename_is_reported_as_such() {
         let text = lines(
