@@ -40,9 +40,10 @@ pub const OWN_STATUS_WINDOW_US: i64 = 100;
 const MAX_OPEN_FILES: usize = 32;
 
 /// Names whose existence a session has seen (written, read, looked up, removed), to tell
-/// whether a `posix-rename` replaced a file. Past this, existence is unknown (reported as
-/// "may have replaced").
-const MAX_KNOWN_NAMES: usize = 1024;
+/// whether a `posix-rename` replaced a file; the oldest is forgotten past this. A forgotten
+/// name is unknown, reported as "may have replaced": the safe side. Kept as 64-bit hashes
+/// (16 bytes a name, ~1 KiB a session at most) so that long names cost no memory.
+const MAX_KNOWN_NAMES: usize = 64;
 
 /// Shown after a name the log cut at 500 bytes.
 pub const CUT_MARK: &str = "…";
@@ -193,9 +194,9 @@ pub struct Session {
     /// answers the request before it, however late it comes.
     #[serde(default)]
     verbose: bool,
-    /// Name → whether the session saw it exist (bounded by [`MAX_KNOWN_NAMES`]).
+    /// Hash of a name → whether the session saw it exist (bounded by [`MAX_KNOWN_NAMES`]).
     #[serde(default)]
-    known: HashMap<String, bool>,
+    known: Vec<(u64, bool)>,
     /// Files opened by lines the log cut: the start of the name, and whether they were
     /// opened for writing when the flags survived.
     #[serde(default)]
@@ -228,7 +229,7 @@ impl Session {
             pending: None,
             pending_us: None,
             verbose: false,
-            known: HashMap::new(),
+            known: Vec::new(),
             cut_open_files: Vec::new(),
             uploads: Bounded::default(),
             downloads: Bounded::default(),
@@ -274,8 +275,19 @@ impl Session {
                     .iter()
                     .rposition(|(p, _)| *p == path)
                     .map(|i| self.open_files.remove(i).1);
-                let writing = flags.map(|f| f.write || f.append || f.create || f.truncate);
-                let reading = flags.is_some_and(|f| f.read);
+                let mut writing = flags.map(|f| f.write || f.append || f.create || f.truncate);
+                let mut reading = flags.is_some_and(|f| f.read);
+                if flags.is_none() {
+                    // The open line, longer than the close, may be the one the log cut.
+                    let cut_open = self
+                        .cut_open_files
+                        .iter()
+                        .rposition(|(p, _)| path.starts_with(p.as_str()));
+                    if let Some(i) = cut_open {
+                        writing = self.cut_open_files.remove(i).1;
+                        reading = writing == Some(false);
+                    }
+                }
                 self.transfer(
                     path,
                     Some((read, written)),
@@ -428,18 +440,20 @@ impl Session {
 
     /// Remembers whether `path` exists as far as this session saw.
     fn know(&mut self, path: &str, exists: bool) {
-        if let Some(v) = self.known.get_mut(path) {
-            *v = exists;
-        } else if self.known.len() < MAX_KNOWN_NAMES {
-            self.known.insert(path.to_string(), exists);
+        let h = name_hash(path);
+        self.known.retain(|(k, _)| *k != h);
+        if self.known.len() >= MAX_KNOWN_NAMES {
+            self.known.remove(0);
         }
+        self.known.push((h, exists));
     }
 
     /// What a `posix-rename` onto `new` did to a file of that name, as far as the session saw.
     fn replaced_by_posix_rename(&self, new: &str) -> Replaced {
-        match self.known.get(new) {
-            Some(true) => Replaced::Yes,
-            Some(false) => Replaced::No,
+        let h = name_hash(new);
+        match self.known.iter().find(|(k, _)| *k == h) {
+            Some((_, true)) => Replaced::Yes,
+            Some((_, false)) => Replaced::No,
             None => Replaced::Maybe,
         }
     }
@@ -715,6 +729,15 @@ impl Session {
             cap,
         );
     }
+}
+
+/// SipHash of a name. Making a name look "seen free" through a collision with another name
+/// would take a 64-bit second preimage; a hash that changes between versions only forgets.
+fn name_hash(path: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
 }
 
 /// Names clients upload to before renaming into place (WinSCP `.filepart`, others `.part`).
@@ -1403,6 +1426,19 @@ mod tests {
             "{}",
             r.uploads[0].size
         );
+    }
+
+    /// The open line is longer than its close: it can be the only one cut.
+    #[test]
+    fn an_empty_upload_whose_open_line_alone_was_cut_counts() {
+        let name = "e".repeat(455);
+        let open = format!("open \"/data/{name}\" flags WRITE,CREATE,TRUNCATE mode 0644");
+        let close = format!("close \"/data/{name}\" bytes read 0 written 0");
+        assert!(open.len() >= MESSAGE_LIMIT - 4 && close.len() < MESSAGE_LIMIT - 4);
+        let text = lines("h", 1, &[OPEN, &open[..MESSAGE_LIMIT], &close, CLOSE]);
+        let (reports, _) = run(&text);
+        assert_eq!(reports[0].totals.uploads, 1);
+        assert_eq!(reports[0].uploads[0].path, name);
     }
 
     #[test]
