@@ -216,7 +216,8 @@ impl Report {
         );
         Report {
             id,
-            host: s.host,
+            // The host comes from the line's header as it was sent: shown like a name.
+            host: crate::display::visible(&s.host).into_owned(),
             pid: s.pid,
             user: s.user.unwrap_or_else(|| "(unknown user)".into()),
             client: s.client.unwrap_or_else(|| "(unknown address)".into()),
@@ -444,6 +445,23 @@ mod tests {
         assert_eq!(relative("/database".into(), "/data"), "/database");
         assert_eq!(relative("/forbidden".into(), "/data"), "/forbidden");
         assert_eq!(relative("big.bin".into(), "/data"), "big.bin");
+    }
+
+    #[test]
+    fn a_hostile_host_name_is_shown_escaped() {
+        use crate::watch::parse::parse_line;
+        use crate::watch::session::{Limits, Sessions};
+        let mut sessions = Sessions::new(Limits::default(), "/data");
+        let mut out = Vec::new();
+        for m in [
+            "session opened for local user a from [::1]",
+            "remove name \"/data/x\"",
+            "session closed for local user a from [::1]",
+        ] {
+            let line = format!("2026-11-27T16:04:18+00:00 h\u{202e}\x1b[2J internal-sftp[1]: {m}");
+            sessions.apply(parse_line(line.as_bytes(), 0), 0, &mut out);
+        }
+        assert_eq!(out[0].host, "h<U+202E>\\u{1b}[2J");
     }
 
     #[test]
