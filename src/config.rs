@@ -32,8 +32,9 @@ pub struct Config {
     pub admin: Option<String>,
     /// Umask of SFTP sessions, four octal digits.
     pub umask: String,
-    /// internal-sftp's log level: `INFO` (transfers, changes, failures) or `VERBOSE` (also
-    /// the stat/realpath lookups, so every failure is tied to its own request).
+    /// internal-sftp's log level: `VERBOSE` (default: every request is logged, so each
+    /// failure is tied to its own request) or `INFO` (transfers, changes and failures only;
+    /// a failure is then tied to its request by timing, which a pipelining client can steer).
     pub sftp_log_level: String,
     /// Path of this binary as the rendered systemd units and logrotate file call it.
     pub sftpctl_bin: PathBuf,
@@ -218,7 +219,7 @@ impl Default for Config {
             jail_group: "sftp-only".into(),
             admin: None,
             umask: "0002".into(),
-            sftp_log_level: "INFO".into(),
+            sftp_log_level: "VERBOSE".into(),
             sftpctl_bin: "/usr/local/sbin/sftpctl".into(),
             nologin_shell: "/usr/sbin/nologin".into(),
             admin_shell: "/bin/bash".into(),

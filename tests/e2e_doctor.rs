@@ -314,7 +314,7 @@ fn drifted_sshd_dropin_is_found_and_repaired() {
     let mut w = world();
     let dropin = w.sb.path("etc/ssh/sshd_config.d/50-sftpctl.conf");
     let text = fs::read_to_string(&dropin).unwrap();
-    let drifted = text.replace("internal-sftp -l INFO -u 0002", "internal-sftp -u 0002");
+    let drifted = text.replace("internal-sftp -l VERBOSE -u 0002", "internal-sftp -u 0002");
     assert_ne!(text, drifted);
     fs::write(&dropin, drifted).unwrap();
     w.sb.reload_sshd();
@@ -322,7 +322,7 @@ fn drifted_sshd_dropin_is_found_and_repaired() {
     let text = stdout(&out);
     assert!(
         text.contains("-    ForceCommand internal-sftp -u 0002")
-            && text.contains("+    ForceCommand internal-sftp -l INFO -u 0002"),
+            && text.contains("+    ForceCommand internal-sftp -l VERBOSE -u 0002"),
         "the drift is shown as a diff\n{text}"
     );
     assert!(

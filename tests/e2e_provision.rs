@@ -616,7 +616,7 @@ fn init_dry_run_changes_nothing_and_shows_diffs() {
     for needle in [
         // the main file's Subsystem line replaced (OpenSSH 9.2 here)
         "-Subsystem sftp /usr/lib/openssh/sftp-server",
-        "+Subsystem sftp internal-sftp -l INFO -u 0002",
+        "+Subsystem sftp internal-sftp -l VERBOSE -u 0002",
         "+# BEGIN sftpctl",
         // the drop-in
         &format!("+Match Group {}", sb.jail_group),

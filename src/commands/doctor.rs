@@ -2,6 +2,7 @@
 //! [`crate::doctor`]; this prints them, and with `--fix` applies the repair plan and checks
 //! again.
 
+use crate::display::{visible, visible_lines};
 use std::io::Write;
 
 use anyhow::Result;
@@ -109,10 +110,10 @@ pub fn run(config: &Config, source: &Source, args: &DoctorArgs) -> Result<()> {
             writeln!(out, "sftpctl doctor --fix: nothing doctor can repair")?;
         } else {
             writeln!(out, "sftpctl doctor --fix: repaired")?;
-            out.write_all(&applied)?;
+            out.write_all(visible_lines(&String::from_utf8_lossy(&applied)).as_bytes())?;
         }
         for note in &notes {
-            writeln!(out, "{note}")?;
+            writeln!(out, "{}", visible(note))?;
         }
         writeln!(out, "sftpctl doctor: checking again")?;
         print_checks(&mut out, &after)?;
@@ -125,7 +126,7 @@ fn print_checks(out: &mut dyn Write, checks: &[Check]) -> Result<()> {
         writeln!(out, "{c}")?;
         if let Some(diff) = &c.diff {
             for line in diff.lines() {
-                writeln!(out, "      {line}")?;
+                writeln!(out, "      {}", visible(line))?;
             }
         }
     }

@@ -47,7 +47,11 @@ pub fn run(config: &Config, args: &RemoveUserArgs) -> Result<()> {
     removal_steps(&mut plan, config, &args.name, fate, args.archive.as_deref());
     finish("remove-user", plan, args.dry_run.dry_run)?;
     if fate == DataFate::Keep && !args.dry_run.dry_run {
-        println!("the data of {} stays in {}", args.name, jail.data.display());
+        println!(
+            "the data of {} stays in {}",
+            args.name,
+            crate::display::path(&jail.data)
+        );
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `perms::scan`: one pass over every data tree, for `doctor` and `doctor --fix`.
 
+use crate::display::{self, visible};
 use std::fmt;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -78,28 +79,32 @@ impl fmt::Display for ScanReport {
             self.jails, self.checked, self.not_shared, self.fixed, self.skipped
         )?;
         for r in &self.refused_jails {
-            writeln!(f, "  refused jail {r}")?;
+            writeln!(f, "  refused jail {}", visible(r))?;
         }
         for x in &self.findings {
             match x.what {
                 FindingKind::NotShared { want, fixed } => writeln!(
                     f,
                     "  {} {:04o} -> {:04o}{}",
-                    x.path.display(),
+                    display::path(&x.path),
                     x.mode,
                     want,
                     if fixed { " (fixed)" } else { "" }
                 )?,
-                FindingKind::Skipped(why) => {
-                    writeln!(f, "  {} {:04o} left alone: {why}", x.path.display(), x.mode)?
-                }
+                FindingKind::Skipped(why) => writeln!(
+                    f,
+                    "  {} {:04o} left alone: {}",
+                    display::path(&x.path),
+                    x.mode,
+                    visible(&why.to_string())
+                )?,
             }
         }
         if self.truncated {
             writeln!(f, "  ... (only the first {MAX_LISTED} are listed)")?;
         }
         for e in &self.errors {
-            writeln!(f, "  error: {e}")?;
+            writeln!(f, "  error: {}", visible(&e.to_string()))?;
         }
         Ok(())
     }

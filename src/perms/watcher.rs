@@ -224,7 +224,10 @@ struct State {
 }
 
 fn log(msg: impl std::fmt::Display) {
-    eprintln!("sftpctl: perms: {msg}");
+    eprintln!(
+        "sftpctl: perms: {}",
+        crate::display::visible(&msg.to_string())
+    );
 }
 
 fn thread_cpu_ns() -> u64 {

@@ -11,6 +11,7 @@ pub mod fsops;
 pub mod journal;
 pub mod steps;
 
+use crate::display::visible;
 use std::collections::BTreeSet;
 use std::io::Write;
 
@@ -110,19 +111,25 @@ impl Plan {
             match step.phase() {
                 Phase::Change => {
                     if step.is_satisfied()? {
-                        writeln!(out, "  = {} (unchanged)", step.describe())?;
+                        writeln!(out, "  = {} (unchanged)", visible(&step.describe()))?;
                     } else {
                         pending += 1;
-                        writeln!(out, "  + {}", step.describe())?;
+                        writeln!(out, "  + {}", visible(&step.describe()))?;
                         if let Some(diff) = step.diff()? {
                             for line in diff.lines() {
-                                writeln!(out, "      {line}")?;
+                                writeln!(out, "      {}", visible(line))?;
                             }
                         }
                     }
                 }
-                Phase::Validate => writeln!(out, "  ? {} (after changes)", step.describe())?,
-                Phase::Activate => writeln!(out, "  ! {} (if its files change)", step.describe())?,
+                Phase::Validate => {
+                    writeln!(out, "  ? {} (after changes)", visible(&step.describe()))?
+                }
+                Phase::Activate => writeln!(
+                    out,
+                    "  ! {} (if its files change)",
+                    visible(&step.describe())
+                )?,
             }
         }
         if pending == 0 {
@@ -173,7 +180,7 @@ impl Plan {
                     if let Some(t) = step.topic() {
                         topics.insert(t);
                     }
-                    writeln!(out, "  + {}", step.describe())?;
+                    writeln!(out, "  + {}", visible(&step.describe()))?;
                 }
                 Ok(false) => {}
                 Err(err) => {
@@ -188,7 +195,7 @@ impl Plan {
                 if let Err(err) = step.apply(&mut Journal::default()) {
                     return Err(revert(journal, err, out));
                 }
-                writeln!(out, "  ✓ {}", step.describe())?;
+                writeln!(out, "  ✓ {}", visible(&step.describe()))?;
             }
         }
         journal.commit();
@@ -202,7 +209,7 @@ impl Plan {
                 continue;
             }
             match step.apply(&mut Journal::default()) {
-                Ok(()) => writeln!(out, "  ↻ {}", step.describe())?,
+                Ok(()) => writeln!(out, "  ↻ {}", visible(&step.describe()))?,
                 Err(err) => match step.soft_failure(&err) {
                     Some(Soft::Note(note)) => outcome.notes.push(note),
                     Some(Soft::NoServiceManager(cmd)) => outcome.manual.push(cmd),
