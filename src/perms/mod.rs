@@ -17,10 +17,12 @@
 mod fsx;
 mod inotify;
 mod jails;
+pub mod migrate;
+pub mod mounts;
 pub mod policy;
 mod scan;
 mod watcher;
 
 pub use jails::UserCheck;
-pub use scan::{scan, scan_with, Finding, FindingKind, ScanReport, MAX_LISTED};
+pub use scan::{scan, scan_jail, short, scan_with, Finding, FindingKind, JailScan, ScanReport, MAX_LISTED};
 pub use watcher::{Stats, Watcher};

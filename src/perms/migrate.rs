@@ -1,0 +1,64 @@
+//! The plan step that brings existing data trees to the policy in bulk: data dirs from 2775 to
+//! 2770, uploads from 0664 to 0660, set-id bits cleared (issue 9). `init` plans it; the walk
+//! is the watcher's own (see [`super::scan`]).
+
+use anyhow::Result;
+
+use crate::config::Config;
+use crate::plan::{Journal, Step};
+
+/// Every data tree through [`super::scan`] with repair. Isolated: a tree that cannot be
+/// repaired is reported and does not undo the rest of `init`. Never undone (an undo would
+/// open files to other accounts again).
+pub struct ConfineDataTrees {
+    pub config: Config,
+    /// What the scan at planning time found to repair, and in how many trees.
+    pub items: u64,
+    pub trees: usize,
+}
+
+impl ConfineDataTrees {
+    /// The step when some data tree needs it (`None` before `init` made the group and root).
+    pub fn planned(config: &Config) -> Option<ConfineDataTrees> {
+        if crate::plan::steps::gid_of(&config.group).is_none() || !config.root.is_dir() {
+            return None;
+        }
+        let report = super::scan(config, false).ok()?;
+        let trees = report.per_jail.iter().filter(|j| j.not_shared > 0).count();
+        (report.not_shared > 0).then(|| ConfineDataTrees {
+            config: config.clone(),
+            items: report.not_shared,
+            trees,
+        })
+    }
+}
+
+impl Step for ConfineDataTrees {
+    fn describe(&self) -> String {
+        format!(
+            "migrate {} data tree(s): {} files and directories to the shared group's modes, closed to other accounts (data dirs 2770, files g+rw o-rwx, no setuid/setgid)",
+            self.trees, self.items
+        )
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        let report = super::scan(&self.config, false)?;
+        Ok(report.not_shared == 0 && report.errors.is_empty())
+    }
+    fn apply(&self, _journal: &mut Journal) -> Result<()> {
+        let report = super::scan(&self.config, true)?;
+        if !report.errors.is_empty() {
+            let first: Vec<&str> = report.errors.iter().take(3).map(String::as_str).collect();
+            anyhow::bail!(
+                "{} of {} items repaired, {} could not be ({}); run sftpctl doctor for the details",
+                report.fixed,
+                report.not_shared,
+                report.errors.len(),
+                first.join("; ")
+            );
+        }
+        Ok(())
+    }
+    fn isolated(&self) -> bool {
+        true
+    }
+}
