@@ -658,7 +658,10 @@ port = 587
     fn perms_section_defaults_and_validation() {
         let c = Config::default();
         assert!(c.perms.enabled);
-        assert_eq!(c.perms.max_user_watches, 0, "never raise the host-wide limit by default");
+        assert_eq!(
+            c.perms.max_user_watches, 0,
+            "never raise the host-wide limit by default"
+        );
         assert_eq!(c.perms.max_watches_per_jail, 10_000);
         assert_eq!(c.perms.scan_interval_secs, 60);
         assert_eq!(c.umask, "0007");

@@ -27,8 +27,8 @@ fn world() -> World {
     let mut sb = Sandbox::new();
     let admin = sb.admin.clone();
     sb.edit_config(
-        "umask = \"0002\"",
-        &format!("umask = \"0002\"\nadmin = \"{admin}\""),
+        "umask = \"0007\"",
+        &format!("umask = \"0007\"\nadmin = \"{admin}\""),
     );
     let (_, admin_pub) = sb.keygen("admin");
     sb.sftpctl_ok(&["init", "--admin-key", admin_pub.to_str().unwrap()]);
@@ -310,15 +310,15 @@ fn drifted_sshd_dropin_is_found_and_repaired() {
     let mut w = world();
     let dropin = w.sb.path("etc/ssh/sshd_config.d/50-sftpctl.conf");
     let text = fs::read_to_string(&dropin).unwrap();
-    let drifted = text.replace("internal-sftp -l INFO -u 0002", "internal-sftp -u 0002");
+    let drifted = text.replace("internal-sftp -l INFO -u 0007", "internal-sftp -u 0007");
     assert_ne!(text, drifted);
     fs::write(&dropin, drifted).unwrap();
     w.sb.reload_sshd();
     let out = doctor(&w.sb, &[]);
     let text = stdout(&out);
     assert!(
-        text.contains("-    ForceCommand internal-sftp -u 0002")
-            && text.contains("+    ForceCommand internal-sftp -l INFO -u 0002"),
+        text.contains("-    ForceCommand internal-sftp -u 0007")
+            && text.contains("+    ForceCommand internal-sftp -l INFO -u 0007"),
         "the drift is shown as a diff\n{text}"
     );
     assert!(
@@ -330,7 +330,7 @@ fn drifted_sshd_dropin_is_found_and_repaired() {
     found_and_repaired(&mut w, "drift ", |w| w.sb.reload_sshd());
     assert!(!fs::read_to_string(&dropin)
         .unwrap()
-        .contains("internal-sftp -u 0002"));
+        .contains("internal-sftp -u 0007"));
     let init = w.sb.sftpctl_ok(&["init", "--dry-run"]);
     assert!(
         stdout(&init).contains("dry run: nothing to change"),
@@ -355,7 +355,7 @@ fn wrong_owner_data_dir_is_found_and_repaired() {
     let needle = format!("jail {} data", w.alice);
     found_and_repaired(&mut w, &needle, |_| {});
     let md = fs::metadata(&data).unwrap();
-    assert_eq!(md.mode() & 0o7777, 0o2775);
+    assert_eq!(md.mode() & 0o7777, 0o2770);
     assert_ne!(md.uid(), 0);
 }
 
@@ -409,7 +409,8 @@ fn user_flag_limits_the_per_user_checks() {
 fn uploads_that_are_not_group_writable_are_found_and_repaired() {
     let w = world();
     let sb = &w.sb;
-    // No watcher runs here: OpenSSH `sftp put` keeps the local 0644 (FACTS.md).
+    // No watcher runs here: OpenSSH `sftp put` keeps the local 0644 (FACTS.md), masked by the
+    // session's umask 0007: 0640.
     let local = sb.client_dir().join("kept.txt");
     fs::write(&local, b"0644 upload\n").unwrap();
     fs::set_permissions(&local, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
@@ -418,7 +419,7 @@ fn uploads_that_are_not_group_writable_are_found_and_repaired() {
     let mode = || fs::metadata(&uploaded).unwrap().permissions();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode()) & 0o7777,
-        0o644
+        0o640
     );
 
     let out = doctor(sb, &[]);
@@ -442,7 +443,7 @@ fn uploads_that_are_not_group_writable_are_found_and_repaired() {
     assert_eq!(fixed.status.code(), Some(0), "{}", show(&fixed));
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode()) & 0o7777,
-        0o664
+        0o660
     );
     let again = doctor(sb, &[]);
     assert!(

@@ -144,8 +144,8 @@ fn world(start_sshd: bool) -> World {
     let mut sb = Sandbox::new();
     let admin = sb.admin.clone();
     sb.edit_config(
-        "umask = \"0002\"",
-        &format!("umask = \"0002\"\nadmin = \"{admin}\""),
+        "umask = \"0007\"",
+        &format!("umask = \"0007\"\nadmin = \"{admin}\""),
     );
     let alice = sb.user("alice");
     let (alice_key, alice_pub) = sb.keygen("alice");
@@ -207,7 +207,7 @@ fn shared(p: &Path) -> bool {
     fs::symlink_metadata(p).is_ok_and(|m| {
         let mode = m.mode();
         let dir = m.is_dir();
-        mode & 0o060 == 0o060 && (!dir || mode & 0o2010 == 0o2010)
+        mode & 0o060 == 0o060 && (!dir || mode & 0o2010 == 0o2010) && mode & 0o007 == 0
     })
 }
 
@@ -288,7 +288,11 @@ fn uploads_and_mkdirs_become_group_writable_and_both_sides_can_write() {
     sb.sftp_ok(alice, akey, "put up.txt up.txt\n");
     let up = data.join("up.txt");
     shared_within_1s(&w, &up);
-    assert_eq!(mode(&up), 0o664, "only g+rw added");
+    assert_eq!(
+        mode(&up),
+        0o660,
+        "g+rw added; the umask 0007 left nothing for others"
+    );
 
     // 2. A directory made by a client that asks 0755: curl's SFTP mkdir (libssh2) sends the
     //    mode 0755 (curl's new_directory_perms), landing 2755 in the setgid data dir.
@@ -308,7 +312,7 @@ fn uploads_and_mkdirs_become_group_writable_and_both_sides_can_write() {
     );
     let by_curl = data.join("by-curl");
     shared_within_1s(&w, &by_curl);
-    assert_eq!(mode(&by_curl), 0o2775);
+    assert_eq!(mode(&by_curl), 0o2770);
     // And curl's upload (it asks 0644).
     local_file(sb, "curl-up.txt", b"curl\n", 0o600);
     let out = curl_sftp(
@@ -326,7 +330,7 @@ fn uploads_and_mkdirs_become_group_writable_and_both_sides_can_write() {
     sb.sftp_ok(alice, akey, "mkdir sub\nchmod 755 sub\nchmod 600 up.txt\n");
     let sub = data.join("sub");
     shared_within_1s(&w, &sub);
-    assert_eq!(mode(&sub), 0o2775);
+    assert_eq!(mode(&sub), 0o2770);
     shared_within_1s(&w, &up);
     assert_eq!(mode(&up), 0o660, "chmod 600 + g+rw");
 
@@ -367,18 +371,18 @@ fn uploads_and_mkdirs_become_group_writable_and_both_sides_can_write() {
         &format!("put admin2.txt {}\n", admin_file.display()),
     );
     shared_within_1s(&w, &admin_file);
-    assert_eq!(mode(&admin_file), 0o664);
+    assert_eq!(mode(&admin_file), 0o660);
     local_file(sb, "alice-edit.txt", b"alice edited it\n", 0o644);
     sb.sftp_ok(alice, akey, "put alice-edit.txt admin-file.txt\n");
     assert_eq!(fs::read(&admin_file).unwrap(), b"alice edited it\n");
     let md = fs::metadata(&admin_file).unwrap();
     assert_eq!((md.uid(), md.gid()), (uid_of(admin), g));
 
-    // Nothing in the tree became world-writable.
+    // Nothing in the tree is open to other accounts.
     for e in walkdir::WalkDir::new(&data) {
         let e = e.unwrap();
         let m = e.metadata().unwrap().mode();
-        assert_eq!(m & 0o002, 0, "{} is world-writable", e.path().display());
+        assert_eq!(m & 0o007, 0, "{} is open to others", e.path().display());
     }
     let out = w.watch.as_mut().unwrap().stop();
     assert!(out.contains("stopped"), "{out}");
@@ -617,8 +621,10 @@ fn symlinked_dirs_and_foreign_files_are_left_alone() {
     );
     assert_eq!(mode(&t.user_dir.join("created-through-link")), 0o644);
     assert_eq!(mode(&t.user_dir.join("subdir-through-link")), 0o755);
-    for (p, _, _) in &foreign {
-        assert_eq!(mode(p), 0o644, "{}", p.display());
+    for (p, u, _) in &foreign {
+        // alice's own file of another group is not shared, but closed to others all the same.
+        let want = if *u == uid { 0o640 } else { 0o644 };
+        assert_eq!(mode(p), want, "{}", p.display());
     }
     assert_eq!(mode(&late), 0o644);
 }
@@ -638,14 +644,15 @@ fn scan_lists_then_fixes_what_was_missed() {
     let config = sftpctl::config::Config::load(Some(&w.sb.config)).unwrap().0;
 
     let report = sftpctl::perms::scan(&config, false).unwrap();
-    assert_eq!((report.not_shared, report.fixed), (4, 0), "{report}");
+    // a, a/f, a/b, a/b/g lack group bits; ok (0664) is open to others.
+    assert_eq!((report.not_shared, report.fixed), (5, 0), "{report}");
     assert!(!report.is_clean());
     let listed: Vec<String> = report
         .findings
         .iter()
         .map(|f| f.path.strip_prefix(&data).unwrap().display().to_string())
         .collect();
-    for p in ["a", "a/f", "a/b", "a/b/g"] {
+    for p in ["a", "a/f", "a/b", "a/b/g", "ok"] {
         assert!(listed.contains(&p.to_string()), "{p} not listed\n{report}");
     }
     assert_eq!(
@@ -655,12 +662,12 @@ fn scan_lists_then_fixes_what_was_missed() {
     );
 
     let report = sftpctl::perms::scan(&config, true).unwrap();
-    assert_eq!((report.not_shared, report.fixed), (4, 4), "{report}");
+    assert_eq!((report.not_shared, report.fixed), (5, 5), "{report}");
     assert!(report.is_clean());
-    assert_eq!(mode(&data.join("a")), 0o2775);
+    assert_eq!(mode(&data.join("a")), 0o2770);
     assert_eq!(mode(&data.join("a/b")), 0o2770);
-    assert_eq!(mode(&data.join("a/f")), 0o664);
-    assert_eq!(mode(&data.join("ok")), 0o664);
+    assert_eq!(mode(&data.join("a/f")), 0o660);
+    assert_eq!(mode(&data.join("ok")), 0o660);
     let report = sftpctl::perms::scan(&config, false).unwrap();
     assert!(report.is_clean() && report.not_shared == 0, "{report}");
 }

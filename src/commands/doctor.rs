@@ -86,7 +86,9 @@ pub fn run(config: &Config, source: &Source, args: &DoctorArgs) -> Result<()> {
         let outcome = plan.apply(&mut applied)?;
         notes.extend(outcome.notes);
         for failed in &outcome.failed {
-            notes.push(format!("FAIL not repaired (the other repairs were applied): {failed}"));
+            notes.push(format!(
+                "FAIL not repaired (the other repairs were applied): {failed}"
+            ));
         }
         not_repaired = outcome.failed;
         if !outcome.manual.is_empty() {

@@ -181,17 +181,29 @@ fn shared(config: &Config, report: &ScanReport) -> Check {
 /// Jails with more directories than the watcher may watch: it scans them periodically.
 fn watch_budget(config: &Config, report: &ScanReport) -> Vec<Check> {
     let cap = u64::from(config.perms.max_watches_per_jail);
+    let deep = crate::perms::MAX_WATCHED_PATH;
     report
         .per_jail
         .iter()
-        .filter(|j| j.dirs > cap)
+        .filter(|j| j.dirs > cap || j.deepest > deep)
         .map(|j| {
+            let why = if j.dirs > cap {
+                format!(
+                    "has {} directories, more than perms.max_watches_per_jail = {cap}",
+                    j.dirs
+                )
+            } else {
+                format!(
+                    "has a directory path of {} bytes, longer than the {deep} the watcher keeps",
+                    j.deepest
+                )
+            };
             Check::warn(
                 AREA,
                 format!("watches {}", j.name),
                 format!(
-                    "the data tree of {} has {} directories, more than perms.max_watches_per_jail = {cap}: the watcher does not watch it but scans and repairs it every {} s (perms.scan_interval_secs), so its uploads stay open to the shared group's rules for up to that long",
-                    j.name, j.dirs, config.perms.scan_interval_secs
+                    "the data tree of {} {why}: the watcher does not watch it but scans and repairs it every {} s (perms.scan_interval_secs), so a new upload may wait that long for its mode",
+                    j.name, config.perms.scan_interval_secs
                 ),
                 format!(
                     "ask {} to keep fewer directories, or raise perms.max_watches_per_jail (each watch costs about 1 KiB of kernel memory, counted against root's fs.inotify.max_user_watches)",
@@ -271,4 +283,3 @@ impl Step for RepairDataTree {
         true
     }
 }
-

@@ -289,7 +289,10 @@ pub fn walk(
         if kind == EntryKind::Symlink {
             continue;
         }
-        let parent = top.fd.as_ref().expect("the innermost frames hold descriptors");
+        let parent = top
+            .fd
+            .as_ref()
+            .expect("the innermost frames hold descriptors");
         rel.push(&name);
         let (outcome, dir) = visit(parent.as_raw_fd(), Path::new(&name), owners, fix);
         on_outcome(&rel, &outcome);
@@ -538,6 +541,10 @@ mod tests {
         let through = deepest.parent().unwrap().join("l/passwd");
         assert!(open_beneath(fd.as_raw_fd(), &through, false).is_err());
         drop((f, parent, fd));
-        std::process::Command::new("rm").arg("-rf").arg(&base).status().unwrap();
+        std::process::Command::new("rm")
+            .arg("-rf")
+            .arg(&base)
+            .status()
+            .unwrap();
     }
 }

@@ -24,5 +24,7 @@ mod scan;
 mod watcher;
 
 pub use jails::UserCheck;
-pub use scan::{scan, scan_jail, short, scan_with, Finding, FindingKind, JailScan, ScanReport, MAX_LISTED};
-pub use watcher::{Stats, Watcher};
+pub use scan::{
+    scan, scan_jail, scan_with, short, Finding, FindingKind, JailScan, ScanReport, MAX_LISTED,
+};
+pub use watcher::{Stats, Watcher, MAX_WATCHED_PATH};

@@ -38,7 +38,10 @@ fn unescape(field: &str) -> PathBuf {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -90,7 +93,10 @@ pub fn mount_of(path: &Path) -> Result<Option<Mount>> {
     let real = std::fs::canonicalize(path)
         .with_context(|| format!("cannot resolve {}", path.display()))?;
     let md = std::fs::metadata(&real).with_context(|| format!("cannot stat {}", real.display()))?;
-    let dev = (nix::sys::stat::major(md.dev()), nix::sys::stat::minor(md.dev()));
+    let dev = (
+        nix::sys::stat::major(md.dev()),
+        nix::sys::stat::minor(md.dev()),
+    );
     let text = std::fs::read_to_string("/proc/self/mountinfo")
         .context("cannot read /proc/self/mountinfo")?;
     Ok(containing(&parse(&text), &real, dev))

@@ -296,7 +296,10 @@ mod tests {
     #[test]
     fn set_id_bits_of_other_owners_go_when_the_file_lives_only_here() {
         for uid in [0, 1002, ADMIN] {
-            let single = Inode { uid, ..file(0o6755) };
+            let single = Inode {
+                uid,
+                ..file(0o6755)
+            };
             let want = if uid == ADMIN { 0o770 } else { 0o755 };
             assert_eq!(decide(&single, &owners()), Decision::Fix(want), "uid {uid}");
             let linked = Inode { nlink: 2, ..single };

@@ -72,6 +72,8 @@ pub struct JailScan {
     pub fixed: u64,
     pub set_id: u64,
     pub dirs: u64,
+    /// Length in bytes of the longest directory path below the data dir.
+    pub deepest: usize,
     pub errors: u64,
 }
 
@@ -178,12 +180,16 @@ fn scan_names(
         let data_path = config.root.join(&jail.name).join(&config.data_dir);
         let before = report.clone_counts();
         let mut dirs = 0u64;
+        let mut deepest = 0usize;
         fsx::walk(
             data_fd.as_raw_fd(),
             Path::new(""),
             &jail.owners,
             fix,
-            &mut |_, _, _| dirs += 1,
+            &mut |_, _, rel| {
+                dirs += 1;
+                deepest = deepest.max(rel.as_os_str().len());
+            },
             &mut |rel, outcome| record(&mut report, &data_path, rel, outcome),
         );
         report.dirs += dirs;
@@ -195,6 +201,7 @@ fn scan_names(
             set_id: after.2 - before.2,
             errors: after.3 - before.3,
             dirs,
+            deepest,
         });
     }
     Ok(report)
@@ -244,11 +251,11 @@ fn record(report: &mut ScanReport, data: &Path, rel: &Path, outcome: &Outcome) {
         }
         // A symlink (ELOOP), or gone since it was listed: nothing to report.
         Outcome::Unreachable(nix::errno::Errno::ELOOP | nix::errno::Errno::ENOENT) => {}
-        Outcome::Unreachable(e) => report.errors.push(short(&format!(
-            "{}: {}",
-            path().display(),
-            e.desc()
-        ))),
+        Outcome::Unreachable(e) => {
+            report
+                .errors
+                .push(short(&format!("{}: {}", path().display(), e.desc())))
+        }
     }
 }
 
@@ -267,14 +274,8 @@ pub fn short(text: &str) -> String {
     while !text.is_char_boundary(tail) {
         tail += 1;
     }
-    format!(
-        "{}…{} ({} bytes)",
-        &text[..head],
-        &text[tail..],
-        text.len()
-    )
+    format!("{}…{} ({} bytes)", &text[..head], &text[tail..], text.len())
 }
-
 
 #[cfg(test)]
 mod tests {

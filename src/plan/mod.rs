@@ -259,7 +259,10 @@ fn apply_isolated(
             let problems = own.revert();
             let mut line = format!("{}: {err:#}", step.describe());
             if !problems.is_empty() {
-                line.push_str(&format!(" (and reverting failed for: {})", problems.join("; ")));
+                line.push_str(&format!(
+                    " (and reverting failed for: {})",
+                    problems.join("; ")
+                ));
             }
             writeln!(out, "  ✗ {line} (the other steps go on)")?;
             outcome.failed.push(line);
