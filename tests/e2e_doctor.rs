@@ -454,3 +454,132 @@ fn uploads_that_are_not_group_writable_are_found_and_repaired() {
         show(&again)
     );
 }
+
+/// Takes the immutable flag off again when the test ends, so the sandbox can be removed.
+struct Mutable(PathBuf);
+
+impl Drop for Mutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// Issue 9, item 13: one jail whose tree is deeper than PATH_MAX, one whose repair fails (a
+/// file root cannot chmod: immutable), one with ordinary faults (data dir 0755, a file open
+/// to others). `doctor --fix` repairs the deep tree (descriptor-relative walk) and the
+/// ordinary jail, reports the failing one with its reason, and exits 1; no line of output is
+/// longer than a screen's worth although the deep paths are over 4 KiB.
+#[test]
+fn one_jail_that_cannot_be_repaired_does_not_block_the_others() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let w = world();
+    let sb = &w.sb;
+    let (bob, carol) = (sb.user("bob"), sb.user("carol"));
+    for u in [&bob, &carol] {
+        sb.sftpctl_ok(&["add-user", u]);
+    }
+    let g = support::gid_of(&sb.group);
+
+    // alice: 2100 levels of "d" (4200 bytes of path), each alice's and 0755, a 0644 file at
+    // the bottom; built relative to a directory descriptor (no path that long can be used).
+    let alice_uid = support::uid_of(&w.alice);
+    let open_dir = |at: i32, name: &str| -> OwnedFd {
+        let fd = nix::fcntl::openat(
+            Some(at),
+            name,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_NOFOLLOW,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    };
+    let data_fd = open_dir(libc_at_cwd(), sb.data(&w.alice).to_str().unwrap());
+    let mut fd = data_fd;
+    for _ in 0..2100 {
+        nix::sys::stat::mkdirat(
+            Some(fd.as_raw_fd()),
+            "d",
+            nix::sys::stat::Mode::from_bits_truncate(0o755),
+        )
+        .unwrap();
+        let next = open_dir(fd.as_raw_fd(), "d");
+        nix::unistd::fchown(next.as_raw_fd(), Some(alice_uid.into()), Some(g.into())).unwrap();
+        nix::sys::stat::fchmod(
+            next.as_raw_fd(),
+            nix::sys::stat::Mode::from_bits_truncate(0o755),
+        )
+        .unwrap();
+        fd = next;
+    }
+    let f = nix::fcntl::openat(
+        Some(fd.as_raw_fd()),
+        "deep.txt",
+        nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_WRONLY,
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    let deep_file = unsafe { OwnedFd::from_raw_fd(f) };
+    nix::unistd::fchown(
+        deep_file.as_raw_fd(),
+        Some(alice_uid.into()),
+        Some(g.into()),
+    )
+    .unwrap();
+    nix::sys::stat::fchmod(
+        deep_file.as_raw_fd(),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+
+    // bob: a 0644 file root cannot chmod.
+    let stuck = sb.data(&bob).join("stuck.txt");
+    fs::write(&stuck, "bob\n").unwrap();
+    chown(&stuck, Some(support::uid_of(&bob)), Some(g)).unwrap();
+    fs::set_permissions(&stuck, fs::Permissions::from_mode(0o644)).unwrap();
+    let immutable = Command::new("chattr")
+        .arg("+i")
+        .arg(&stuck)
+        .status()
+        .unwrap();
+    assert!(immutable.success(), "chattr +i");
+    let _mutable = Mutable(stuck.clone());
+
+    // carol: ordinary faults.
+    let carol_data = sb.data(&carol);
+    fs::set_permissions(&carol_data, fs::Permissions::from_mode(0o755)).unwrap();
+    let open_file = carol_data.join("open.txt");
+    fs::write(&open_file, "carol\n").unwrap();
+    chown(&open_file, Some(support::uid_of(&carol)), Some(g)).unwrap();
+    fs::set_permissions(&open_file, fs::Permissions::from_mode(0o644)).unwrap();
+
+    let out = doctor(sb, &["--fix"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        text.lines().any(|l| l.starts_with("FAIL not repaired")
+            && l.contains(&bob)
+            && l.contains("stuck.txt")
+            && l.contains("Operation not permitted")),
+        "the failing jail is reported with its reason\n{text}"
+    );
+    assert!(
+        text.lines().all(|l| l.len() < 1000),
+        "a line is longer than 1000 bytes\n{}",
+        text.lines().map(|l| l.len()).max().unwrap_or(0)
+    );
+    // carol's and alice's repairs went through.
+    assert_eq!(fs::metadata(&carol_data).unwrap().mode() & 0o7777, 0o2770);
+    assert_eq!(fs::metadata(&open_file).unwrap().mode() & 0o7777, 0o660);
+    let st = nix::sys::stat::fstat(deep_file.as_raw_fd()).unwrap();
+    assert_eq!(st.st_mode & 0o7777, 0o660, "the file below PATH_MAX depth");
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).unwrap();
+    assert_eq!(st.st_mode & 0o7777, 0o2770, "the deepest directory");
+    assert_eq!(fs::metadata(&stuck).unwrap().mode() & 0o7777, 0o644);
+    drop((deep_file, fd));
+}
+
+fn libc_at_cwd() -> i32 {
+    nix::libc::AT_FDCWD
+}

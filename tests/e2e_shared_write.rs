@@ -772,3 +772,105 @@ fn the_installed_watch_service_runs_it() {
     assert!(status.is_some_and(|s| s.success()), "watch exit {status:?}");
     w.watch = None;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 9: set-id uploads and the per-jail watch budget
+
+/// The attack of issue 9, item 2, with the watcher running: alice uploads a copy of bash over
+/// SFTP, `chmod 2755 bash` and `chmod 755 /data`. Within a second the copy has no set-id bit
+/// and the data dir is closed again; a local account running `bash -p -c 'id -g'` does not get
+/// the shared group, even when the test then opens the data dir and the file by hand with the
+/// watcher stopped.
+#[test]
+fn setgid_shell_uploaded_over_sftp_is_defused_by_the_watcher() {
+    let mut w = world(true);
+    let ev = w.sb.local_account("ev");
+    let pid = w.start_watch().pid();
+    fs::copy("/bin/bash", w.sb.client_dir().join("bash")).unwrap();
+    w.sb.sftp_ok(
+        &w.alice,
+        &w.alice_key,
+        "put bash\nchmod 2755 bash\nchmod 755 /data\n",
+    );
+    let data = w.sb.data(&w.alice);
+    let bash = data.join("bash");
+    let ok = holds_within(ONE_SECOND, || {
+        mode(&bash) & 0o6000 == 0 && mode(&data) == 0o2770
+    });
+    assert!(
+        ok,
+        "bash {:04o}, data dir {:04o} 1 s later\n{}",
+        mode(&bash),
+        mode(&data),
+        w.watch_output()
+    );
+    let shared_gid = gid_of(&w.sb.group).to_string();
+    let run = || ev.sh(&format!("'{}' -p -c 'id -g'", bash.display()));
+    let out = run();
+    assert!(
+        !out.status.success() || support::stdout(&out).trim() != shared_gid,
+        "{}",
+        show(&out)
+    );
+    // With the watcher stopped and the way opened by hand: a plain program now.
+    kill(pid, Signal::SIGSTOP).unwrap();
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o2755)).unwrap();
+    fs::set_permissions(&bash, fs::Permissions::from_mode(mode(&bash) | 0o005)).unwrap();
+    let out = run();
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o2770)).unwrap();
+    kill(pid, Signal::SIGCONT).unwrap();
+    assert_eq!(
+        support::stdout(&out).trim(),
+        gid_of(&ev.name).to_string(),
+        "{}",
+        show(&out)
+    );
+}
+
+/// Issue 9, item 12: a jail with more directories than `perms.max_watches_per_jail` is not
+/// watched but scanned every `perms.scan_interval_secs`: its uploads are still repaired, the
+/// watcher's log and doctor say so, and the host-wide fs.inotify.max_user_watches is left as
+/// it was.
+#[test]
+fn a_jail_over_its_watch_budget_is_scanned_periodically() {
+    let mut w = world(false);
+    let text = fs::read_to_string(&w.sb.config).unwrap();
+    w.sb.set_config(&format!(
+        "{text}\n[perms]\nmax_watches_per_jail = 5\nscan_interval_secs = 1\n"
+    ));
+    let host_limit = || fs::read_to_string("/proc/sys/fs/inotify/max_user_watches").unwrap();
+    let limit_before = host_limit();
+    let data = w.sb.data(&w.alice);
+    let out = as_user(&w.alice, &w.sb.group, &data, "mkdir -p a/b/c/d e f g h");
+    assert!(out.status.success(), "{}", show(&out));
+    w.start_watch();
+    let log = w.watch_output();
+    assert!(
+        log.contains(&format!("jail {}", w.alice))
+            && log.contains("scanned and repaired every 1 s"),
+        "the watcher's log must say it falls back\n{log}"
+    );
+    // A new upload deep in the tree (no watch there): repaired by the periodic scan.
+    let out = as_user(
+        &w.alice,
+        &w.sb.group,
+        &data,
+        "echo x > a/b/c/d/late.txt && mkdir a/b/c/d/new",
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let late = data.join("a/b/c/d/late.txt");
+    wait_until("the periodic scan repairs the upload", DEADLINE, || {
+        shared(&late) && shared(&data.join("a/b/c/d/new"))
+    });
+    let out = w.sb.sftpctl(&["doctor"]);
+    assert!(
+        support::stdout(&out).lines().any(|l| l.starts_with("warn")
+            && l.contains(&format!("watches {}", w.alice))
+            && l.contains("perms.max_watches_per_jail = 5")),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(host_limit(), limit_before, "max_user_watches changed");
+    let stats = w.watch.as_mut().unwrap().stop();
+    assert!(stats.contains("stopped"), "{stats}");
+}

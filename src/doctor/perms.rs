@@ -206,7 +206,7 @@ fn watch_budget(config: &Config, report: &ScanReport) -> Vec<Check> {
                     j.name, config.perms.scan_interval_secs
                 ),
                 format!(
-                    "ask {} to keep fewer directories, or raise perms.max_watches_per_jail (each watch costs about 1 KiB of kernel memory, counted against root's fs.inotify.max_user_watches)",
+                    "ask {} to keep fewer or shallower directories, or raise perms.max_watches_per_jail (each watch costs about 1 KiB of kernel memory, counted against root's fs.inotify.max_user_watches)",
                     j.name
                 ),
             )
@@ -270,9 +270,8 @@ impl Step for RepairDataTree {
         if !report.errors.is_empty() {
             let first: Vec<String> = report.errors.iter().take(3).map(|e| short(e)).collect();
             anyhow::bail!(
-                "{} of {} items repaired, {} could not be: {}",
+                "{} items repaired, {} could not be: {}",
                 report.fixed,
-                report.not_shared,
                 report.errors.len(),
                 first.join("; ")
             );

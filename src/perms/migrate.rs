@@ -49,9 +49,8 @@ impl Step for ConfineDataTrees {
         if !report.errors.is_empty() {
             let first: Vec<&str> = report.errors.iter().take(3).map(String::as_str).collect();
             anyhow::bail!(
-                "{} of {} items repaired, {} could not be ({}); run sftpctl doctor for the details",
+                "{} items repaired, {} could not be ({}); run sftpctl doctor for the details",
                 report.fixed,
-                report.not_shared,
                 report.errors.len(),
                 first.join("; ")
             );
