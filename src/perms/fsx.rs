@@ -134,7 +134,7 @@ pub fn stat_fd(fd: &OwnedFd) -> Result<FileStat, Errno> {
 /// What happened to one inode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Already group-writable (and setgid for a dir).
+    /// Already as the policy wants it.
     Fine,
     /// Changed from → to (or, without `fix`, would be).
     Fixed {
@@ -152,8 +152,8 @@ pub enum Outcome {
     Unreachable(Errno),
 }
 
-/// Checks an opened inode against the policy and, with `fix`, adds the missing bits through the
-/// descriptor.
+/// Checks an opened inode against the policy and, with `fix`, sets the mode the policy wants
+/// (group bits added, world and set-id bits removed) through the descriptor.
 pub fn check_fd(fd: &OwnedFd, st: &FileStat, owners: &Owners, fix: bool) -> Result<Outcome, Errno> {
     let inode = inode_of(st);
     Ok(match decide(&inode, owners) {

@@ -11,8 +11,11 @@
 //! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)`
 //! relative to the data dir, checked with `fstat` on that descriptor (regular file or
 //! directory, owned by the jail's user or the admin, group `group`, same filesystem) and
-//! changed with `fchmod` on that same descriptor, adding only `g+rw` (files) or `g+rwxs`
-//! (directories). See `docs/shared-write.md` for the race analysis and measured cost.
+//! changed with `fchmod` on that same descriptor: `g+rw` added (files) or `g+rwxs`
+//! (directories), and `o-rwx` and (files) setuid/setgid removed, so nothing in a data tree is
+//! open to other local accounts (issue 9). Trees deeper than PATH_MAX are walked relative to
+//! each parent's descriptor. See `docs/shared-write.md` for the race analysis and measured
+//! cost.
 
 mod fsx;
 mod inotify;
