@@ -554,25 +554,29 @@ impl State {
         }
     }
 
-    /// Stops watching jail `name`'s tree; from now on it is scanned periodically (the walk
-    /// that found it over budget has just repaired all of it).
+    /// Stops watching jail `name`'s tree below its data dir; from now on it is scanned
+    /// periodically (the walk that found it over budget has just repaired all of it). The data
+    /// dir keeps its one watch: a `chmod 755 /data` and the entries at the top are still
+    /// repaired at once.
     fn scan_instead_of_watching(&mut self, name: &str, why: &str) {
         let gone: Vec<i32> = self
             .watches
             .iter()
-            .filter(|(_, w)| matches!(w, Watched::Tree { jail, .. } if jail == name))
+            .filter(|(_, w)| {
+                matches!(w, Watched::Tree { jail, rel, .. }
+                    if jail == name && !rel.as_os_str().is_empty())
+            })
             .map(|(wd, _)| *wd)
             .collect();
         for wd in &gone {
             self.inotify.rm(*wd);
-            self.watches.remove(wd);
+            self.forget_watch(*wd);
         }
-        self.jail_watches.remove(name);
         let every = Duration::from_secs(self.config.perms.scan_interval_secs);
         self.periodic
             .insert(name.to_string(), Instant::now() + every);
         log(format!(
-            "jail {name}: {why} (perms.max_watches_per_jail = {}): its data tree is no longer watched but scanned and repaired every {} s (perms.scan_interval_secs); sftpctl doctor reports it",
+            "jail {name}: {why} (perms.max_watches_per_jail = {}): only its data dir stays watched, the tree below is scanned and repaired every {} s (perms.scan_interval_secs); sftpctl doctor reports it",
             self.config.perms.max_watches_per_jail,
             every.as_secs()
         ));
