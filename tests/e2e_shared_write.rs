@@ -814,6 +814,14 @@ fn setgid_shell_uploaded_over_sftp_is_defused_by_the_watcher() {
     );
     // With the watcher stopped and the way opened by hand: a plain program now.
     kill(pid, Signal::SIGSTOP).unwrap();
+    // kill() returns before the process has stopped: wait until the kernel says it has.
+    wait_until("the watcher to stop", DEADLINE, || {
+        fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|t| t.trim_start().starts_with('T'))
+        })
+    });
     fs::set_permissions(&data, fs::Permissions::from_mode(0o2755)).unwrap();
     fs::set_permissions(&bash, fs::Permissions::from_mode(mode(&bash) | 0o005)).unwrap();
     let out = run();
