@@ -20,6 +20,7 @@ const SHOWN: usize = 5;
 
 pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
     let mut checks = Vec::new();
+    checks.extend(session_umask(ctx.config));
     checks.extend(mount_options(ctx.config));
     if !ctx.all_users {
         return checks;
@@ -65,6 +66,23 @@ pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
         ));
     }
     checks
+}
+
+/// A config from before issue 9 still says `umask = "0002"`: new uploads are readable by
+/// others until the watcher repairs them (the 2770 data dir keeps other accounts out anyway).
+fn session_umask(config: &Config) -> Option<Check> {
+    let bits = config.umask_bits();
+    (bits & 0o007 != 0o007).then(|| {
+        Check::warn(
+            AREA,
+            "session umask",
+            format!(
+                "umask = \"{}\" leaves files made in SFTP sessions open to other accounts until the permission watcher repairs them",
+                config.umask
+            ),
+            "set umask = \"0007\" in the config, then run sftpctl init",
+        )
+    })
 }
 
 /// `nosuid`/`nodev` on the filesystem that holds the jails.
