@@ -514,9 +514,9 @@ impl State {
                     return;
                 }
                 if dirs.len() as u64 >= budget {
-                    over = Some("more directories than perms.max_watches_per_jail");
+                    over = Some("more directories than perms.max_watches_per_jail allows");
                 } else if rel.as_os_str().len() > MAX_WATCHED_PATH {
-                    over = Some("a directory path longer than the watcher keeps");
+                    over = Some("a directory path longer than the 1024 bytes the watcher keeps");
                 } else {
                     match add_watch(inotify, fd, TREE_MASK, &mut limit) {
                         Some(wd) => dirs.push((wd, rel.to_path_buf(), st.st_dev, st.st_ino)),
