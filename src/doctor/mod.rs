@@ -179,6 +179,9 @@ impl crate::plan::Step for Isolated {
     fn topic(&self) -> Option<&'static str> {
         self.0.topic()
     }
+    fn soft_failure(&self, err: &anyhow::Error) -> Option<crate::plan::Soft> {
+        self.0.soft_failure(err)
+    }
     fn isolated(&self) -> bool {
         self.0.phase() == crate::plan::Phase::Change
     }
