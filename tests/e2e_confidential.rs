@@ -185,7 +185,8 @@ fn seed_old_tree(w: &World) -> (PathBuf, PathBuf) {
 
 /// Item 1, migration: on an old tree the attack works (the local account reads the files);
 /// `init --dry-run` shows the migration and changes nothing; `init` closes the tree. The same
-/// again with `doctor --fix --dry-run` and `doctor --fix`.
+/// again with `doctor --fix --dry-run` and `doctor --fix`, and with `add-user` of the existing
+/// account.
 #[test]
 fn init_and_doctor_fix_migrate_old_trees() {
     let w = world();
@@ -201,7 +202,7 @@ fn init_and_doctor_fix_migrate_old_trees() {
         (out.status.success(), out)
     };
 
-    for how in ["init", "doctor --fix"] {
+    for how in ["init", "doctor --fix", "add-user"] {
         let (file, top) = seed_old_tree(&w);
         let (ok, out) = read_all(&file, &top);
         assert!(
@@ -211,7 +212,10 @@ fn init_and_doctor_fix_migrate_old_trees() {
         );
         assert!(stdout(&out).contains("old contract"));
 
-        let args: Vec<&str> = how.split(' ').collect();
+        let mut args: Vec<&str> = how.split(' ').collect();
+        if how == "add-user" {
+            args.push(&w.alice); // an existing account: add-user brings its jail up to date
+        }
         let mut dry = args.clone();
         dry.push("--dry-run");
         // /etc/subuid and /etc/subgid lines are left out: tests running at the same time add
@@ -229,10 +233,10 @@ fn init_and_doctor_fix_migrate_old_trees() {
         let plan = sb.sftpctl(&dry);
         before.assert_same(&snapshot(), &format!("{how} --dry-run"));
         let text = stdout(&plan);
-        let wanted = if how == "init" {
-            "migrate 1 data tree(s)"
-        } else {
+        let wanted = if how == "doctor --fix" {
             "repair 4 files and directories in the data tree of"
+        } else {
+            "migrate 1 data tree(s)"
         };
         assert!(text.contains(wanted), "{how} --dry-run\n{}", show(&plan));
         let (ok, _) = read_all(&file, &top);

@@ -15,6 +15,8 @@ pub struct ConfineDataTrees {
     /// What the scan at planning time found to repair, and in how many trees.
     pub items: u64,
     pub trees: usize,
+    /// Only this jail's tree (`add-user` of an existing account); `None` = every tree.
+    pub only: Option<String>,
 }
 
 impl ConfineDataTrees {
@@ -23,13 +25,31 @@ impl ConfineDataTrees {
         if crate::plan::steps::gid_of(&config.group).is_none() || !config.root.is_dir() {
             return None;
         }
-        let report = super::scan(config, false).ok()?;
+        Self::plan_for(config, None)
+    }
+
+    /// The step for one existing jail's tree, when it needs it.
+    pub fn planned_for(config: &Config, name: &str) -> Option<ConfineDataTrees> {
+        crate::plan::steps::gid_of(&config.group)?;
+        Self::plan_for(config, Some(name.to_string()))
+    }
+
+    fn plan_for(config: &Config, only: Option<String>) -> Option<ConfineDataTrees> {
+        let report = scan_of(config, only.as_deref(), false).ok()?;
         let trees = report.per_jail.iter().filter(|j| j.not_shared > 0).count();
         (report.not_shared > 0).then(|| ConfineDataTrees {
             config: config.clone(),
             items: report.not_shared,
             trees,
+            only,
         })
+    }
+}
+
+fn scan_of(config: &Config, only: Option<&str>, fix: bool) -> Result<super::ScanReport> {
+    match only {
+        Some(name) => super::scan_jail(config, name, fix),
+        None => super::scan(config, fix),
     }
 }
 
@@ -41,11 +61,11 @@ impl Step for ConfineDataTrees {
         )
     }
     fn is_satisfied(&self) -> Result<bool> {
-        let report = super::scan(&self.config, false)?;
+        let report = scan_of(&self.config, self.only.as_deref(), false)?;
         Ok(report.not_shared == 0 && report.errors.is_empty())
     }
     fn apply(&self, _journal: &mut Journal) -> Result<()> {
-        let report = super::scan(&self.config, true)?;
+        let report = scan_of(&self.config, self.only.as_deref(), true)?;
         if !report.errors.is_empty() {
             let first: Vec<&str> = report.errors.iter().take(3).map(String::as_str).collect();
             anyhow::bail!(
