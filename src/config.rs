@@ -151,9 +151,15 @@ pub struct Watch {
 pub struct Perms {
     /// Run the permission watcher inside `sftpctl watch`.
     pub enabled: bool,
-    /// When the watcher runs out of inotify watches it may raise the kernel's
-    /// `fs.inotify.max_user_watches` up to this value; 0 = never touch that sysctl.
+    /// Opt-in: when the watcher runs out of inotify watches it may raise the host-wide
+    /// `fs.inotify.max_user_watches` up to this value (logged loudly each time); 0, the
+    /// default, = never touch that sysctl.
     pub max_user_watches: u32,
+    /// inotify watches one jail may cost (one per directory of its data tree). A jail with
+    /// more directories is not watched but scanned every `scan_interval_secs`.
+    pub max_watches_per_jail: u32,
+    /// How often a jail over `max_watches_per_jail` is scanned and repaired, in seconds.
+    pub scan_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -218,7 +224,7 @@ impl Default for Config {
             group: "sftp".into(),
             jail_group: "sftp-only".into(),
             admin: None,
-            umask: "0002".into(),
+            umask: "0007".into(),
             sftp_log_level: "VERBOSE".into(),
             sftpctl_bin: "/usr/local/sbin/sftpctl".into(),
             nologin_shell: "/usr/sbin/nologin".into(),
@@ -309,7 +315,9 @@ impl Default for Perms {
     fn default() -> Self {
         Perms {
             enabled: true,
-            max_user_watches: 1_048_576,
+            max_user_watches: 0,
+            max_watches_per_jail: 10_000,
+            scan_interval_secs: 60,
         }
     }
 }
@@ -505,6 +513,17 @@ impl Config {
                 i32::MAX
             );
         }
+        let per_jail = self.perms.max_watches_per_jail;
+        if !(1..=i32::MAX as u32).contains(&per_jail) {
+            anyhow::bail!(
+                "perms.max_watches_per_jail: {per_jail} must be between 1 and {}",
+                i32::MAX
+            );
+        }
+        let every = self.perms.scan_interval_secs;
+        if !(1..=86_400).contains(&every) {
+            anyhow::bail!("perms.scan_interval_secs: {every} must be between 1 and 86400 (a day)");
+        }
         Ok(())
     }
 
@@ -553,7 +572,7 @@ fn check_umask(umask: &str) -> Result<()> {
         && umask.starts_with('0')
         && umask.chars().all(|c| ('0'..='7').contains(&c));
     if !ok {
-        anyhow::bail!("umask: {umask:?} must be four octal digits starting with 0, e.g. \"0002\"");
+        anyhow::bail!("umask: {umask:?} must be four octal digits starting with 0, e.g. \"0007\"");
     }
     Ok(())
 }
@@ -682,15 +701,28 @@ port = 587
     fn perms_section_defaults_and_validation() {
         let c = Config::default();
         assert!(c.perms.enabled);
-        assert_eq!(c.perms.max_user_watches, 1_048_576);
-        let c = Config::parse("[perms]\nenabled = false\nmax_user_watches = 0\n").unwrap();
+        assert_eq!(
+            c.perms.max_user_watches, 0,
+            "never raise the host-wide limit by default"
+        );
+        assert_eq!(c.perms.max_watches_per_jail, 10_000);
+        assert_eq!(c.perms.scan_interval_secs, 60);
+        assert_eq!(c.umask, "0007");
+        let c = Config::parse(
+            "[perms]\nenabled = false\nmax_user_watches = 1048576\nmax_watches_per_jail = 5\nscan_interval_secs = 2\n",
+        )
+        .unwrap();
         assert!(!c.perms.enabled);
-        assert_eq!(c.perms.max_user_watches, 0);
+        assert_eq!(c.perms.max_user_watches, 1_048_576);
+        assert_eq!(c.perms.max_watches_per_jail, 5);
         for bad in [
             "[perms]\nmax_user_watches = 100",
             "[perms]\nmax_user_watches = 4294967295",
             "[perms]\nenabled = \"yes\"",
             "[perms]\nmode = \"0664\"",
+            "[perms]\nmax_watches_per_jail = 0",
+            "[perms]\nscan_interval_secs = 0",
+            "[perms]\nscan_interval_secs = 100000",
         ] {
             assert!(Config::parse(bad).is_err(), "accepted {bad}");
         }

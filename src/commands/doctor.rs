@@ -82,9 +82,16 @@ pub fn run(config: &Config, source: &Source, args: &DoctorArgs) -> Result<()> {
 
     let mut applied = Vec::new();
     let mut notes = Vec::new();
+    let mut not_repaired = Vec::new();
     if !plan.is_empty() {
         let outcome = plan.apply(&mut applied)?;
         notes.extend(outcome.notes);
+        for failed in &outcome.failed {
+            notes.push(format!(
+                "FAIL not repaired (the other repairs were applied): {failed}"
+            ));
+        }
+        not_repaired = outcome.failed;
         if !outcome.manual.is_empty() {
             notes.push(format!(
                 "note: no service manager is running, so these did not run; run them once it does: {}",
@@ -118,7 +125,14 @@ pub fn run(config: &Config, source: &Source, args: &DoctorArgs) -> Result<()> {
         writeln!(out, "sftpctl doctor: checking again")?;
         print_checks(&mut out, &after)?;
     }
-    verdict(&after)
+    verdict(&after)?;
+    if !not_repaired.is_empty() {
+        anyhow::bail!(
+            "doctor --fix: {} repair(s) failed, the others were applied; see the FAIL lines above",
+            not_repaired.len()
+        );
+    }
+    Ok(())
 }
 
 fn print_checks(out: &mut dyn Write, checks: &[Check]) -> Result<()> {

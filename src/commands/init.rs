@@ -74,6 +74,10 @@ fn build(config: &Config, source: &Source, admin_keys: &[keys::PublicKey]) -> Re
     }
     plan.push(Dir::root(&config.root, 0o755));
     plan.push(Dir::root(config.root_dev_dir(), 0o755));
+    // Trees from before issue 9 (data dirs 2775, uploads 0664): closed to other accounts.
+    if let Some(step) = crate::perms::migrate::ConfineDataTrees::planned(config) {
+        plan.push(step);
+    }
 
     if let Some(admin) = &config.admin {
         plan.push(User {

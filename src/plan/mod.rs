@@ -54,6 +54,12 @@ pub trait Step {
     fn soft_failure(&self, _err: &anyhow::Error) -> Option<Soft> {
         None
     }
+    /// A change that stands on its own (e.g. one jail's repair): when it fails, only what it
+    /// changed itself is reverted, the failure is reported in [`Outcome::failed`] and the
+    /// other steps still run; once applied it is kept even if a later step fails.
+    fn isolated(&self) -> bool {
+        false
+    }
 }
 
 /// A failed activation that does not fail the command.
@@ -79,6 +85,8 @@ pub struct Outcome {
     pub notes: Vec<String>,
     /// Service commands that could not run because no service manager runs.
     pub manual: Vec<String>,
+    /// Isolated steps that failed (and were reverted on their own), with the reason.
+    pub failed: Vec<String>,
 }
 
 impl Plan {
@@ -166,6 +174,10 @@ impl Plan {
             .enumerate()
         {
             progress(done);
+            if step.isolated() {
+                apply_isolated(step.as_ref(), &mut outcome, &mut topics, out)?;
+                continue;
+            }
             let result = step.is_satisfied().and_then(|done| {
                 if done {
                     outcome.unchanged += 1;
@@ -224,6 +236,46 @@ impl Plan {
         }
         Ok(outcome)
     }
+}
+
+/// One isolated step with a journal of its own: kept when it works, reverted alone when not.
+fn apply_isolated(
+    step: &dyn Step,
+    outcome: &mut Outcome,
+    topics: &mut BTreeSet<&'static str>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let mut own = Journal::default();
+    let result = step.is_satisfied().and_then(|done| {
+        if done {
+            return Ok(false);
+        }
+        step.apply(&mut own).map(|()| true)
+    });
+    match result {
+        Ok(false) => outcome.unchanged += 1,
+        Ok(true) => {
+            own.commit();
+            outcome.changed += 1;
+            if let Some(t) = step.topic() {
+                topics.insert(t);
+            }
+            writeln!(out, "  + {}", step.describe())?;
+        }
+        Err(err) => {
+            let problems = own.revert();
+            let mut line = format!("{}: {err:#}", step.describe());
+            if !problems.is_empty() {
+                line.push_str(&format!(
+                    " (and reverting failed for: {})",
+                    problems.join("; ")
+                ));
+            }
+            writeln!(out, "  ✗ {line} (the other steps go on)")?;
+            outcome.failed.push(line);
+        }
+    }
+    Ok(())
 }
 
 fn revert(journal: Journal, err: anyhow::Error, out: &mut dyn Write) -> anyhow::Error {

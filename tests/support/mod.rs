@@ -545,7 +545,7 @@ root = "{d}/jails"
 data_dir = "data"
 group = "{group}"
 jail_group = "{jail_group}"
-umask = "0002"
+umask = "0007"
 sftpctl_bin = "{bin}"
 user_dir = "{d}/etc/sftpctl/users"
 
