@@ -41,8 +41,8 @@ fn world() -> World {
     let mut sb = Sandbox::new();
     let admin = sb.admin.clone();
     sb.edit_config(
-        "umask = \"0002\"",
-        &format!("umask = \"0002\"\nsftp_log_level = \"VERBOSE\"\nadmin = \"{admin}\""),
+        "umask = \"0007\"",
+        &format!("umask = \"0007\"\nsftp_log_level = \"VERBOSE\"\nadmin = \"{admin}\""),
     );
     sb.sftpctl_ok(&["init", "--admin", &admin]);
     sb.start_rsyslogd();
@@ -514,8 +514,8 @@ fn the_host_socket_carries_credentials_for_the_admins_sessions() {
 fn a_flood_from_one_process_is_cut_by_the_rate_limit_a_real_session_is_not() {
     let mut sb = Sandbox::new();
     sb.edit_config(
-        "umask = \"0002\"",
-        "umask = \"0002\"\nsftp_log_level = \"VERBOSE\"",
+        "umask = \"0007\"",
+        "umask = \"0007\"\nsftp_log_level = \"VERBOSE\"",
     );
     sb.sftpctl_ok(&["init"]);
     let dropin = sb.path("etc/rsyslog.d/50-sftpctl.conf");
@@ -571,8 +571,8 @@ fn a_flood_from_one_process_is_cut_by_the_rate_limit_a_real_session_is_not() {
 fn lines_per_second_of_a_fast_real_session() {
     let mut sb = Sandbox::new();
     sb.edit_config(
-        "umask = \"0002\"",
-        "umask = \"0002\"\nsftp_log_level = \"VERBOSE\"",
+        "umask = \"0007\"",
+        "umask = \"0007\"\nsftp_log_level = \"VERBOSE\"",
     );
     sb.sftpctl_ok(&["init"]);
     // no rate limit while measuring
