@@ -124,7 +124,11 @@ impl Step for SetLocked {
             }
             argv.extend(["-e".into(), "1".into()]);
         } else {
-            if s.locked() {
+            if s.password.trim_start_matches('!').is_empty() {
+                // `!` alone (useradd's default): `usermod -U` would leave it locked
+                // ("would result in a passwordless account"); key-only is `*`.
+                argv.extend(["-p".into(), "*".into()]);
+            } else if s.locked() {
                 argv.push("-U".into());
             }
             argv.extend(["-e".into(), String::new()]);
