@@ -58,7 +58,7 @@ fn doctor_fix_keeps_the_lock(w: &World, context: &str) {
         show(&out)
     );
     assert!(
-        !text.contains(&format!("usermod -p")),
+        !text.contains("usermod -p"),
         "{context}: doctor proposes an unlock\n{}",
         show(&out)
     );
