@@ -117,8 +117,10 @@ fn watch_unit_sandbox_follows_the_config() {
         "-/srv/x",
         "/srv/\"x\"",
     ] {
-        let mut config = Config::default();
-        config.root = bad.into();
+        let config = Config {
+            root: bad.into(),
+            ..Config::default()
+        };
         let r = Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), "9.2");
         let err = r.watch_unit().unwrap_err().to_string();
         assert!(err.contains("ReadWritePaths"), "{bad:?}: {err}");
