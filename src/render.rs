@@ -66,6 +66,8 @@ pub struct WatchSandbox {
     pub protect_system: &'static str,
     pub read_write_paths: Vec<String>,
     pub address_families: Vec<&'static str>,
+    /// System call groups refused on top of `@system-service`.
+    pub syscalls_denied: Vec<&'static str>,
 }
 
 impl WatchSandbox {
@@ -91,15 +93,14 @@ impl WatchSandbox {
             Self::unit_path("watch.state_dir", &config.watch.state_dir)?,
             Self::unit_path("root", &config.root)?,
         ];
-        // chown/chmod of uploads need no DAC_OVERRIDE (root owns nothing it writes besides
-        // its own dirs); DAC_READ_SEARCH opens client files and dirs that root is not let into.
-        let mut capabilities = vec![
-            "CAP_CHOWN",
-            "CAP_FOWNER",
-            "CAP_FSETID",
-            "CAP_DAC_READ_SEARCH",
-        ];
+        // Measured on a booted host (docs/hardening.md): FOWNER for fchmod of client files,
+        // FSETID to set setgid on a client's directory, DAC_READ_SEARCH to open what root is
+        // not let into. Shared write changes modes only: no CHOWN, no DAC_OVERRIDE.
+        let mut capabilities = vec!["CAP_FOWNER", "CAP_FSETID", "CAP_DAC_READ_SEARCH"];
         let mut protect_system = "strict";
+        // Not @privileged: it holds chown, which the atomic writer calls on its own state
+        // files (measured: "cannot set the owner of …/last-session/…: EPERM").
+        let syscalls_denied = vec!["@resources"];
         match config.mail.transport {
             crate::config::Transport::File => {
                 read_write_paths.push(Self::unit_path("mail.spool_dir", &config.mail.spool_dir)?)
@@ -122,6 +123,7 @@ impl WatchSandbox {
             protect_system,
             read_write_paths,
             address_families: vec!["AF_UNIX", "AF_INET", "AF_INET6"],
+            syscalls_denied,
         })
     }
 }
@@ -216,6 +218,7 @@ impl Renderer {
                 ("protect_system", sandbox.protect_system),
                 ("read_write_paths", &paths),
                 ("address_families", &sandbox.address_families.join(" ")),
+                ("syscalls_denied", &sandbox.syscalls_denied.join(" ")),
             ],
         )
     }

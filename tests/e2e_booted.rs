@@ -3,7 +3,7 @@
 //! `sftpctl init` starts the unit, a real sftp session inside the guest is reported (a spooled
 //! .eml) and its upload fixed by shared write, and the journal shows nothing the sandbox
 //! denied. The first run debootstraps the guest (~1 min, cached in /var/cache/sftpctl-test);
-//! later runs take ~35 s.
+//! later runs take 10–35 s.
 
 use std::path::Path;
 use std::process::Command;
