@@ -63,7 +63,6 @@ pub struct Renderer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchSandbox {
     pub capabilities: Vec<&'static str>,
-    pub protect_system: &'static str,
     pub read_write_paths: Vec<String>,
     pub address_families: Vec<&'static str>,
     /// System call groups refused on top of `@system-service`.
@@ -97,30 +96,19 @@ impl WatchSandbox {
         // FSETID to set setgid on a client's directory, DAC_READ_SEARCH to open what root is
         // not let into. Shared write changes modes only: no CHOWN, no DAC_OVERRIDE.
         let mut capabilities = vec!["CAP_FOWNER", "CAP_FSETID", "CAP_DAC_READ_SEARCH"];
-        let mut protect_system = "strict";
-        // Not @privileged: it holds chown, which the atomic writer calls on its own state
-        // files (measured: "cannot set the owner of …/last-session/…: EPERM").
-        let syscalls_denied = vec!["@resources"];
-        match config.mail.transport {
-            crate::config::Transport::File => {
-                read_write_paths.push(Self::unit_path("mail.spool_dir", &config.mail.spool_dir)?)
-            }
-            crate::config::Transport::Smtp => {}
-            // The MTA runs as a child inside this sandbox: a queueing one (postfix, exim)
-            // writes its spool under /var and changes ids, so /var stays writable for it.
-            crate::config::Transport::Sendmail => {
-                protect_system = "full";
-                capabilities.extend(["CAP_DAC_OVERRIDE", "CAP_SETUID", "CAP_SETGID"]);
-            }
-        }
+        // The spool is writable whatever the transport: the unit does not change with [mail]
+        // (a queueing MTA under `sendmail` needs a drop-in, docs/hardening.md).
+        read_write_paths.push(Self::unit_path("mail.spool_dir", &config.mail.spool_dir)?);
         if config.watch.listen.port() < 1024 {
             capabilities.push("CAP_NET_BIND_SERVICE");
         }
+        // Not @privileged: it holds chown, which the atomic writer calls on its own state
+        // files (measured: "cannot set the owner of …/last-session/…: EPERM").
+        let syscalls_denied = vec!["@resources"];
         read_write_paths.sort();
         read_write_paths.dedup();
         Ok(WatchSandbox {
             capabilities,
-            protect_system,
             read_write_paths,
             address_families: vec!["AF_UNIX", "AF_INET", "AF_INET6"],
             syscalls_denied,
@@ -215,7 +203,6 @@ impl Renderer {
             "sftpctl-watch.service",
             &[
                 ("capabilities", &sandbox.capabilities.join(" ")),
-                ("protect_system", sandbox.protect_system),
                 ("read_write_paths", &paths),
                 ("address_families", &sandbox.address_families.join(" ")),
                 ("syscalls_denied", &sandbox.syscalls_denied.join(" ")),
