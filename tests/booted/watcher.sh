@@ -14,11 +14,16 @@ tarball=$("$here/rootfs.sh")
 dir=$(mktemp -d /srv/sftpctl-booted.XXXXXX)
 name=$(basename "$dir" | tr -c 'a-zA-Z0-9\n' -)
 nspawn_pid=
+init_pid=
 log=$dir.console
 cleanup() {
     if [[ -n $nspawn_pid ]] && kill -0 "$nspawn_pid" 2>/dev/null; then
-        kill -TERM "$nspawn_pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.2; done
+        if [[ -n ${init_pid:-} ]]; then
+            nsenter -t "$init_pid" -a systemctl poweroff --no-block >/dev/null 2>&1 || true
+        else
+            kill -TERM "$nspawn_pid" 2>/dev/null || true
+        fi
+        for _ in $(seq 100); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.2; done
         kill -KILL "$nspawn_pid" 2>/dev/null || true
     fi
     rm -rf "$dir" "$log"
@@ -34,7 +39,6 @@ systemd-machine-id-setup --root="$dir" >/dev/null
 systemd-nspawn -q -D "$dir" -M "$name" -b --register=no --keep-unit --private-network >"$log" 2>&1 &
 nspawn_pid=$!
 
-init_pid=
 for _ in $(seq 100); do
     # The guest's PID 1 is nspawn's child (or grandchild) named systemd.
     for p in $(pgrep -P "$nspawn_pid" || true) $(pgrep -P "$(pgrep -P "$nspawn_pid" | head -1)" 2>/dev/null || true); do
