@@ -7,9 +7,11 @@
 //! replayed backwards so every file changed in this run is restored byte for byte.
 
 pub mod account_steps;
+pub mod archive;
 pub mod fsops;
 pub mod journal;
 pub mod steps;
+pub mod tree_removal;
 
 use crate::display::visible;
 use std::collections::BTreeSet;
