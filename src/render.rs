@@ -99,7 +99,13 @@ impl WatchSandbox {
         // The spool is writable whatever the transport: the unit does not change with [mail]
         // (a queueing MTA under `sendmail` needs a drop-in, docs/hardening.md).
         read_write_paths.push(Self::unit_path("mail.spool_dir", &config.mail.spool_dir)?);
-        if config.watch.listen.port() < 1024 {
+        // RuntimeDirectory= makes /run/sftpctl writable; a feed socket elsewhere needs its dir.
+        if let Some(dir) = config.watch.socket.parent() {
+            if dir != Path::new("/run/sftpctl") {
+                read_write_paths.push(Self::unit_path("watch.socket", dir)?);
+            }
+        }
+        if config.watch.listen.is_some_and(|a| a.port() < 1024) {
             capabilities.push("CAP_NET_BIND_SERVICE");
         }
         // Not @privileged: it holds chown, which the atomic writer calls on its own state
