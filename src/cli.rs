@@ -238,13 +238,18 @@ pub struct WatchArgs {
     #[arg(long)]
     pub foreground: bool,
 
-    /// Tail this log file instead of listening on UDP (survives logrotate).
+    /// Tail this log file instead of listening on watch.socket (survives logrotate).
     #[arg(long, value_name = "FILE", conflicts_with = "stdin")]
     pub follow: Option<PathBuf>,
 
     /// Read lines from standard input; at end of input deliver every due report and exit.
     #[arg(long)]
     pub stdin: bool,
+
+    /// Also take lines that carry no credentials of their sender (`[uid= pid=]`), e.g. a
+    /// log written before the trusted feed. Anyone on the host could have written those.
+    #[arg(long)]
+    pub trust_unverified: bool,
 }
 
 #[derive(Debug, Args)]
@@ -256,4 +261,9 @@ pub struct ReportArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// Also read lines that carry no credentials of their sender (`[uid= pid=]`), e.g. a
+    /// log written before the trusted feed. Anyone on the host could have written those.
+    #[arg(long)]
+    pub trust_unverified: bool,
 }

@@ -32,8 +32,9 @@ pub struct Config {
     pub admin: Option<String>,
     /// Umask of SFTP sessions, four octal digits.
     pub umask: String,
-    /// internal-sftp's log level: `INFO` (transfers, changes, failures) or `VERBOSE` (also
-    /// the stat/realpath lookups, so every failure is tied to its own request).
+    /// internal-sftp's log level: `VERBOSE` (default: every request is logged, so each
+    /// failure is tied to its own request) or `INFO` (transfers, changes and failures only;
+    /// a failure is then tied to its request by timing, which a pipelining client can steer).
     pub sftp_log_level: String,
     /// Path of this binary as the rendered systemd units and logrotate file call it.
     pub sftpctl_bin: PathBuf,
@@ -119,8 +120,14 @@ pub struct Systemd {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Watch {
-    /// UDP address the watcher listens on and rsyslog forwards to.
-    pub listen: SocketAddr,
+    /// The trusted feed: a Unix datagram socket the watcher creates (its directory root
+    /// 0700, the socket 0600) and rsyslog's `omuxsock` sends every internal-sftp line to,
+    /// with the sender's kernel credentials in the line.
+    pub socket: PathBuf,
+    /// An extra UDP listener (opt-in, e.g. for a remote host's rsyslog); empty = none. Its
+    /// lines carry no credentials anyone can check: whoever can send to it can forge reports.
+    #[serde(with = "optional_addr")]
+    pub listen: Option<SocketAddr>,
     /// Outbox, saved sessions, pid file.
     pub state_dir: PathBuf,
     /// Seconds without a line after which an open session is reported as incomplete.
@@ -155,9 +162,15 @@ pub struct Watch {
 pub struct Perms {
     /// Run the permission watcher inside `sftpctl watch`.
     pub enabled: bool,
-    /// When the watcher runs out of inotify watches it may raise the kernel's
-    /// `fs.inotify.max_user_watches` up to this value; 0 = never touch that sysctl.
+    /// Opt-in: when the watcher runs out of inotify watches it may raise the host-wide
+    /// `fs.inotify.max_user_watches` up to this value (logged loudly each time); 0, the
+    /// default, = never touch that sysctl.
     pub max_user_watches: u32,
+    /// inotify watches one jail may cost (one per directory of its data tree). A jail with
+    /// more directories is not watched but scanned every `scan_interval_secs`.
+    pub max_watches_per_jail: u32,
+    /// How often a jail over `max_watches_per_jail` is scanned and repaired, in seconds.
+    pub scan_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -222,8 +235,8 @@ impl Default for Config {
             group: "sftp".into(),
             jail_group: "sftp-only".into(),
             admin: None,
-            umask: "0002".into(),
-            sftp_log_level: "INFO".into(),
+            umask: "0007".into(),
+            sftp_log_level: "VERBOSE".into(),
             sftpctl_bin: "/usr/local/sbin/sftpctl".into(),
             nologin_shell: "/usr/sbin/nologin".into(),
             admin_shell: "/bin/bash".into(),
@@ -297,7 +310,8 @@ impl Default for Systemd {
 impl Default for Watch {
     fn default() -> Self {
         Watch {
-            listen: "127.0.0.1:5514".parse().expect("valid default address"),
+            socket: "/run/sftpctl/watch.sock".into(),
+            listen: None,
             state_dir: "/var/lib/sftpctl".into(),
             idle_timeout_secs: 3600,
             template_dir: None,
@@ -317,7 +331,9 @@ impl Default for Perms {
     fn default() -> Self {
         Perms {
             enabled: true,
-            max_user_watches: 1_048_576,
+            max_user_watches: 0,
+            max_watches_per_jail: 10_000,
+            scan_interval_secs: 60,
         }
     }
 }
@@ -455,8 +471,17 @@ impl Config {
         check_command("systemd.daemon_reload", &self.systemd.daemon_reload)?;
         check_command("systemd.enable_watch", &self.systemd.enable_watch)?;
         check_abs_path("watch.state_dir", &self.watch.state_dir)?;
-        if self.watch.listen.port() == 0 {
-            anyhow::bail!("watch.listen needs a port other than 0, e.g. 127.0.0.1:5514");
+        check_abs_path("watch.socket", &self.watch.socket)?;
+        if self.watch.socket.as_os_str().len() > 100
+            || self.watch.socket.parent() == Some(Path::new("/"))
+        {
+            anyhow::bail!(
+                "watch.socket: {} must be at most 100 bytes long and inside a directory of its own, e.g. /run/sftpctl/watch.sock",
+                self.watch.socket.display()
+            );
+        }
+        if self.watch.listen.is_some_and(|a| a.port() == 0) {
+            anyhow::bail!("watch.listen needs a port other than 0, e.g. 127.0.0.1:5514 (or \"\" for no UDP listener)");
         }
         if let Some(dir) = &self.watch.template_dir {
             check_abs_path("watch.template_dir", dir)?;
@@ -522,6 +547,17 @@ impl Config {
                 i32::MAX
             );
         }
+        let per_jail = self.perms.max_watches_per_jail;
+        if !(1..=i32::MAX as u32).contains(&per_jail) {
+            anyhow::bail!(
+                "perms.max_watches_per_jail: {per_jail} must be between 1 and {}",
+                i32::MAX
+            );
+        }
+        let every = self.perms.scan_interval_secs;
+        if !(1..=86_400).contains(&every) {
+            anyhow::bail!("perms.scan_interval_secs: {every} must be between 1 and 86400 (a day)");
+        }
         Ok(())
     }
 
@@ -570,7 +606,7 @@ fn check_umask(umask: &str) -> Result<()> {
         && umask.starts_with('0')
         && umask.chars().all(|c| ('0'..='7').contains(&c));
     if !ok {
-        anyhow::bail!("umask: {umask:?} must be four octal digits starting with 0, e.g. \"0002\"");
+        anyhow::bail!("umask: {umask:?} must be four octal digits starting with 0, e.g. \"0007\"");
     }
     Ok(())
 }
@@ -582,6 +618,32 @@ fn check_command(key: &str, argv: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `watch.listen`: an address, or `""` for none (TOML has no null).
+mod optional_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(a) => s.serialize_str(&a.to_string()),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not an address with a port like 127.0.0.1:5514 ({e}); \"\" = no UDP listener"
+            ))
+        })
+    }
 }
 
 /// The config file sftpctl writes on `init` when none exists: every key, commented
@@ -677,15 +739,28 @@ port = 587
     fn perms_section_defaults_and_validation() {
         let c = Config::default();
         assert!(c.perms.enabled);
-        assert_eq!(c.perms.max_user_watches, 1_048_576);
-        let c = Config::parse("[perms]\nenabled = false\nmax_user_watches = 0\n").unwrap();
+        assert_eq!(
+            c.perms.max_user_watches, 0,
+            "never raise the host-wide limit by default"
+        );
+        assert_eq!(c.perms.max_watches_per_jail, 10_000);
+        assert_eq!(c.perms.scan_interval_secs, 60);
+        assert_eq!(c.umask, "0007");
+        let c = Config::parse(
+            "[perms]\nenabled = false\nmax_user_watches = 1048576\nmax_watches_per_jail = 5\nscan_interval_secs = 2\n",
+        )
+        .unwrap();
         assert!(!c.perms.enabled);
-        assert_eq!(c.perms.max_user_watches, 0);
+        assert_eq!(c.perms.max_user_watches, 1_048_576);
+        assert_eq!(c.perms.max_watches_per_jail, 5);
         for bad in [
             "[perms]\nmax_user_watches = 100",
             "[perms]\nmax_user_watches = 4294967295",
             "[perms]\nenabled = \"yes\"",
             "[perms]\nmode = \"0664\"",
+            "[perms]\nmax_watches_per_jail = 0",
+            "[perms]\nscan_interval_secs = 0",
+            "[perms]\nscan_interval_secs = 100000",
         ] {
             assert!(Config::parse(bad).is_err(), "accepted {bad}");
         }

@@ -72,6 +72,17 @@ pub fn upsert(text: &str, id: &str, body: &str, placement: Placement) -> String 
     }
 }
 
+/// The line a block replaced (its `# was: ` record), when the file has the block and it
+/// holds one.
+pub fn recorded(text: &str, id: &str) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let (start, stop) = find(&lines, id)?;
+    lines[start + 1..stop]
+        .iter()
+        .find_map(|l| l.strip_prefix("# was: "))
+        .map(str::to_string)
+}
+
 /// True when the file has the block `id`.
 pub fn contains(text: &str, id: &str) -> bool {
     find(&text.lines().collect::<Vec<_>>(), id).is_some()

@@ -4,7 +4,8 @@
 //! <root>/                 root:root 0755   (every component above it root-owned, not g/o-writable)
 //! <root>/dev/log          rsyslog's listen socket
 //! <root>/NAME/            root:root 0755   ChrootDirectory: sshd requires root ownership
-//! <root>/NAME/<data_dir>  NAME:<group> 2775  the only writable place; setgid keeps the group
+//! <root>/NAME/<data_dir>  NAME:<group> 2770  the only writable place; setgid keeps the group;
+//!                                          no access for other accounts (issue 9)
 //! <root>/NAME/dev/        root:root 0755
 //! <root>/NAME/dev/log     hard link to <root>/dev/log (same filesystem)
 //! ```
@@ -17,8 +18,9 @@ use anyhow::{Context, Result};
 use crate::config::Config;
 use crate::error::usage;
 
-/// Mode of the data dir: group-writable, setgid so new files keep the shared group.
-pub const DATA_MODE: u32 = 0o2775;
+/// Mode of the data dir: group-writable, setgid so new files keep the shared group, closed to
+/// every other account. sshd never checks it (the chroot is the jail dir above it).
+pub const DATA_MODE: u32 = 0o2770;
 
 /// The paths of one user's jail.
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod display;
 pub mod doctor;
 pub mod error;
 pub mod fenced;

@@ -16,9 +16,10 @@ fn main() {
     }
 }
 
-/// The whole context chain on one line, as the interface contract promises.
+/// The whole context chain on one line, as the interface contract promises; a path from a
+/// user's tree in it cannot reach the terminal raw.
 fn one_line(err: &anyhow::Error) -> String {
-    format!("{err:#}").replace('\n', " ")
+    sftpctl::display::visible(&format!("{err:#}").replace('\n', " ")).into_owned()
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

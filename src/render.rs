@@ -55,6 +55,71 @@ static TERA: LazyLock<Tera> = LazyLock::new(|| {
 /// The values every template may use.
 pub struct Renderer {
     ctx: Context,
+    /// Checked when the unit is rendered, so a bad path fails `init` and doctor's drift check.
+    watch_sandbox: Result<WatchSandbox, String>,
+}
+
+/// What the watcher's unit lets it do, from the config (docs/hardening.md has the why of each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchSandbox {
+    pub capabilities: Vec<&'static str>,
+    pub read_write_paths: Vec<String>,
+    pub address_families: Vec<&'static str>,
+    /// System call groups refused on top of `@system-service`.
+    pub syscalls_denied: Vec<&'static str>,
+}
+
+impl WatchSandbox {
+    /// Refuses a path that would not stay one word of a unit file: systemd splits
+    /// ReadWritePaths= on spaces, expands `%`, unquotes and unescapes, and a leading `-`/`+`
+    /// changes the meaning. [`Config::validate`] refuses these already; this is the backstop.
+    fn unit_path(key: &str, path: &Path) -> Result<String, String> {
+        let s = path.to_str().unwrap_or("");
+        let plain = s.starts_with('/')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/._-+:@,=".contains(&b));
+        if !plain {
+            return Err(format!(
+                "{key} = {:?} cannot be written into the watcher's unit (ReadWritePaths=): use letters, digits and / . _ - + : @ , = only",
+                path.display()
+            ));
+        }
+        Ok(s.to_string())
+    }
+
+    pub fn of(config: &Config) -> Result<WatchSandbox, String> {
+        let mut read_write_paths = vec![
+            Self::unit_path("watch.state_dir", &config.watch.state_dir)?,
+            Self::unit_path("root", &config.root)?,
+        ];
+        // Measured on a booted host (docs/hardening.md): FOWNER for fchmod of client files,
+        // FSETID to set setgid on a client's directory, DAC_READ_SEARCH to open what root is
+        // not let into. Shared write changes modes only: no CHOWN, no DAC_OVERRIDE.
+        let mut capabilities = vec!["CAP_FOWNER", "CAP_FSETID", "CAP_DAC_READ_SEARCH"];
+        // The spool is writable whatever the transport: the unit does not change with [mail]
+        // (a queueing MTA under `sendmail` needs a drop-in, docs/hardening.md).
+        read_write_paths.push(Self::unit_path("mail.spool_dir", &config.mail.spool_dir)?);
+        // RuntimeDirectory= makes /run/sftpctl writable; a feed socket elsewhere needs its dir.
+        if let Some(dir) = config.watch.socket.parent() {
+            if dir != Path::new("/run/sftpctl") {
+                read_write_paths.push(Self::unit_path("watch.socket", dir)?);
+            }
+        }
+        if config.watch.listen.is_some_and(|a| a.port() < 1024) {
+            capabilities.push("CAP_NET_BIND_SERVICE");
+        }
+        // Not @privileged: it holds chown, which the atomic writer calls on its own state
+        // files (measured: "cannot set the owner of …/last-session/…: EPERM").
+        let syscalls_denied = vec!["@resources"];
+        read_write_paths.sort();
+        read_write_paths.dedup();
+        Ok(WatchSandbox {
+            capabilities,
+            read_write_paths,
+            address_families: vec!["AF_UNIX", "AF_INET", "AF_INET6"],
+            syscalls_denied,
+        })
+    }
 }
 
 impl Renderer {
@@ -73,8 +138,16 @@ impl Renderer {
         );
         ctx.insert("socket", &config.root_log_socket().display().to_string());
         ctx.insert("log_file", &config.rsyslog.log_file.display().to_string());
-        ctx.insert("watch_host", &config.watch.listen.ip().to_string());
-        ctx.insert("watch_port", &config.watch.listen.port());
+        ctx.insert("watch_socket", &config.watch.socket.display().to_string());
+        ctx.insert(
+            "main_config",
+            &config.rsyslog.main_config.display().to_string(),
+        );
+        ctx.insert(
+            "rate_interval",
+            &crate::watch::trust::JAIL_RATE_INTERVAL_SECS,
+        );
+        ctx.insert("rate_burst", &crate::watch::trust::JAIL_RATE_BURST);
         ctx.insert("rotate", &config.logrotate.rotate);
         ctx.insert("rotate_cmd", &shell_join(&config.rsyslog.rotate));
         ctx.insert(
@@ -87,7 +160,10 @@ impl Renderer {
         );
         ctx.insert("rsyslog_unit", &config.systemd.rsyslog_unit);
         ctx.insert("openssh_version", openssh_version);
-        Renderer { ctx }
+        Renderer {
+            ctx,
+            watch_sandbox: WatchSandbox::of(config),
+        }
     }
 
     fn render(&self, name: &str, extra: &[(&str, &str)]) -> Result<String> {
@@ -132,7 +208,20 @@ impl Renderer {
     }
 
     pub fn watch_unit(&self) -> Result<String> {
-        self.render("sftpctl-watch.service", &[])
+        let sandbox = self
+            .watch_sandbox
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let paths = sandbox.read_write_paths.join(" ");
+        self.render(
+            "sftpctl-watch.service",
+            &[
+                ("capabilities", &sandbox.capabilities.join(" ")),
+                ("read_write_paths", &paths),
+                ("address_families", &sandbox.address_families.join(" ")),
+                ("syscalls_denied", &sandbox.syscalls_denied.join(" ")),
+            ],
+        )
     }
 
     pub fn rsyslog_unit_dropin(&self) -> Result<String> {

@@ -214,8 +214,8 @@ fn config_with_newline_injection_is_rejected() {
             format!("root = \"{}\\nForceCommand /bin/sh\"", sb.root.display()),
         ),
         (
-            "umask = \"0002\"".to_string(),
-            "umask = \"0002\\n\"".to_string(),
+            "umask = \"0007\"".to_string(),
+            "umask = \"0007\\n\"".to_string(),
         ),
         (
             format!("authorized_keys_dir = \"{akd}\""),

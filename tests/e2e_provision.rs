@@ -23,18 +23,20 @@ fn harness_starts_daemons_and_cleans_up() {
         sb.path("etc/rsyslog.d/50-test.conf"),
         format!(
             "input(type=\"imuxsock\" Socket=\"{sock}\" CreatePath=\"on\")\n\
+             $ModLoad omuxsock\n\
+             $OMUxSockSocket {feed}\n\
              if $programname == 'internal-sftp' then {{\n\
                action(type=\"omfile\" file=\"{log}\")\n\
-               action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{port}\" protocol=\"udp\")\n\
+               :omuxsock:\n\
                stop\n\
              }}\n",
             sock = sb.root_socket().display(),
             log = sb.log_file.display(),
-            port = sb.watch_addr.port(),
+            feed = sb.watch_socket.display(),
         ),
     )
     .unwrap();
-    let udp = sb.udp_capture();
+    let udp = sb.feed_capture();
     sb.start_rsyslogd();
     let socket = sb.root_socket();
     let logger = |msg: &str| {
@@ -186,7 +188,7 @@ fn assert_jail_layout(sb: &Sandbox, user: &str) {
     assert_eq!(mode_owner(&sb.jail(user)), (0o755, 0, 0), "jail dir");
     assert_eq!(
         mode_owner(&sb.data(user)),
-        (0o2775, uid_of(user), g),
+        (0o2770, uid_of(user), g),
         "data dir"
     );
     assert_eq!(
@@ -350,12 +352,12 @@ fn admin_overwrites_users_file_and_user_modifies_admins_file() {
     );
     let remote_s = remote.to_str().unwrap();
 
-    // Mode 0666 locally: the session umask 0002 (ForceCommand internal-sftp -u 0002) makes 0664.
+    // Mode 0666 locally: the session umask 0007 (ForceCommand internal-sftp -u 0007) makes 0660.
     // (With OpenSSH sftp's usual 0644 files the admin could not overwrite: that is issue 5.)
     let alice_bytes = local_file(sb, "alice.txt", b"from alice\n", 0o666);
     sb.sftp_ok(alice, akey, "put alice.txt shared.txt\n");
     let meta = fs::metadata(&remote).unwrap();
-    assert_eq!(meta.mode() & 0o7777, 0o664, "alice's upload mode");
+    assert_eq!(meta.mode() & 0o7777, 0o660, "alice's upload mode");
     assert_eq!(meta.gid(), gid_of(&sb.group));
 
     // The admin is not chrooted: it starts in its home, the jail root, and sees host paths.
@@ -378,7 +380,7 @@ fn admin_overwrites_users_file_and_user_modifies_admins_file() {
     sb.sftp_ok(&admin, &admin_key, &format!("put admin.txt {remote_s}\n"));
     assert_eq!(fs::read(&remote).unwrap(), admin_bytes, "admin's overwrite");
 
-    // The admin's new file: the global Subsystem (internal-sftp -u 0002) makes it 0664, and the
+    // The admin's new file: the global Subsystem (internal-sftp -u 0007) makes it 0660, and the
     // setgid data dir gives it the shared group, so alice can change it.
     let new_remote = data.join("from-admin.txt");
     sb.sftp_ok(
@@ -391,8 +393,8 @@ fn admin_overwrites_users_file_and_user_modifies_admins_file() {
     assert_eq!(meta.gid(), gid_of(&sb.group), "group of the admin's file");
     assert_eq!(
         meta.mode() & 0o7777,
-        0o664,
-        "admin's upload mode (global Subsystem with -u 0002?)\n{}",
+        0o660,
+        "admin's upload mode (global Subsystem with -u 0007?)\n{}",
         fs::read_to_string(sb.path("etc/ssh/sshd_config")).unwrap()
     );
 
@@ -416,9 +418,9 @@ fn transfer_probe(w: &World, name: &str) -> String {
 }
 
 #[test]
-fn transfer_lines_arrive_in_log_file_and_on_udp() {
+fn transfer_lines_arrive_in_log_file_and_on_the_feed_socket() {
     let mut w = world(false);
-    let udp = w.sb.udp_capture();
+    let udp = w.sb.feed_capture();
     let close = transfer_probe(&w, "probe-3.txt");
     let alice = w.alice.clone();
 
@@ -431,11 +433,11 @@ fn transfer_lines_arrive_in_log_file_and_on_udp() {
     ] {
         let line = w.sb.wait_log_line(needle);
         assert!(line.contains(" internal-sftp["), "tag: {line}");
+        // The kernel's credentials of the sender: alice's own internal-sftp.
+        let creds = format!(" [uid={} pid=", uid_of(&alice));
+        assert!(line.contains(&creds), "credentials: {line}");
         let dgram = udp.wait_for(needle);
-        assert!(
-            dgram.starts_with('<') && dgram.contains(" internal-sftp["),
-            "datagram format: {dgram}"
-        );
+        assert_eq!(dgram, line, "the watcher gets the log file's line");
     }
     // Only internal-sftp lines go to the log file.
     for line in w.sb.log_lines() {
@@ -465,7 +467,7 @@ fn control_line(sb: &Sandbox, msg: &str) {
 #[test]
 fn after_rsyslog_restart_lines_are_lost_until_refresh_log_links() {
     let mut w = world(false);
-    let udp = w.sb.udp_capture();
+    let udp = w.sb.feed_capture();
     let jail_log = w.sb.jail(&w.alice).join("dev/log");
 
     let before = transfer_probe(&w, "before-restart.txt");
@@ -614,7 +616,7 @@ fn init_dry_run_changes_nothing_and_shows_diffs() {
     for needle in [
         // the main file's Subsystem line replaced (OpenSSH 9.2 here)
         "-Subsystem sftp /usr/lib/openssh/sftp-server",
-        "+Subsystem sftp internal-sftp -l INFO -u 0002",
+        "+Subsystem sftp internal-sftp -l VERBOSE -u 0007",
         "+# BEGIN sftpctl",
         // the drop-in
         &format!("+Match Group {}", sb.jail_group),

@@ -144,8 +144,8 @@ fn world(start_sshd: bool) -> World {
     let mut sb = Sandbox::new();
     let admin = sb.admin.clone();
     sb.edit_config(
-        "umask = \"0002\"",
-        &format!("umask = \"0002\"\nadmin = \"{admin}\""),
+        "umask = \"0007\"",
+        &format!("umask = \"0007\"\nadmin = \"{admin}\""),
     );
     let alice = sb.user("alice");
     let (alice_key, alice_pub) = sb.keygen("alice");
@@ -207,7 +207,7 @@ fn shared(p: &Path) -> bool {
     fs::symlink_metadata(p).is_ok_and(|m| {
         let mode = m.mode();
         let dir = m.is_dir();
-        mode & 0o060 == 0o060 && (!dir || mode & 0o2010 == 0o2010)
+        mode & 0o060 == 0o060 && (!dir || mode & 0o2010 == 0o2010) && mode & 0o007 == 0
     })
 }
 
@@ -288,7 +288,11 @@ fn uploads_and_mkdirs_become_group_writable_and_both_sides_can_write() {
     sb.sftp_ok(alice, akey, "put up.txt up.txt\n");
     let up = data.join("up.txt");
     shared_within_1s(&w, &up);
-    assert_eq!(mode(&up), 0o664, "only g+rw added");
+    assert_eq!(
+        mode(&up),
+        0o660,
+        "g+rw added; the umask 0007 left nothing for others"
+    );
 
     // 2. A directory made by a client that asks 0755: curl's SFTP mkdir (libssh2) sends the
     //    mode 0755 (curl's new_directory_perms), landing 2755 in the setgid data dir.
@@ -308,7 +312,7 @@ fn uploads_and_mkdirs_become_group_writable_and_both_sides_can_write() {
     );
     let by_curl = data.join("by-curl");
     shared_within_1s(&w, &by_curl);
-    assert_eq!(mode(&by_curl), 0o2775);
+    assert_eq!(mode(&by_curl), 0o2770);
     // And curl's upload (it asks 0644).
     local_file(sb, "curl-up.txt", b"curl\n", 0o600);
     let out = curl_sftp(
@@ -326,7 +330,7 @@ fn uploads_and_mkdirs_become_group_writable_and_both_sides_can_write() {
     sb.sftp_ok(alice, akey, "mkdir sub\nchmod 755 sub\nchmod 600 up.txt\n");
     let sub = data.join("sub");
     shared_within_1s(&w, &sub);
-    assert_eq!(mode(&sub), 0o2775);
+    assert_eq!(mode(&sub), 0o2770);
     shared_within_1s(&w, &up);
     assert_eq!(mode(&up), 0o660, "chmod 600 + g+rw");
 
@@ -367,18 +371,18 @@ fn uploads_and_mkdirs_become_group_writable_and_both_sides_can_write() {
         &format!("put admin2.txt {}\n", admin_file.display()),
     );
     shared_within_1s(&w, &admin_file);
-    assert_eq!(mode(&admin_file), 0o664);
+    assert_eq!(mode(&admin_file), 0o660);
     local_file(sb, "alice-edit.txt", b"alice edited it\n", 0o644);
     sb.sftp_ok(alice, akey, "put alice-edit.txt admin-file.txt\n");
     assert_eq!(fs::read(&admin_file).unwrap(), b"alice edited it\n");
     let md = fs::metadata(&admin_file).unwrap();
     assert_eq!((md.uid(), md.gid()), (uid_of(admin), g));
 
-    // Nothing in the tree became world-writable.
+    // Nothing in the tree is open to other accounts.
     for e in walkdir::WalkDir::new(&data) {
         let e = e.unwrap();
         let m = e.metadata().unwrap().mode();
-        assert_eq!(m & 0o002, 0, "{} is world-writable", e.path().display());
+        assert_eq!(m & 0o007, 0, "{} is open to others", e.path().display());
     }
     let out = w.watch.as_mut().unwrap().stop();
     assert!(out.contains("stopped"), "{out}");
@@ -617,8 +621,10 @@ fn symlinked_dirs_and_foreign_files_are_left_alone() {
     );
     assert_eq!(mode(&t.user_dir.join("created-through-link")), 0o644);
     assert_eq!(mode(&t.user_dir.join("subdir-through-link")), 0o755);
-    for (p, _, _) in &foreign {
-        assert_eq!(mode(p), 0o644, "{}", p.display());
+    for (p, u, _) in &foreign {
+        // alice's own file of another group is not shared, but closed to others all the same.
+        let want = if *u == uid { 0o640 } else { 0o644 };
+        assert_eq!(mode(p), want, "{}", p.display());
     }
     assert_eq!(mode(&late), 0o644);
 }
@@ -638,14 +644,15 @@ fn scan_lists_then_fixes_what_was_missed() {
     let config = sftpctl::config::Config::load(Some(&w.sb.config)).unwrap().0;
 
     let report = sftpctl::perms::scan(&config, false).unwrap();
-    assert_eq!((report.not_shared, report.fixed), (4, 0), "{report}");
+    // a, a/f, a/b, a/b/g lack group bits; ok (0664) is open to others.
+    assert_eq!((report.not_shared, report.fixed), (5, 0), "{report}");
     assert!(!report.is_clean());
     let listed: Vec<String> = report
         .findings
         .iter()
         .map(|f| f.path.strip_prefix(&data).unwrap().display().to_string())
         .collect();
-    for p in ["a", "a/f", "a/b", "a/b/g"] {
+    for p in ["a", "a/f", "a/b", "a/b/g", "ok"] {
         assert!(listed.contains(&p.to_string()), "{p} not listed\n{report}");
     }
     assert_eq!(
@@ -655,12 +662,12 @@ fn scan_lists_then_fixes_what_was_missed() {
     );
 
     let report = sftpctl::perms::scan(&config, true).unwrap();
-    assert_eq!((report.not_shared, report.fixed), (4, 4), "{report}");
+    assert_eq!((report.not_shared, report.fixed), (5, 5), "{report}");
     assert!(report.is_clean());
-    assert_eq!(mode(&data.join("a")), 0o2775);
+    assert_eq!(mode(&data.join("a")), 0o2770);
     assert_eq!(mode(&data.join("a/b")), 0o2770);
-    assert_eq!(mode(&data.join("a/f")), 0o664);
-    assert_eq!(mode(&data.join("ok")), 0o664);
+    assert_eq!(mode(&data.join("a/f")), 0o660);
+    assert_eq!(mode(&data.join("ok")), 0o660);
     let report = sftpctl::perms::scan(&config, false).unwrap();
     assert!(report.is_clean() && report.not_shared == 0, "{report}");
 }
@@ -734,7 +741,7 @@ fn the_installed_watch_service_runs_it() {
         .find_map(|l| l.strip_prefix("ExecStart="))
         .expect("ExecStart in the unit");
     assert!(exec.ends_with(" watch --foreground"), "{exec}");
-    drop(w.sb.udp_capture()); // frees watch.listen for the watcher
+
     let log = w.sb.path("run/watch.log");
     let mut child = Command::new(SFTPCTL)
         .arg("--config")
@@ -746,9 +753,8 @@ fn the_installed_watch_service_runs_it() {
         .stderr(fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let port = w.sb.watch_addr.port();
     wait_until("the watcher to listen", DEADLINE, || {
-        std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
+        Sandbox::socket_listens(&w.sb.watch_socket)
     });
     local_file(&w.sb, "svc.txt", b"service\n", 0o644);
     w.sb.sftp_ok(&w.alice, &w.alice_key, "put svc.txt svc.txt\n");
@@ -764,4 +770,114 @@ fn the_installed_watch_service_runs_it() {
     );
     assert!(status.is_some_and(|s| s.success()), "watch exit {status:?}");
     w.watch = None;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 9: set-id uploads and the per-jail watch budget
+
+/// The attack of issue 9, item 2, with the watcher running: alice uploads a copy of bash over
+/// SFTP, `chmod 2755 bash` and `chmod 755 /data`. Within a second the copy has no set-id bit
+/// and the data dir is closed again; a local account running `bash -p -c 'id -g'` does not get
+/// the shared group, even when the test then opens the data dir and the file by hand with the
+/// watcher stopped.
+#[test]
+fn setgid_shell_uploaded_over_sftp_is_defused_by_the_watcher() {
+    let mut w = world(true);
+    let ev = w.sb.local_account("ev");
+    let pid = w.start_watch().pid();
+    fs::copy("/bin/bash", w.sb.client_dir().join("bash")).unwrap();
+    w.sb.sftp_ok(
+        &w.alice,
+        &w.alice_key,
+        "put bash\nchmod 2755 bash\nchmod 755 /data\n",
+    );
+    let data = w.sb.data(&w.alice);
+    let bash = data.join("bash");
+    let ok = holds_within(ONE_SECOND, || {
+        mode(&bash) & 0o6000 == 0 && mode(&data) == 0o2770
+    });
+    assert!(
+        ok,
+        "bash {:04o}, data dir {:04o} 1 s later\n{}",
+        mode(&bash),
+        mode(&data),
+        w.watch_output()
+    );
+    let shared_gid = gid_of(&w.sb.group).to_string();
+    let run = || ev.sh(&format!("'{}' -p -c 'id -g'", bash.display()));
+    let out = run();
+    assert!(
+        !out.status.success() || support::stdout(&out).trim() != shared_gid,
+        "{}",
+        show(&out)
+    );
+    // With the watcher stopped and the way opened by hand: a plain program now.
+    kill(pid, Signal::SIGSTOP).unwrap();
+    // kill() returns before the process has stopped: wait until the kernel says it has.
+    wait_until("the watcher to stop", DEADLINE, || {
+        fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|t| t.trim_start().starts_with('T'))
+        })
+    });
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o2755)).unwrap();
+    fs::set_permissions(&bash, fs::Permissions::from_mode(mode(&bash) | 0o005)).unwrap();
+    let out = run();
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o2770)).unwrap();
+    kill(pid, Signal::SIGCONT).unwrap();
+    assert_eq!(
+        support::stdout(&out).trim(),
+        gid_of(&ev.name).to_string(),
+        "{}",
+        show(&out)
+    );
+}
+
+/// Issue 9, item 12: a jail with more directories than `perms.max_watches_per_jail` is not
+/// watched but scanned every `perms.scan_interval_secs`: its uploads are still repaired, the
+/// watcher's log and doctor say so, and the host-wide fs.inotify.max_user_watches is left as
+/// it was.
+#[test]
+fn a_jail_over_its_watch_budget_is_scanned_periodically() {
+    let mut w = world(false);
+    let text = fs::read_to_string(&w.sb.config).unwrap();
+    w.sb.set_config(&format!(
+        "{text}\n[perms]\nmax_watches_per_jail = 5\nscan_interval_secs = 1\n"
+    ));
+    let host_limit = || fs::read_to_string("/proc/sys/fs/inotify/max_user_watches").unwrap();
+    let limit_before = host_limit();
+    let data = w.sb.data(&w.alice);
+    let out = as_user(&w.alice, &w.sb.group, &data, "mkdir -p a/b/c/d e f g h");
+    assert!(out.status.success(), "{}", show(&out));
+    w.start_watch();
+    let log = w.watch_output();
+    assert!(
+        log.contains(&format!("jail {}", w.alice))
+            && log.contains("scanned and repaired every 1 s"),
+        "the watcher's log must say it falls back\n{log}"
+    );
+    // A new upload deep in the tree (no watch there): repaired by the periodic scan.
+    let out = as_user(
+        &w.alice,
+        &w.sb.group,
+        &data,
+        "echo x > a/b/c/d/late.txt && mkdir a/b/c/d/new",
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let late = data.join("a/b/c/d/late.txt");
+    wait_until("the periodic scan repairs the upload", DEADLINE, || {
+        shared(&late) && shared(&data.join("a/b/c/d/new"))
+    });
+    let out = w.sb.sftpctl(&["doctor"]);
+    assert!(
+        support::stdout(&out).lines().any(|l| l.starts_with("warn")
+            && l.contains(&format!("watches {}", w.alice))
+            && l.contains("perms.max_watches_per_jail = 5")),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(host_limit(), limit_before, "max_user_watches changed");
+    let stats = w.watch.as_mut().unwrap().stop();
+    assert!(stats.contains("stopped"), "{stats}");
 }

@@ -88,7 +88,7 @@ fn report_prints_text_and_json() {
     let env = Env::new("report", "");
     let out = env
         .command()
-        .args(["report"])
+        .args(["report", "--trust-unverified"])
         .arg(fixture("openssh-9.2-rsyslog-file.log"))
         .output()
         .unwrap();
@@ -100,7 +100,7 @@ fn report_prints_text_and_json() {
 
     let mut child = env
         .command()
-        .args(["report", "--json", "-"])
+        .args(["report", "--json", "--trust-unverified", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -122,6 +122,43 @@ fn report_prints_text_and_json() {
     assert_eq!(reports[0]["totals"]["upload_bytes"], 24);
 }
 
+/// Lines without the sender's credentials (a log from before the trusted feed, or a line
+/// anyone could have written) are counted and skipped unless `--trust-unverified` is given.
+#[test]
+fn lines_without_credentials_are_skipped_unless_told() {
+    let env = Env::new("report-unverified", "");
+    let out = env
+        .command()
+        .args(["report", "--json"])
+        .arg(fixture("openssh-9.2-rsyslog-file.log"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reports.as_array().unwrap().len(), 0, "{reports}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("were not sent by the session's own process"),
+        "{err}"
+    );
+    assert!(err.contains("--trust-unverified"), "{err}");
+
+    let log = std::fs::read(fixture("openssh-9.2-rsyslog-file.log")).unwrap();
+    let mut child = env
+        .command()
+        .args(["watch", "--stdin"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&log).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(env.mails().is_empty(), "nothing mailed");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(" untrusted)"));
+}
+
 #[test]
 fn report_shows_sessions_still_open_at_the_end() {
     let env = Env::new("report-open", "");
@@ -132,7 +169,12 @@ fn report_shows_sessions_still_open_at_the_end() {
          2026-11-27T16:04:19+00:00 vm internal-sftp[9]: remove name \"/data/gone\"\n",
     )
     .unwrap();
-    let out = env.command().arg("report").arg(&path).output().unwrap();
+    let out = env
+        .command()
+        .args(["report", "--trust-unverified"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.contains("INCOMPLETE: still open at the end of the log"),
@@ -295,7 +337,13 @@ fn follow_survives_rotation() {
     let env = Env::new("follow", "");
     let log = env.dir.join("sftp.log");
     std::fs::write(&log, "").unwrap();
-    let watcher = env.spawn(&["watch", "--foreground", "--follow", log.to_str().unwrap()]);
+    let watcher = env.spawn(&[
+        "watch",
+        "--foreground",
+        "--trust-unverified",
+        "--follow",
+        log.to_str().unwrap(),
+    ]);
     let file_lines = |pid: u32, name: &str| -> String {
         [
             "session opened for local user alice from [127.0.0.1]".to_string(),
@@ -359,4 +407,54 @@ fn a_missing_file_to_follow_is_refused_before_anything_is_made() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(!env.state().exists(), "state dir made on bad input");
     assert!(!env.spool().exists(), "spool dir made on bad input");
+}
+
+/// The feed socket's directory must be the watcher's (root's) own, and a socket another
+/// process listens on is not taken over: both refused at start, exit 2, one line. A stale
+/// socket file is replaced, and an open directory is closed to others.
+#[test]
+fn the_feed_socket_is_root_only_and_never_shared() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = Env::new("feed-socket", "");
+    let dir = env.dir.join("run");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    let out = env
+        .command()
+        .args(["watch", "--foreground"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("belongs to uid 65534"), "{err}");
+
+    std::os::unix::fs::chown(&dir, Some(0), Some(0)).unwrap();
+    let holder = std::os::unix::net::UnixDatagram::bind(dir.join("watch.sock")).unwrap();
+    let out = env
+        .command()
+        .args(["watch", "--foreground"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another process"));
+    drop(holder); // leaves a stale socket file behind
+
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let watcher = env.spawn(&["watch", "--foreground"]);
+    wait_for("the feed socket", Duration::from_secs(10), || {
+        std::os::unix::net::UnixDatagram::unbound()
+            .and_then(|s| s.connect(dir.join("watch.sock")))
+            .is_ok()
+    });
+    assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+    let sock = std::fs::metadata(dir.join("watch.sock")).unwrap();
+    assert_eq!((sock.uid(), sock.mode() & 0o777), (0, 0o600));
+    watcher.signal(Signal::SIGTERM);
+    let (code, err) = watcher.wait(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        !dir.join("watch.sock").exists(),
+        "the socket is removed at stop"
+    );
 }

@@ -63,8 +63,8 @@ fn world() -> World {
 fn world_at(level: &str) -> World {
     let mut sb = Sandbox::new();
     sb.edit_config(
-        "umask = \"0002\"",
-        &format!("umask = \"0002\"\nsftp_log_level = \"{level}\""),
+        "umask = \"0007\"",
+        &format!("umask = \"0007\"\nsftp_log_level = \"{level}\""),
     );
     let alice = sb.user("alice");
     let (key, public) = sb.keygen("alice");
@@ -85,8 +85,6 @@ fn world_at(level: &str) -> World {
     sb.set_config(&format!(
         "{text}\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntimeout_secs = 5\n"
     ));
-    // The sandbox holds watch.listen reserved until something takes it: free it for the watcher.
-    drop(sb.udp_capture());
     let maildir = sb.path("maildir");
     World {
         sb,
@@ -113,9 +111,8 @@ fn start_watcher(w: &World) -> Reaped {
         .stderr(log)
         .spawn()
         .unwrap();
-    let port = w.sb.watch_addr.port();
     wait_until("the watcher to listen", Duration::from_secs(10), || {
-        std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
+        Sandbox::socket_listens(&w.sb.watch_socket)
     });
     Reaped(child)
 }
@@ -281,15 +278,15 @@ fn set_email_copies_the_user_and_list_users_shows_the_last_session() {
 fn verbose_log_ties_every_failure_to_its_own_request() {
     let mut sb = Sandbox::new();
     sb.edit_config(
-        "umask = \"0002\"",
-        "umask = \"0002\"\nsftp_log_level = \"VERBOSE\"",
+        "umask = \"0007\"",
+        "umask = \"0007\"\nsftp_log_level = \"VERBOSE\"",
     );
     let alice = sb.user("alice");
     let (key, public) = sb.keygen("alice");
     sb.sftpctl_ok(&["init"]);
     let dropin = fs::read_to_string(sb.path("etc/ssh/sshd_config.d/50-sftpctl.conf")).unwrap();
     assert!(
-        dropin.contains("ForceCommand internal-sftp -l VERBOSE -u 0002"),
+        dropin.contains("ForceCommand internal-sftp -l VERBOSE -u 0007"),
         "{dropin}"
     );
     sb.start_rsyslogd();

@@ -9,10 +9,10 @@ mod support;
 mod watch_common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use support::{wait_until, Sandbox, SFTPCTL};
+use support::{wait_until, Sandbox};
 use watch_common::*;
 
 const UPLOADS: usize = 30;
@@ -227,28 +227,23 @@ fn a_local_account_flooding_forged_sessions_does_not_split_a_real_sftp_sessions_
     sb.start_rsyslogd();
     sb.sftpctl_ok(&["add-user", &alice, "--key", public.to_str().unwrap()]);
     sb.start_sshd();
+    // The UDP listener is an opt-in without credentials (docs/watch.md, "Trusted feed"): any
+    // local account can send to it, which is the attack here. alice's real lines come through
+    // rsyslog and the trusted feed socket.
+    let addr = sb.take_udp_port();
     sb.edit_config(
         "[watch]\n",
-        &format!("[watch]\nmax_open_sessions = 200\nmax_reports_per_user = {PER_USER}\n"),
+        &format!(
+            "[watch]\nlisten = \"{addr}\"\nmax_open_sessions = 200\nmax_reports_per_user = {PER_USER}\n"
+        ),
     );
-    drop(sb.udp_capture());
-    let port = sb.watch_addr.port();
-    let log = std::fs::File::create(sb.path("watch.log")).unwrap();
-    let _watcher = Reaped(
-        Command::new(SFTPCTL)
-            .arg("--config")
-            .arg(&sb.config)
-            .args(["watch", "--foreground"])
-            .env_remove("SFTPCTL_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+    sb.start_watcher();
+    let port = addr.port();
+    wait_until(
+        "the watcher to listen on UDP",
+        Duration::from_secs(10),
+        || std::net::UdpSocket::bind(("127.0.0.1", port)).is_err(),
     );
-    wait_until("the watcher to listen", Duration::from_secs(10), || {
-        std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
-    });
 
     let ev = sb.local_account("ev");
     let flood = format!(

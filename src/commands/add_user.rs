@@ -58,6 +58,10 @@ pub fn run(config: &Config, args: &AddUserArgs) -> Result<()> {
 
     let mut plan = Plan::new();
     jail_steps(&mut plan, config, name, true);
+    // An existing jail from before issue 9: its tree is closed to other accounts too.
+    if let Some(step) = crate::perms::migrate::ConfineDataTrees::planned_for(config, name) {
+        plan.push(step);
+    }
     if !new_keys.is_empty() {
         let path = config.sshd.authorized_keys_dir.join(name);
         plan.push(Dir::root(&config.sshd.authorized_keys_dir, 0o755));

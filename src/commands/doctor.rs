@@ -2,6 +2,7 @@
 //! [`crate::doctor`]; this prints them, and with `--fix` applies the repair plan and checks
 //! again.
 
+use crate::display::{visible, visible_lines};
 use std::io::Write;
 
 use anyhow::Result;
@@ -81,9 +82,16 @@ pub fn run(config: &Config, source: &Source, args: &DoctorArgs) -> Result<()> {
 
     let mut applied = Vec::new();
     let mut notes = Vec::new();
+    let mut not_repaired = Vec::new();
     if !plan.is_empty() {
         let outcome = plan.apply(&mut applied)?;
         notes.extend(outcome.notes);
+        for failed in &outcome.failed {
+            notes.push(format!(
+                "FAIL not repaired (the other repairs were applied): {failed}"
+            ));
+        }
+        not_repaired = outcome.failed;
         if !outcome.manual.is_empty() {
             notes.push(format!(
                 "note: no service manager is running, so these did not run; run them once it does: {}",
@@ -109,15 +117,22 @@ pub fn run(config: &Config, source: &Source, args: &DoctorArgs) -> Result<()> {
             writeln!(out, "sftpctl doctor --fix: nothing doctor can repair")?;
         } else {
             writeln!(out, "sftpctl doctor --fix: repaired")?;
-            out.write_all(&applied)?;
+            out.write_all(visible_lines(&String::from_utf8_lossy(&applied)).as_bytes())?;
         }
         for note in &notes {
-            writeln!(out, "{note}")?;
+            writeln!(out, "{}", visible(note))?;
         }
         writeln!(out, "sftpctl doctor: checking again")?;
         print_checks(&mut out, &after)?;
     }
-    verdict(&after)
+    verdict(&after)?;
+    if !not_repaired.is_empty() {
+        anyhow::bail!(
+            "doctor --fix: {} repair(s) failed, the others were applied; see the FAIL lines above",
+            not_repaired.len()
+        );
+    }
+    Ok(())
 }
 
 fn print_checks(out: &mut dyn Write, checks: &[Check]) -> Result<()> {
@@ -125,7 +140,7 @@ fn print_checks(out: &mut dyn Write, checks: &[Check]) -> Result<()> {
         writeln!(out, "{c}")?;
         if let Some(diff) = &c.diff {
             for line in diff.lines() {
-                writeln!(out, "      {line}")?;
+                writeln!(out, "      {}", visible(line))?;
             }
         }
     }

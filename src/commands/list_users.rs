@@ -58,7 +58,7 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
         "NAME", "DATA", "KEYS", "LOCKED", "EMAIL", "LAST SESSION"
     );
     for r in &rows {
-        println!(
+        let row = format!(
             "{:<20} {:>10} {:>4} {:<7} {:<28} {:<24} {}",
             r.name,
             human(r.data_bytes),
@@ -72,6 +72,7 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
             r.last_session.as_deref().unwrap_or("-"),
             r.jail
         );
+        println!("{}", crate::display::visible(&row));
     }
     if shadow.is_none() {
         eprintln!(

@@ -67,6 +67,13 @@ pub(crate) fn finish(command: &str, plan: Plan, dry_run: bool) -> Result<()> {
             outcome.manual.join("; ")
         )?;
     }
+    if !outcome.failed.is_empty() {
+        anyhow::bail!(
+            "sftpctl {command}: {} step(s) failed and were reverted on their own (the others were applied): {}",
+            outcome.failed.len(),
+            outcome.failed.join("; ")
+        );
+    }
     if outcome.changed == 0 {
         writeln!(
             out,

@@ -29,7 +29,7 @@ pub fn run(config: &Config, dry_run: bool) -> Result<()> {
     require_root("sftpctl refresh-log-links")?;
     let survey = survey(config)?;
     for why in &survey.skipped {
-        eprintln!("sftpctl: warning: skipped {why}");
+        eprintln!("sftpctl: warning: skipped {}", crate::display::visible(why));
     }
     let renew = survey.stale.len();
     let mut plan = Plan::new();

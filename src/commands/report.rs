@@ -8,10 +8,12 @@ use crate::cli::ReportArgs;
 use crate::config::Config;
 use crate::error::usage;
 use crate::watch::mail::Templates;
-use crate::watch::parse::{parse_line, Parsed};
+use crate::watch::parse::{parse_feed_line, Parsed};
 use crate::watch::report::Report;
+use crate::watch::run::untrusted_summary;
 use crate::watch::session::{Ending, Limits, Sessions};
 use crate::watch::time::now_unix;
+use crate::watch::trust::Trust;
 
 pub fn run(config: &Config, args: &ReportArgs) -> Result<()> {
     let input: Box<dyn Read> = if args.file.as_os_str() == "-" {
@@ -36,6 +38,7 @@ pub fn run(config: &Config, args: &ReportArgs) -> Result<()> {
     printer.start()?;
     let limits = Limits::from_config(&config.watch);
     let mut sessions = Sessions::new(limits, &format!("/{}", config.data_dir));
+    sessions.trust = Trust::system(config);
     let wall = now_unix();
     let mut clock = i64::MIN;
     let mut finished = Vec::new();
@@ -50,11 +53,11 @@ pub fn run(config: &Config, args: &ReportArgs) -> Result<()> {
         {
             break;
         }
-        let parsed = parse_line(&line, wall);
+        let (sender, parsed) = parse_feed_line(&line, wall);
         if let Parsed::Sftp(l) = &parsed {
             clock = clock.max(l.time.unwrap_or(clock));
         }
-        sessions.apply(parsed, clock, &mut finished);
+        sessions.apply_from(sender, parsed, args.trust_unverified, clock, &mut finished);
         for r in finished.drain(..) {
             printer.print(&r)?;
         }
@@ -71,6 +74,9 @@ pub fn run(config: &Config, args: &ReportArgs) -> Result<()> {
             "sftpctl report: {} internal-sftp lines could not be read (cut or garbled)",
             stats.unreadable_lines
         );
+    }
+    if stats.untrusted_lines > 0 {
+        eprintln!("{}", untrusted_summary("sftpctl report", &sessions));
     }
     Ok(())
 }

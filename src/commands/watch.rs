@@ -14,11 +14,12 @@ pub fn run(config: &Config, _source: &Source, args: &WatchArgs) -> Result<()> {
     } else if let Some(path) = &args.follow {
         Input::Follow(path.clone())
     } else {
-        Input::Udp
+        Input::Live
     };
     let options = Options {
         foreground: args.foreground || args.stdin,
         retry_first: Duration::from_secs(1),
+        trust_unverified: args.trust_unverified,
     };
     watch(config, input, options)
 }

@@ -195,26 +195,18 @@ fn password_check(
             locked.push(name.to_string());
             None
         }
-        PasswordState::LockedKeyOnly => Some(
-            Check::fail(
-                AREA,
-                label,
-                format!(
-                    "password field is {:?}: the account is locked, and sshd without PAM refuses even a key login (\"account is locked\")",
-                    entry.password
-                ),
-                format!("usermod -p '*' {name} (key-only, not locked); to lock on purpose use sftpctl lock {name}"),
-            )
-            .repair(Usermod {
-                name: name.to_string(),
-                field: AccountField::Password("*".into()),
-            }),
-        ),
-        PasswordState::LockedPassword => Some(Check::fail(
+        // A `!` lock not made by `sftpctl lock` (usermod -L, passwd -l, useradd's default, a
+        // script of the admin's) is still a lock: reported, never undone by doctor.
+        PasswordState::LockedKeyOnly | PasswordState::LockedPassword => Some(Check::warn(
             AREA,
             label,
-            "the password is locked (passwd -l or usermod -L) but the account is not expired as sftpctl lock does: key logins are refused too",
-            format!("usermod -U {name} to unlock, or sftpctl lock {name} to lock it on purpose"),
+            format!(
+                "locked, not by sftpctl lock (by whom unknown: usermod -L, passwd -l or useradd's default): the password field starts with '!' ({}) and the account is not expired; sshd refuses its key logins",
+                lock_shape(&entry.password)
+            ),
+            format!(
+                "doctor never unlocks an account: if the lock is unwanted, sftpctl unlock {name}; to keep it, sftpctl lock {name} marks it as on purpose"
+            ),
         )),
         PasswordState::Empty => Some(Check::warn(
             AREA,
@@ -222,6 +214,18 @@ fn password_check(
             "the password field is empty",
             format!("usermod -p '*' {name} for a key-only account, or set a password"),
         )),
+    }
+}
+
+/// The shape of a locked password field, never the hash itself: `!`, `!*` or `!<hash>`.
+fn lock_shape(password: &str) -> &'static str {
+    let rest = password.trim_start_matches('!');
+    if rest.is_empty() {
+        "'!' alone"
+    } else if rest.starts_with('*') {
+        "'!*'"
+    } else {
+        "'!' before a password hash"
     }
 }
 

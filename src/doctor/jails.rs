@@ -291,11 +291,16 @@ fn data_dir(ctx: &Ctx, name: &str, jail: &Jail) -> Option<Check> {
                 AREA,
                 label,
                 format!(
-                    "{} has {}, want owner {name}:{} mode {:04o} ({name} must write, the admin's group too, and setgid keeps the group)",
+                    "{} has {}, want owner {name}:{} mode {:04o} ({name} must write, the admin's group too, setgid keeps the group, and no other local account may enter{})",
                     jail.data.display(),
                     meta_text(&md),
                     ctx.config.group,
-                    DATA_MODE
+                    DATA_MODE,
+                    if md.mode() & 0o007 != 0 {
+                        format!(": with mode {:04o} every local account reads {name}'s files", md.mode() & 0o7777)
+                    } else {
+                        String::new()
+                    }
                 ),
                 fix,
             );

@@ -1,6 +1,7 @@
 //! Logging from inside the jails: rsyslog's socket at `<root>/dev/log` must be alive, and every
 //! jail's `dev/log` must be the same inode (a restart of rsyslog makes a new socket and leaves
-//! every link stale: the jails' lines are then silently lost).
+//! every link stale: the jails' lines are then silently lost). The log file's recent lines
+//! are checked like the watcher checks them: forged lines are counted.
 
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
@@ -33,7 +34,96 @@ pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
         )
     }));
     out.push(log_file(ctx));
+    out.extend(log_senders(ctx));
     out
+}
+
+/// How much of the log file's end is read for [`log_senders`].
+const SENDERS_TAIL: u64 = 8 << 20;
+
+/// The log file's recent lines carry their senders' credentials, and each was sent by the
+/// session's own process: lines that were not (forged through a socket, or written before the
+/// trusted feed) are counted, the watcher and `report` skip them.
+fn log_senders(ctx: &Ctx) -> Option<Check> {
+    use std::io::{Read, Seek, SeekFrom};
+
+    use crate::watch::parse::{parse_feed_line, Sender};
+    use crate::watch::session::{Limits, Sessions};
+    use crate::watch::trust::Trust;
+
+    let name = "log senders";
+    let path = &ctx.config.rsyslog.log_file;
+    let Ok((Kind::File, Some(md))) = inspect(path) else {
+        return None;
+    };
+    let read = || -> std::io::Result<Vec<u8>> {
+        let mut f = std::fs::File::open(path)?;
+        let from = md.len().saturating_sub(SENDERS_TAIL);
+        f.seek(SeekFrom::Start(from))?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)?;
+        if from > 0 {
+            // The first line is probably cut: start after it.
+            let start = buf
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(buf.len(), |i| i + 1);
+            buf.drain(..start);
+        }
+        Ok(buf)
+    };
+    let text = match read() {
+        Ok(t) => t,
+        Err(e) => {
+            return Some(Check::warn(
+                AREA,
+                name,
+                format!("cannot read {}: {e}", path.display()),
+                "run as root",
+            ))
+        }
+    };
+    let mut sessions = Sessions::new(Limits::default(), &format!("/{}", ctx.config.data_dir));
+    sessions.trust = Trust::system(ctx.config);
+    let (mut verified, mut reports) = (0u64, Vec::new());
+    let now = crate::watch::time::now_unix();
+    for line in text.split(|&b| b == b'\n') {
+        let (sender, parsed) = parse_feed_line(line, now);
+        if matches!(sender, Sender::Kernel { .. }) {
+            verified += 1;
+        }
+        sessions.apply_from(sender, parsed, false, 0, &mut reports);
+        reports.clear();
+    }
+    let untrusted = sessions.stats.untrusted_lines;
+    let sftp = sessions.stats.sftp_lines + sessions.stats.unreadable_lines + untrusted;
+    if untrusted == 0 {
+        return Some(Check::ok(
+            AREA,
+            name,
+            format!("the last {sftp} internal-sftp line(s) of {} were all sent by the sessions' own processes", path.display()),
+        ));
+    }
+    let last = sessions
+        .trust
+        .last_dropped
+        .as_ref()
+        .map(|d| format!(" (the last: {d})"))
+        .unwrap_or_default();
+    let fix = if verified == 0 {
+        "lines without [uid= pid=] were written before the trusted feed (run sftpctl init) or came through a socket rsyslog does not annotate; `sftpctl report --trust-unverified` still reads old logs"
+    } else {
+        "the uid in each such line ([uid=… pid=…]) is the local account that sent it: find out who that is; the watcher and `sftpctl report` skip these lines"
+    };
+    Some(Check::warn(
+        AREA,
+        name,
+        format!(
+            "{untrusted} of the last {sftp} internal-sftp line(s) of {} were not sent by the session's own process{last}",
+            path.display()
+        ),
+        fix,
+    ))
 }
 
 /// rsyslog's socket exists and someone is bound to it. Returns its (dev, inode) when usable.

@@ -132,19 +132,59 @@ pub fn run(ctx: &mut Ctx) -> Vec<Check> {
 
 /// The repair plan of every finding that is not `ok`, in check order; validators and
 /// service activations follow when a managed file is rewritten.
+///
+/// Every repair except a managed file's is isolated (see [`crate::plan::Step::isolated`]):
+/// one jail, account or data tree that cannot be repaired is reported with its reason and
+/// the others are still repaired. The managed files stay one transaction with their
+/// validators (`sshd -t`, `rsyslogd -N1`), so a rejected config is reverted as a whole.
 pub fn repair_plan(checks: &mut [Check], config: &Config) -> Plan {
     let mut plan = Plan::new();
     let mut files_changed = false;
     for check in checks.iter_mut().filter(|c| c.status != Status::Ok) {
-        files_changed |= check.area == "drift" && !check.repair.is_empty();
+        let drift = check.area == "drift";
+        files_changed |= drift && !check.repair.is_empty();
         for step in check.repair.drain(..) {
-            plan.push_boxed(step);
+            if drift {
+                plan.push_boxed(step);
+            } else {
+                plan.push(Isolated(step));
+            }
         }
     }
     if files_changed {
         crate::commands::init::validate_and_activate(&mut plan, config);
     }
     plan
+}
+
+/// A repair that stands alone: its failure reverts only itself.
+struct Isolated(Box<dyn crate::plan::Step>);
+
+impl crate::plan::Step for Isolated {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn diff(&self) -> anyhow::Result<Option<String>> {
+        self.0.diff()
+    }
+    fn is_satisfied(&self) -> anyhow::Result<bool> {
+        self.0.is_satisfied()
+    }
+    fn apply(&self, journal: &mut crate::plan::Journal) -> anyhow::Result<()> {
+        self.0.apply(journal)
+    }
+    fn phase(&self) -> crate::plan::Phase {
+        self.0.phase()
+    }
+    fn topic(&self) -> Option<&'static str> {
+        self.0.topic()
+    }
+    fn soft_failure(&self, err: &anyhow::Error) -> Option<crate::plan::Soft> {
+        self.0.soft_failure(err)
+    }
+    fn isolated(&self) -> bool {
+        self.0.phase() == crate::plan::Phase::Change
+    }
 }
 
 /// One `ok` line for a check over many users when none of them has a problem, else the

@@ -1,6 +1,7 @@
 //! The check model: one finding with a status, what was seen, the fix in words and,
 //! when the fix is safe to make, the plan steps that make it.
 
+use crate::display::visible;
 use std::fmt;
 
 use serde::Serialize;
@@ -107,9 +108,16 @@ impl Check {
 impl fmt::Display for Check {
     /// `FAIL jail alice: <message>; fix: <fix> [--fix repairs this]`, one line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status.label(), self.name, self.message)?;
+        // Messages name paths from users' trees: never let one reach a terminal raw.
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.label(),
+            visible(&self.name),
+            visible(&self.message)
+        )?;
         if let Some(fix) = &self.fix {
-            write!(f, "; fix: {fix}")?;
+            write!(f, "; fix: {}", visible(fix))?;
         }
         if self.repairable {
             write!(f, " [--fix repairs this]")?;

@@ -1,5 +1,6 @@
-//! The watcher: something is bound to `watch.listen` (read from /proc/net/udp{,6}, nothing is
-//! sent), `[mail]` passes the checks the watcher makes at start (nothing is connected to), and
+//! The watcher: the sftpctl watcher, and nothing else, is bound to `watch.socket` (and to
+//! `watch.listen` when UDP is opted in; read from /proc/net/unix, /proc/net/udp{,6} and the
+//! processes' descriptors, nothing is sent), `[mail]` passes the checks the watcher makes at start (nothing is connected to), and
 //! its outbox in `<watch.state_dir>/outbox` is not backing up.
 //!
 //! Outbox layout (read with [`crate::watch::outbox`]): segments `NNNNNNNNNNNNNNNN.seg` with one JSON report
@@ -22,7 +23,9 @@ const STUCK_AFTER: Duration = Duration::from_secs(15 * 60);
 const BACKLOG: u64 = 1000;
 
 pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
-    vec![listening(ctx), transport(ctx), outbox(ctx)]
+    let mut out = listening(ctx);
+    out.extend([transport(ctx), outbox(ctx)]);
+    out
 }
 
 fn transport(ctx: &Ctx) -> Check {
@@ -38,28 +41,245 @@ fn transport(ctx: &Ctx) -> Check {
     }
 }
 
-fn listening(ctx: &Ctx) -> Check {
-    let listen = ctx.config.watch.listen;
-    let mut bound = Vec::new();
+/// The feed: `watch.socket`'s directory and socket are root's and closed to others, and the
+/// process bound to it (found through /proc/net/unix and the processes' descriptors) is the
+/// watcher of `watch.state_dir/watch.pid`. The same for the opt-in UDP listener. Nothing is
+/// sent to either.
+fn listening(ctx: &Ctx) -> Vec<Check> {
+    let watcher = watcher_pid(ctx);
+    let mut out = vec![feed_socket(ctx, watcher)];
+    if let Some(listen) = ctx.config.watch.listen {
+        out.push(udp_listener(listen, watcher));
+    }
+    out
+}
+
+const NAME: &str = "watcher listening";
+const START: &str =
+    "start the watcher: systemctl enable --now sftpctl-watch.service (or sftpctl watch --foreground)";
+
+/// The pid in the watcher's pid file when that process runs `sftpctl … watch`.
+fn watcher_pid(ctx: &Ctx) -> Option<u32> {
+    let text = std::fs::read_to_string(ctx.config.watch.state_dir.join("watch.pid")).ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    let is_sftpctl = args
+        .first()
+        .is_some_and(|a| a.rsplit(|&b| b == b'/').next() == Some(b"sftpctl"));
+    (is_sftpctl && args.iter().any(|a| *a == b"watch")).then_some(pid)
+}
+
+fn feed_socket(ctx: &Ctx, watcher: Option<u32>) -> Check {
+    let socket = &ctx.config.watch.socket;
+    let Some(dir) = socket.parent() else {
+        return Check::fail(
+            AREA,
+            NAME,
+            "watch.socket has no directory",
+            "set watch.socket",
+        );
+    };
+    let private = |what: &str, path: &Path, md: &std::fs::Metadata| -> Option<Check> {
+        use std::os::unix::fs::MetadataExt;
+        (md.uid() != 0 || md.mode() & 0o077 != 0).then(|| {
+            Check::fail(
+                AREA,
+                NAME,
+                format!(
+                    "{what} {} is owned by uid {} with mode {:04o}: other local accounts could reach or replace the watcher's feed",
+                    path.display(),
+                    md.uid(),
+                    md.mode() & 0o7777
+                ),
+                format!("stop the watcher, remove {} and start the watcher again (it makes both root-only)", dir.display()),
+            )
+        })
+    };
+    match inspect(dir) {
+        Ok((Kind::Dir, Some(md))) => {
+            if let Some(fail) = private("the socket's directory", dir, &md) {
+                return fail;
+            }
+        }
+        Ok((Kind::Missing, _)) => {
+            return Check::warn(
+                AREA,
+                NAME,
+                format!(
+                    "{} does not exist: the watcher is not running, the jails' lines reach only {}",
+                    dir.display(),
+                    ctx.config.rsyslog.log_file.display()
+                ),
+                START,
+            )
+        }
+        Ok((kind, _)) => {
+            return Check::fail(
+                AREA,
+                NAME,
+                format!(
+                    "{} (the directory of watch.socket) is a {kind:?}",
+                    dir.display()
+                ),
+                format!("remove {} and start the watcher again", dir.display()),
+            )
+        }
+        Err(e) => return Check::warn(AREA, NAME, format!("{e:#}"), "run as root"),
+    }
+    match inspect(socket) {
+        Ok((Kind::Socket, Some(md))) => {
+            if let Some(fail) = private("the socket", socket, &md) {
+                return fail;
+            }
+        }
+        Ok((Kind::Missing, _)) => {
+            return Check::warn(
+                AREA,
+                NAME,
+                format!(
+                    "{} does not exist: the watcher is not running, the jails' lines reach only {}",
+                    socket.display(),
+                    ctx.config.rsyslog.log_file.display()
+                ),
+                START,
+            )
+        }
+        Ok((kind, _)) => {
+            return Check::fail(
+                AREA,
+                NAME,
+                format!(
+                    "{} (watch.socket) is a {kind:?}, not a socket",
+                    socket.display()
+                ),
+                format!("remove {} and start the watcher again", socket.display()),
+            )
+        }
+        Err(e) => return Check::warn(AREA, NAME, format!("{e:#}"), "run as root"),
+    }
+    let inodes = std::fs::read_to_string("/proc/net/unix")
+        .map(|t| unix_socket_inodes(&t, socket))
+        .unwrap_or_default();
+    let holders = holders_of(&inodes);
+    verdict(format!("{}", socket.display()), &holders, watcher)
+}
+
+/// OK when the watcher holds the socket and nothing else does.
+fn verdict(what: String, holders: &[u32], watcher: Option<u32>) -> Check {
+    let others: Vec<String> = holders
+        .iter()
+        .filter(|p| Some(**p) != watcher)
+        .map(|p| describe_process(*p))
+        .collect();
+    if !others.is_empty() {
+        return Check::fail(
+            AREA,
+            NAME,
+            format!(
+                "{what} is held by {}, not by the sftpctl watcher: it receives the clients' log lines",
+                others.join(", ")
+            ),
+            "stop that process (and find out how it got there), then start the watcher: systemctl restart sftpctl-watch.service",
+        );
+    }
+    match watcher {
+        Some(pid) if holders.contains(&pid) => Check::ok(
+            AREA,
+            NAME,
+            format!("the sftpctl watcher (pid {pid}) is bound to {what}"),
+        ),
+        _ => Check::warn(
+            AREA,
+            NAME,
+            format!("nothing is bound to {what}: the watcher is not running and no session report is mailed"),
+            START,
+        ),
+    }
+}
+
+fn describe_process(pid: u32) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata(format!("/proc/{pid}"))
+        .map(|m| m.uid().to_string())
+        .unwrap_or_else(|_| "?".into());
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    format!(
+        "pid {pid} ({}, uid {uid})",
+        crate::watch::escape::for_people(comm.trim_end().as_bytes())
+    )
+}
+
+fn udp_listener(listen: SocketAddr, watcher: Option<u32>) -> Check {
+    let mut inodes = Vec::new();
     for file in ["/proc/net/udp", "/proc/net/udp6"] {
         if let Ok(text) = std::fs::read_to_string(file) {
-            bound.extend(parse_proc_net_udp(&text));
+            inodes.extend(
+                parse_proc_net_udp_inodes(&text)
+                    .into_iter()
+                    .filter(|(a, _)| covers(*a, listen))
+                    .map(|(_, inode)| inode),
+            );
         }
     }
-    if bound.iter().any(|a| covers(*a, listen)) {
-        Check::ok(
-            AREA,
-            "watcher listening",
-            format!("UDP {listen} is bound (rsyslog forwards the jails' lines there)"),
-        )
-    } else {
-        Check::warn(
-            AREA,
-            "watcher listening",
-            format!("nothing is bound to UDP {listen}: rsyslog's copies of the jails' lines are dropped and no session report is mailed"),
-            "start the watcher: systemctl enable --now sftpctl-watch.service (or sftpctl watch --foreground)",
-        )
+    let mut check = verdict(
+        format!("UDP {listen} (watch.listen)"),
+        &holders_of(&inodes),
+        watcher,
+    );
+    if check.status == crate::doctor::model::Status::Ok {
+        check
+            .message
+            .push_str(": its lines are not verified, anyone who can send there can forge reports");
     }
+    check
+}
+
+/// Socket inodes bound to `path` in /proc/net/unix text
+/// (`Num RefCount Protocol Flags Type St Inode Path`).
+pub fn unix_socket_inodes(text: &str, path: &Path) -> Vec<u64> {
+    let want = path.as_os_str().as_encoded_bytes();
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let inode = fields.nth(6)?.parse().ok()?;
+            let p = fields.next()?;
+            (p.as_bytes() == want).then_some(inode)
+        })
+        .collect()
+}
+
+/// The processes holding a descriptor of one of these socket inodes.
+fn holders_of(inodes: &[u64]) -> Vec<u32> {
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|t| wanted.iter().any(|w| t.as_os_str() == w.as_str()))
+        });
+        if holds {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 /// True when a socket bound to `bound` receives datagrams sent to `want`.
@@ -80,28 +300,39 @@ fn covers(bound: SocketAddr, want: SocketAddr) -> bool {
 /// A line is `sl local_address rem_address st ...` with the address as hex: IPv4 one 32-bit
 /// word, IPv6 four, each in host byte order; the port is big-endian hex.
 pub fn parse_proc_net_udp(text: &str) -> Vec<SocketAddr> {
+    text.lines().skip(1).filter_map(udp_local_address).collect()
+}
+
+fn udp_local_address(line: &str) -> Option<SocketAddr> {
+    let local = line.split_whitespace().nth(1)?;
+    let (addr, port) = local.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let ip = match addr.len() {
+        8 => {
+            let w = u32::from_str_radix(addr, 16).ok()?;
+            IpAddr::V4(Ipv4Addr::from(w.to_ne_bytes()))
+        }
+        32 => {
+            let mut bytes = [0u8; 16];
+            for i in 0..4 {
+                let w = u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16).ok()?;
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// (local address, socket inode) of each line of /proc/net/udp{,6} (inode: 10th field).
+pub fn parse_proc_net_udp_inodes(text: &str) -> Vec<(SocketAddr, u64)> {
     text.lines()
         .skip(1)
         .filter_map(|line| {
-            let local = line.split_whitespace().nth(1)?;
-            let (addr, port) = local.split_once(':')?;
-            let port = u16::from_str_radix(port, 16).ok()?;
-            let ip = match addr.len() {
-                8 => {
-                    let w = u32::from_str_radix(addr, 16).ok()?;
-                    IpAddr::V4(Ipv4Addr::from(w.to_ne_bytes()))
-                }
-                32 => {
-                    let mut bytes = [0u8; 16];
-                    for i in 0..4 {
-                        let w = u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16).ok()?;
-                        bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
-                    }
-                    IpAddr::V6(Ipv6Addr::from(bytes))
-                }
-                _ => return None,
-            };
-            Some(SocketAddr::new(ip, port))
+            let addr = udp_local_address(line)?;
+            let inode = line.split_whitespace().nth(9)?.parse().ok()?;
+            Some((addr, inode))
         })
         .collect()
 }
@@ -233,6 +464,24 @@ mod tests {
             "127.0.0.1:5530".parse().unwrap()
         ));
         assert!(!covers(a[0], "127.0.0.1:515".parse().unwrap()));
+    }
+
+    #[test]
+    fn finds_the_inodes_bound_to_a_path_or_port() {
+        let unix = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+                    0000000000000000: 00000002 00000000 00000000 0002 01 4242 /run/sftpctl/watch.sock\n\
+                    0000000000000000: 00000002 00000000 00000000 0002 01 4243 /run/sftpctl/watch.sock.old\n\
+                    0000000000000000: 00000003 00000000 00000000 0001 03 4244\n";
+        assert_eq!(
+            unix_socket_inodes(unix, Path::new("/run/sftpctl/watch.sock")),
+            vec![4242]
+        );
+        let udp = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+                   \x20 113: 0100007F:159A 00000000:0000 07 00000000:00000000 00:00000000 00000000  1003        0 12345 2 0000000000000000 0\n";
+        assert_eq!(
+            parse_proc_net_udp_inodes(udp),
+            vec![("127.0.0.1:5530".parse().unwrap(), 12345)]
+        );
     }
 
     #[test]

@@ -36,10 +36,38 @@ fn open_flags(dir_only: bool) -> OFlag {
     f
 }
 
+/// Paths longer than this are opened a piece at a time (the kernel refuses a path of
+/// PATH_MAX = 4096 bytes or more with ENAMETOOLONG; a client can build deeper trees).
+const PIECE: usize = 2048;
+
 /// `openat2` beneath `dir`, never following a symlink, never crossing a mount. `rel` must be
-/// relative; an empty path opens `dir` itself again.
+/// relative; an empty path opens `dir` itself again. A path longer than [`PIECE`] bytes is
+/// resolved in pieces, each beneath the directory the previous one opened (no piece holds
+/// `..`: the names come from directory listings and inotify), so any depth works and at most
+/// two descriptors are open at a time.
 pub fn open_beneath(dir: RawFd, rel: &Path, dir_only: bool) -> Result<OwnedFd, Errno> {
-    openat2_retry(dir, rel, open_flags(dir_only), resolve_flags())
+    if rel.as_os_str().len() <= PIECE {
+        return openat2_retry(dir, rel, open_flags(dir_only), resolve_flags());
+    }
+    let mut pieces: Vec<PathBuf> = vec![PathBuf::new()];
+    for c in rel.components() {
+        let std::path::Component::Normal(name) = c else {
+            return Err(Errno::EXDEV); // "..", "/" or "." in a long path: refused
+        };
+        let last = pieces.last_mut().expect("never empty");
+        if !last.as_os_str().is_empty() && last.as_os_str().len() + name.len() >= PIECE {
+            pieces.push(PathBuf::new());
+        }
+        pieces.last_mut().expect("never empty").push(name);
+    }
+    let (final_piece, dirs) = pieces.split_last().expect("never empty");
+    let mut held: Option<OwnedFd> = None;
+    for piece in dirs {
+        let at = held.as_ref().map_or(dir, |fd| fd.as_raw_fd());
+        held = Some(openat2_retry(at, piece, open_flags(true), resolve_flags())?);
+    }
+    let at = held.as_ref().map_or(dir, |fd| fd.as_raw_fd());
+    openat2_retry(at, final_piece, open_flags(dir_only), resolve_flags())
 }
 
 /// Like [`open_beneath`] for a directory, but a mount point is allowed: for `<root>/NAME` and
@@ -106,7 +134,7 @@ pub fn stat_fd(fd: &OwnedFd) -> Result<FileStat, Errno> {
 /// What happened to one inode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Already group-writable (and setgid for a dir).
+    /// Already as the policy wants it.
     Fine,
     /// Changed from → to (or, without `fix`, would be).
     Fixed {
@@ -124,8 +152,8 @@ pub enum Outcome {
     Unreachable(Errno),
 }
 
-/// Checks an opened inode against the policy and, with `fix`, adds the missing bits through the
-/// descriptor.
+/// Checks an opened inode against the policy and, with `fix`, sets the mode the policy wants
+/// (group bits added, world and set-id bits removed) through the descriptor.
 pub fn check_fd(fd: &OwnedFd, st: &FileStat, owners: &Owners, fix: bool) -> Result<Outcome, Errno> {
     let inode = inode_of(st);
     Ok(match decide(&inode, owners) {
@@ -210,11 +238,25 @@ pub fn join(rel: &Path, name: &OsStr) -> PathBuf {
     }
 }
 
+/// Descriptors of the innermost directories a walk keeps open; above them it goes back up
+/// through `..` (checked against the inode it left). Keeps a walk of any depth within the
+/// default RLIMIT_NOFILE of 1024, beside the watcher's other descriptors.
+const WALK_FDS: usize = 16;
+
+/// One directory on the walk's way down.
+struct Frame {
+    fd: Option<OwnedFd>,
+    id: (u64, u64),
+    entries: std::vec::IntoIter<(OsString, EntryKind)>,
+}
+
 /// Walks the tree below `start` (relative to the data dir `data`), depth first without
 /// recursion: every directory and regular file is checked (and fixed with `fix`); symlinks are
-/// never opened. `on_dir` sees every directory's descriptor before its entries are read (the
-/// watcher adds its inotify watch there, so nothing created during the walk is missed);
-/// `on_outcome` sees every outcome.
+/// never opened. Each entry is opened relative to its parent's descriptor (one name, beneath
+/// it, no symlinks), so the depth of a tree has no limit, and at most [`WALK_FDS`] directory
+/// descriptors are held. `on_dir` sees every directory's descriptor before its entries are
+/// read (the watcher adds its inotify watch there, so nothing created during the walk is
+/// missed); `on_outcome` sees every outcome.
 pub fn walk(
     data: RawFd,
     start: &Path,
@@ -223,39 +265,105 @@ pub fn walk(
     on_dir: &mut dyn FnMut(&OwnedFd, &FileStat, &Path),
     on_outcome: &mut dyn FnMut(&Path, &Outcome),
 ) {
-    let mut stack: Vec<PathBuf> = vec![start.to_path_buf()];
-    while let Some(rel) = stack.pop() {
-        let (outcome, dir) = visit(data, &rel, owners, fix);
-        on_outcome(&rel, &outcome);
-        let Some((fd, st)) = dir else { continue };
-        if st.st_dev != owners.dev {
+    let mut rel = start.to_path_buf();
+    let (outcome, dir) = visit(data, &rel, owners, fix);
+    on_outcome(&rel, &outcome);
+    let Some((fd, st)) = dir else { return };
+    let mut stack: Vec<Frame> = Vec::new();
+    if let Some(frame) = enter(fd, &st, &rel, owners, on_dir, on_outcome) {
+        stack.push(frame);
+    }
+    while let Some(top) = stack.last_mut() {
+        let Some((name, kind)) = top.entries.next() else {
+            let done = stack.pop().expect("non-empty");
+            if !climb(&mut stack, done) {
+                // The directory we came back to is not where it was: what is left of it and
+                // above it is not walked (a rename during the walk; its events, or the next
+                // scan, cover it).
+                on_outcome(&rel, &Outcome::Unreachable(Errno::ESTALE));
+                return;
+            }
+            rel.pop();
+            continue;
+        };
+        if kind == EntryKind::Symlink {
             continue;
         }
-        on_dir(&fd, &st, &rel);
-        let entries = match list_dir(&fd) {
-            Ok(e) => e,
-            Err(e) => {
-                on_outcome(&rel, &Outcome::Unreachable(e));
-                continue;
-            }
-        };
-        for (name, kind) in entries {
-            let child = join(&rel, &name);
-            match kind {
-                EntryKind::Symlink => {}
-                EntryKind::Dir => stack.push(child),
-                EntryKind::Maybe => {
-                    // Opened relative to the data dir like everything else; a directory found
-                    // here (a type-less filesystem, or a rename since getdents) is descended.
-                    let (outcome, dir) = visit(data, &child, owners, fix);
-                    if dir.is_some() {
-                        stack.push(child);
-                    } else {
-                        on_outcome(&child, &outcome);
-                    }
+        let parent = top
+            .fd
+            .as_ref()
+            .expect("the innermost frames hold descriptors");
+        rel.push(&name);
+        let (outcome, dir) = visit(parent.as_raw_fd(), Path::new(&name), owners, fix);
+        on_outcome(&rel, &outcome);
+        match dir.and_then(|(fd, st)| enter(fd, &st, &rel, owners, on_dir, on_outcome)) {
+            Some(frame) => {
+                stack.push(frame);
+                if stack.len() > WALK_FDS {
+                    let i = stack.len() - WALK_FDS - 1;
+                    stack[i].fd = None;
                 }
             }
+            None => {
+                rel.pop();
+            }
         }
+    }
+}
+
+/// A directory reached by the walk: on the data dir's filesystem, shown to `on_dir`, listed.
+fn enter(
+    fd: OwnedFd,
+    st: &FileStat,
+    rel: &Path,
+    owners: &Owners,
+    on_dir: &mut dyn FnMut(&OwnedFd, &FileStat, &Path),
+    on_outcome: &mut dyn FnMut(&Path, &Outcome),
+) -> Option<Frame> {
+    if st.st_dev != owners.dev {
+        return None;
+    }
+    on_dir(&fd, st, rel);
+    match list_dir(&fd) {
+        Ok(entries) => Some(Frame {
+            fd: Some(fd),
+            id: (st.st_dev, st.st_ino),
+            entries: entries.into_iter(),
+        }),
+        Err(e) => {
+            on_outcome(rel, &Outcome::Unreachable(e));
+            None
+        }
+    }
+}
+
+/// After leaving `done`, makes sure the frame now on top has a descriptor: re-opened through
+/// `done`'s `..` when it was given up, and only if it is still the same inode.
+fn climb(stack: &mut [Frame], done: Frame) -> bool {
+    let Some(top) = stack.last_mut() else {
+        return true;
+    };
+    if top.fd.is_some() {
+        return true;
+    }
+    let Some(child) = done.fd else {
+        return false;
+    };
+    let up = nix::fcntl::openat(
+        Some(child.as_raw_fd()),
+        "..",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    );
+    let Ok(up) = up else { return false };
+    // SAFETY: a new descriptor that nothing else owns.
+    let up = unsafe { OwnedFd::from_raw_fd(up) };
+    match stat_fd(&up) {
+        Ok(st) if (st.st_dev, st.st_ino) == top.id => {
+            top.fd = Some(up);
+            true
+        }
+        _ => false,
     }
 }
 
@@ -354,12 +462,89 @@ mod tests {
             dirs,
             vec![PathBuf::new(), PathBuf::from("a"), PathBuf::from("a/b")]
         );
-        assert_eq!(mode(&data.join("f")), 0o664);
-        assert_eq!(mode(&data.join("a/b/g")), 0o664);
-        assert_eq!(mode(&data.join("a")), 0o2775);
-        assert_eq!(mode(&data.join("a/b")), 0o2775);
+        assert_eq!(mode(&data.join("f")), 0o660);
+        assert_eq!(mode(&data.join("a/b/g")), 0o660);
+        assert_eq!(mode(&data.join("a")), 0o2770);
+        assert_eq!(mode(&data.join("a/b")), 0o2770);
         assert_eq!(mode(&outside.join("h")), 0o644);
         assert_eq!(mode(&outside), mode(&base) & 0o7777);
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// `depth` directories named `name` below `base`, made with mkdirat relative to the
+    /// previous one (a path that long cannot be made in one call). Returns the innermost fd.
+    fn deep_tree(base: &Path, name: &str, depth: usize) -> OwnedFd {
+        let mut fd = open_dir_path(base).unwrap();
+        for _ in 0..depth {
+            nix::sys::stat::mkdirat(Some(fd.as_raw_fd()), name, Mode::from_bits_truncate(0o755))
+                .unwrap();
+            fd = open_beneath(fd.as_raw_fd(), Path::new(name), true).unwrap();
+        }
+        fd
+    }
+
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    #[test]
+    fn walks_and_opens_trees_deeper_than_path_max_with_few_descriptors() {
+        let base = tmp("deep");
+        let depth = 2600; // "d/" x 2600 = 5200 bytes > PATH_MAX
+        let inner = deep_tree(&base, "d", depth);
+        nix::sys::stat::fchmod(inner.as_raw_fd(), Mode::from_bits_truncate(0o755)).unwrap();
+        let f = nix::fcntl::openat(
+            Some(inner.as_raw_fd()),
+            "f",
+            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        nix::unistd::close(f).unwrap();
+        drop(inner);
+        let owners = owners_for(&base);
+        let fd = open_dir_path(&base).unwrap();
+        let before = open_fds();
+        let mut most = 0;
+        let mut dirs = 0;
+        let mut deepest = PathBuf::new();
+        let mut errors = Vec::new();
+        walk(
+            fd.as_raw_fd(),
+            Path::new(""),
+            &owners,
+            true,
+            &mut |_, _, _| {
+                dirs += 1;
+                most = most.max(open_fds());
+            },
+            &mut |rel, o| match o {
+                Outcome::Unreachable(e) => errors.push(format!("{}: {e}", rel.display())),
+                _ => {
+                    if rel.as_os_str().len() > deepest.as_os_str().len() {
+                        deepest = rel.to_path_buf();
+                    }
+                }
+            },
+        );
+        assert!(errors.is_empty(), "{:?}", &errors[..errors.len().min(3)]);
+        assert_eq!(dirs, depth + 1);
+        assert!(most <= before + WALK_FDS + 4, "{most} descriptors open");
+        assert!(deepest.as_os_str().len() > 4096);
+        assert!(deepest.ends_with("f"));
+        // The long path opens too (in pieces), and the repair went through.
+        let f = open_beneath(fd.as_raw_fd(), &deepest, false).unwrap();
+        assert_eq!(stat_fd(&f).unwrap().st_mode & 0o7777, 0o660);
+        // A symlink deep down is refused like a shallow one.
+        let parent = open_beneath(fd.as_raw_fd(), deepest.parent().unwrap(), true).unwrap();
+        nix::unistd::symlinkat("/etc", Some(parent.as_raw_fd()), "l").unwrap();
+        let through = deepest.parent().unwrap().join("l/passwd");
+        assert!(open_beneath(fd.as_raw_fd(), &through, false).is_err());
+        drop((f, parent, fd));
+        std::process::Command::new("rm")
+            .arg("-rf")
+            .arg(&base)
+            .status()
+            .unwrap();
     }
 }

@@ -11,16 +11,23 @@
 //! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)`
 //! relative to the data dir, checked with `fstat` on that descriptor (regular file or
 //! directory, owned by the jail's user or the admin, group `group`, same filesystem) and
-//! changed with `fchmod` on that same descriptor, adding only `g+rw` (files) or `g+rwxs`
-//! (directories). See `docs/shared-write.md` for the race analysis and measured cost.
+//! changed with `fchmod` on that same descriptor: `g+rw` added (files) or `g+rwxs`
+//! (directories), and `o-rwx` and (files) setuid/setgid removed, so nothing in a data tree is
+//! open to other local accounts (issue 9). Trees deeper than PATH_MAX are walked relative to
+//! each parent's descriptor. See `docs/shared-write.md` for the race analysis and measured
+//! cost.
 
 mod fsx;
 mod inotify;
 mod jails;
+pub mod migrate;
+pub mod mounts;
 pub mod policy;
 mod scan;
 mod watcher;
 
 pub use jails::UserCheck;
-pub use scan::{scan, scan_with, Finding, FindingKind, ScanReport, MAX_LISTED};
-pub use watcher::{Stats, Watcher};
+pub use scan::{
+    scan, scan_jail, scan_with, short, Finding, FindingKind, JailScan, ScanReport, MAX_LISTED,
+};
+pub use watcher::{Stats, Watcher, MAX_WATCHED_PATH};

@@ -9,6 +9,12 @@ pub const FILE_ADD: u32 = 0o060;
 /// Bits added to a directory: group read, write, search, and setgid so that new entries keep
 /// the shared group.
 pub const DIR_ADD: u32 = 0o2070;
+/// Bits removed from every file and directory: nothing in a data tree is for other accounts
+/// (confidentiality, issue 9).
+pub const WORLD: u32 = 0o007;
+/// Bits removed from every regular file: a set-id copy of a shell uploaded by a client would
+/// give any local account the client's uid or the shared group.
+pub const SET_ID: u32 = S_ISUID | S_ISGID;
 
 const S_ISUID: u32 = 0o4000;
 const S_ISGID: u32 = 0o2000;
@@ -68,12 +74,22 @@ pub enum Skip {
     /// Owned by neither the jail's user nor the admin (root, another client, a system user).
     ForeignOwner,
     /// Its group is not `group`: adding group bits would share it with the wrong group.
+    /// (World and set-id bits are still removed: that only takes access away.)
     ForeignGroup,
-    /// A setuid or setgid regular file.
+    /// A setuid or setgid regular file that sftpctl may not change: another owner than the
+    /// jail's user with more than one hard link (another name may live outside every data
+    /// tree). A danger: doctor reports it as a failure.
     SetId,
     /// A file of the admin's with more than one hard link: another name of it may live
     /// outside every data tree.
     HardLinkedAdminFile,
+}
+
+impl Skip {
+    /// A finding that needs the admin's attention at once (doctor: FAIL), not only a note.
+    pub fn is_danger(self) -> bool {
+        self == Skip::SetId
+    }
 }
 
 impl fmt::Display for Skip {
@@ -83,7 +99,9 @@ impl fmt::Display for Skip {
             Skip::OtherDevice => "on another filesystem",
             Skip::ForeignOwner => "owned by neither the jail's user nor the admin",
             Skip::ForeignGroup => "its group is not the shared group",
-            Skip::SetId => "setuid/setgid file",
+            Skip::SetId => {
+                "setuid/setgid file with several hard links and another owner than the jail's user"
+            }
             Skip::HardLinkedAdminFile => "admin's file with several hard links",
         })
     }
@@ -92,18 +110,21 @@ impl fmt::Display for Skip {
 /// The verdict for one inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Already has every bit it needs.
+    /// Already has exactly the bits it should.
     Fine,
-    /// Needs `chmod` to this mode (the old bits plus the missing group bits).
+    /// Needs `chmod` to this mode: the group bits added, world bits and (files) set-id bits
+    /// removed.
     Fix(u32),
     Skip(Skip),
 }
 
-/// The rules, in order. Only bits are ever added: nothing is removed, `o+w` is never added.
+/// The rules, in order. Group bits are added only to the jail's user's and the admin's inodes
+/// of group `group`; world bits are removed from every inode of those two owners, set-id bits
+/// from every regular file that only lives in this tree (or is the user's own).
 pub fn decide(inode: &Inode, owners: &Owners) -> Decision {
-    let add = match inode.kind {
-        Kind::File => FILE_ADD,
-        Kind::Dir => DIR_ADD,
+    let (add, remove) = match inode.kind {
+        Kind::File => (FILE_ADD, WORLD | SET_ID),
+        Kind::Dir => (DIR_ADD, WORLD),
         Kind::Other => return Decision::Skip(Skip::NotFileOrDir),
     };
     if inode.dev != owners.dev {
@@ -111,22 +132,39 @@ pub fn decide(inode: &Inode, owners: &Owners) -> Decision {
     }
     let by_user = inode.uid == owners.user;
     let by_admin = owners.admin == Some(inode.uid);
+    let set_id = inode.kind == Kind::File && inode.mode & SET_ID != 0;
+    // One name only, or the user's own: changing it cannot reach a file elsewhere that the
+    // user could not chmod themselves.
+    let only_here = by_user || inode.nlink == 1;
     if !by_user && !by_admin {
-        return Decision::Skip(Skip::ForeignOwner);
-    }
-    if inode.gid != owners.group {
-        return Decision::Skip(Skip::ForeignGroup);
-    }
-    if inode.kind == Kind::File {
-        if inode.mode & (S_ISUID | S_ISGID) != 0 {
+        if set_id {
+            if only_here {
+                return fix_to(inode.mode, inode.mode & !SET_ID);
+            }
             return Decision::Skip(Skip::SetId);
         }
-        if inode.nlink > 1 && !by_user {
-            return Decision::Skip(Skip::HardLinkedAdminFile);
-        }
+        return Decision::Skip(Skip::ForeignOwner);
     }
-    let want = inode.mode | add;
-    if want == inode.mode {
+    if inode.kind == Kind::File && !only_here {
+        // The admin's file with more links: another name may be a private file elsewhere.
+        return Decision::Skip(if set_id {
+            Skip::SetId
+        } else {
+            Skip::HardLinkedAdminFile
+        });
+    }
+    if inode.gid != owners.group {
+        let want = inode.mode & !remove;
+        if want == inode.mode {
+            return Decision::Skip(Skip::ForeignGroup);
+        }
+        return Decision::Fix(want);
+    }
+    fix_to(inode.mode, (inode.mode | add) & !remove)
+}
+
+fn fix_to(mode: u32, want: u32) -> Decision {
+    if want == mode {
         Decision::Fine
     } else {
         Decision::Fix(want)
@@ -180,39 +218,47 @@ mod tests {
     }
 
     #[test]
-    fn files_gain_group_read_write_and_keep_every_other_bit() {
-        assert_eq!(decide(&file(0o644), &owners()), Decision::Fix(0o664));
+    fn files_gain_group_read_write_and_lose_world_and_set_id_bits() {
+        assert_eq!(decide(&file(0o644), &owners()), Decision::Fix(0o660));
         assert_eq!(decide(&file(0o600), &owners()), Decision::Fix(0o660));
-        assert_eq!(decide(&file(0o755), &owners()), Decision::Fix(0o775));
+        assert_eq!(decide(&file(0o755), &owners()), Decision::Fix(0o770));
         assert_eq!(decide(&file(0o000), &owners()), Decision::Fix(0o060));
-        assert_eq!(decide(&file(0o1644), &owners()), Decision::Fix(0o1664));
-        assert_eq!(decide(&file(0o664), &owners()), Decision::Fine);
-        assert_eq!(decide(&file(0o666), &owners()), Decision::Fine);
+        assert_eq!(decide(&file(0o1644), &owners()), Decision::Fix(0o1660));
+        assert_eq!(decide(&file(0o666), &owners()), Decision::Fix(0o660));
+        assert_eq!(decide(&file(0o2755), &owners()), Decision::Fix(0o770));
+        assert_eq!(decide(&file(0o4755), &owners()), Decision::Fix(0o770));
+        assert_eq!(decide(&file(0o6777), &owners()), Decision::Fix(0o770));
+        assert_eq!(decide(&file(0o660), &owners()), Decision::Fine);
+        assert_eq!(decide(&file(0o760), &owners()), Decision::Fine);
     }
 
     #[test]
-    fn directories_gain_group_rwx_and_setgid() {
-        assert_eq!(decide(&dir(0o755), &owners()), Decision::Fix(0o2775));
-        assert_eq!(decide(&dir(0o2755), &owners()), Decision::Fix(0o2775));
+    fn directories_gain_group_rwx_and_setgid_and_lose_world_bits() {
+        assert_eq!(decide(&dir(0o755), &owners()), Decision::Fix(0o2770));
+        assert_eq!(decide(&dir(0o2755), &owners()), Decision::Fix(0o2770));
+        assert_eq!(decide(&dir(0o2775), &owners()), Decision::Fix(0o2770));
         assert_eq!(decide(&dir(0o700), &owners()), Decision::Fix(0o2770));
-        assert_eq!(decide(&dir(0o1777), &owners()), Decision::Fix(0o3777));
-        assert_eq!(decide(&dir(0o2775), &owners()), Decision::Fine);
+        assert_eq!(decide(&dir(0o1777), &owners()), Decision::Fix(0o3770));
         assert_eq!(decide(&dir(0o2770), &owners()), Decision::Fine);
     }
 
     #[test]
-    fn never_adds_world_bits_never_removes_bits() {
+    fn the_result_is_never_open_to_others_and_owner_bits_stay() {
         for mode in 0..=0o7777u32 {
             for inode in [file(mode), dir(mode)] {
-                if let Decision::Fix(want) = decide(&inode, &owners()) {
-                    assert_eq!(want & mode, mode, "removed bits from {mode:o}");
-                    assert_eq!(want & 0o007, mode & 0o007, "changed world bits of {mode:o}");
-                    assert_eq!(
-                        want & 0o4700,
-                        mode & 0o4700,
-                        "changed owner bits of {mode:o}"
-                    );
-                    assert_eq!(want & !mode & !(DIR_ADD | FILE_ADD), 0);
+                let want = match decide(&inode, &owners()) {
+                    Decision::Fix(want) => want,
+                    Decision::Fine => mode,
+                    Decision::Skip(s) => panic!("{mode:o} skipped: {s}"),
+                };
+                assert_eq!(want & WORLD, 0, "world bits left on {mode:o}");
+                assert_eq!(want & 0o700, mode & 0o700, "owner bits of {mode:o}");
+                assert_eq!(want & 0o1000, mode & 0o1000, "sticky bit of {mode:o}");
+                if inode.kind == Kind::File {
+                    assert_eq!(want & SET_ID, 0, "set-id bits left on {mode:o}");
+                    assert_eq!(want & 0o070, (mode | FILE_ADD) & 0o070);
+                } else {
+                    assert_eq!(want & 0o6070, (mode & 0o4000) | DIR_ADD);
                 }
             }
         }
@@ -224,7 +270,7 @@ mod tests {
             uid: ADMIN,
             ..file(0o644)
         };
-        assert_eq!(decide(&admin_file, &owners()), Decision::Fix(0o664));
+        assert_eq!(decide(&admin_file, &owners()), Decision::Fix(0o660));
         for uid in [0, 1002, 65534] {
             let other = Inode { uid, ..file(0o644) };
             assert_eq!(
@@ -248,6 +294,26 @@ mod tests {
     }
 
     #[test]
+    fn set_id_bits_of_other_owners_go_when_the_file_lives_only_here() {
+        for uid in [0, 1002, ADMIN] {
+            let single = Inode {
+                uid,
+                ..file(0o6755)
+            };
+            let want = if uid == ADMIN { 0o770 } else { 0o755 };
+            assert_eq!(decide(&single, &owners()), Decision::Fix(want), "uid {uid}");
+            let linked = Inode { nlink: 2, ..single };
+            assert_eq!(decide(&linked, &owners()), Decision::Skip(Skip::SetId));
+            assert!(Skip::SetId.is_danger());
+        }
+        let admin_single = Inode {
+            uid: ADMIN,
+            ..file(0o2755)
+        };
+        assert_eq!(decide(&admin_single, &owners()), Decision::Fix(0o770));
+    }
+
+    #[test]
     fn root_is_never_the_user_by_accident() {
         // A data dir owned by root is refused when the jail is registered; even if it were
         // not, a user uid of 0 only ever matches root's own files, never another owner's.
@@ -255,14 +321,28 @@ mod tests {
             user: 0,
             ..owners()
         };
-        assert_eq!(decide(&file(0o644), &o), Decision::Skip(Skip::ForeignOwner));
+        let other = Inode {
+            uid: 1002,
+            ..file(0o644)
+        };
+        assert_eq!(decide(&other, &o), Decision::Skip(Skip::ForeignOwner));
     }
 
     #[test]
-    fn wrong_group_device_kind_setid_are_skipped() {
+    fn wrong_group_loses_only_bits_device_and_kind_are_skipped() {
         let g = Inode {
             gid: 0,
             ..file(0o644)
+        };
+        assert_eq!(decide(&g, &owners()), Decision::Fix(0o640));
+        let g = Inode {
+            gid: 0,
+            ..file(0o2750)
+        };
+        assert_eq!(decide(&g, &owners()), Decision::Fix(0o750));
+        let g = Inode {
+            gid: 0,
+            ..file(0o640)
         };
         assert_eq!(decide(&g, &owners()), Decision::Skip(Skip::ForeignGroup));
         let d = Inode {
@@ -275,9 +355,6 @@ mod tests {
             ..file(0o644)
         };
         assert_eq!(decide(&o, &owners()), Decision::Skip(Skip::NotFileOrDir));
-        for m in [0o4755, 0o2755, 0o6755, 0o2644] {
-            assert_eq!(decide(&file(m), &owners()), Decision::Skip(Skip::SetId));
-        }
     }
 
     #[test]
@@ -286,7 +363,7 @@ mod tests {
             nlink: 2,
             ..file(0o644)
         };
-        assert_eq!(decide(&linked, &owners()), Decision::Fix(0o664));
+        assert_eq!(decide(&linked, &owners()), Decision::Fix(0o660));
         let admin_linked = Inode {
             uid: ADMIN,
             ..linked
@@ -301,6 +378,6 @@ mod tests {
             nlink: 5,
             ..dir(0o755)
         };
-        assert_eq!(decide(&admin_dir, &owners()), Decision::Fix(0o2775));
+        assert_eq!(decide(&admin_dir, &owners()), Decision::Fix(0o2770));
     }
 }

@@ -33,6 +33,10 @@ const TREE_MASK: u32 = ino::IN_CREATE
 const MAX_WATCHES_FILE: &str = "/proc/sys/fs/inotify/max_user_watches";
 /// Data dir descriptors kept open between events (the default RLIMIT_NOFILE is 1024).
 const FD_CACHE: usize = 64;
+/// Longest directory path (below the data dir) the watcher keeps for a watch: with at most
+/// `perms.max_watches_per_jail` watches a jail then costs at most that many KiB of the
+/// watcher's memory, whatever depth a client builds. Deeper trees are scanned periodically.
+pub const MAX_WATCHED_PATH: usize = 1024;
 /// At most one full rescan per this interval: a user who floods the queue on purpose cannot
 /// make the watcher rescan every jail back to back.
 const RESCAN_INTERVAL: Duration = Duration::from_secs(30);
@@ -56,6 +60,10 @@ pub struct Stats {
     pub overflows: u64,
     /// Directories that could not be watched (watch limit reached).
     pub unwatched: u64,
+    /// Jails over `perms.max_watches_per_jail` (or out of watches): scanned periodically.
+    pub scanned_jails: u64,
+    /// Periodic scans of those jails done.
+    pub periodic_scans: u64,
     /// CPU time of the watcher thread, nanoseconds.
     pub cpu_ns: u64,
 }
@@ -69,6 +77,8 @@ struct Counters {
     skipped: AtomicU64,
     overflows: AtomicU64,
     unwatched: AtomicU64,
+    scanned_jails: AtomicU64,
+    periodic_scans: AtomicU64,
     cpu_ns: AtomicU64,
 }
 
@@ -125,6 +135,8 @@ impl Watcher {
             data_fds: HashMap::new(),
             shared: shared.clone(),
             limit_warned: false,
+            jail_watches: HashMap::new(),
+            periodic: HashMap::new(),
             last_rescan: None,
             rescan_due: None,
         };
@@ -164,6 +176,8 @@ impl Watcher {
             skipped: get(&c.skipped),
             overflows: get(&c.overflows),
             unwatched: get(&c.unwatched),
+            scanned_jails: get(&c.scanned_jails),
+            periodic_scans: get(&c.periodic_scans),
             cpu_ns: get(&c.cpu_ns),
         }
     }
@@ -217,6 +231,10 @@ struct State {
     data_fds: HashMap<String, OwnedFd>,
     shared: Arc<Shared>,
     limit_warned: bool,
+    /// Tree watches held per jail (bounded by `perms.max_watches_per_jail`).
+    jail_watches: HashMap<String, u64>,
+    /// Jails not watched but scanned, with the time of their next scan.
+    periodic: HashMap<String, Instant>,
     /// When the last full rescan ended.
     last_rescan: Option<Instant>,
     /// A full rescan is owed (after an overflow) and runs at this time.
@@ -224,7 +242,10 @@ struct State {
 }
 
 fn log(msg: impl std::fmt::Display) {
-    eprintln!("sftpctl: perms: {msg}");
+    eprintln!(
+        "sftpctl: perms: {}",
+        crate::display::visible(&msg.to_string())
+    );
 }
 
 fn thread_cpu_ns() -> u64 {
@@ -264,7 +285,8 @@ impl State {
                 },
             ];
             // SAFETY: a valid array of two pollfds.
-            let timeout = match self.rescan_due {
+            let next = self.periodic.values().copied().chain(self.rescan_due).min();
+            let timeout = match next {
                 None => -1,
                 Some(due) => due
                     .saturating_duration_since(Instant::now())
@@ -296,6 +318,7 @@ impl State {
             if self.rescan_due.is_some_and(|due| due <= Instant::now()) {
                 self.full_rescan();
             }
+            self.periodic_scans();
             self.publish();
         }
     }
@@ -305,6 +328,8 @@ impl State {
         c.jails.store(self.jails.len() as u64, Ordering::Relaxed);
         c.watches
             .store(self.watches.len() as u64, Ordering::Relaxed);
+        c.scanned_jails
+            .store(self.periodic.len() as u64, Ordering::Relaxed);
         c.cpu_ns.store(thread_cpu_ns(), Ordering::Relaxed);
     }
 
@@ -354,6 +379,8 @@ impl State {
         let old = std::mem::take(&mut self.watches);
         self.jails.clear();
         self.data_fds.clear();
+        self.jail_watches.clear();
+        self.periodic.clear();
         let root_wd = old
             .iter()
             .find(|(_, w)| matches!(w, Watched::Root))
@@ -421,7 +448,11 @@ impl State {
             Ok(Some((jail, data_fd, _))) => {
                 self.jails.insert(name.to_string(), jail);
                 self.cache_fd(name, data_fd);
-                self.walk(name, Path::new(""));
+                if self.periodic.contains_key(name) {
+                    self.scan_jail(name);
+                } else {
+                    self.walk(name, Path::new(""));
+                }
             }
             Ok(None) => {}
             Err(why) => {
@@ -452,13 +483,22 @@ impl State {
         self.data_fds.get(name).map(|fd| fd.as_raw_fd())
     }
 
-    /// Walks `rel` of jail `name`: watches every directory, repairs everything.
+    /// Walks `rel` of jail `name`: watches every directory, repairs everything. A jail that
+    /// would need more than `perms.max_watches_per_jail` watches (or a directory path longer
+    /// than [`MAX_WATCHED_PATH`], or the host is out of watches) is not watched any more but
+    /// scanned every `perms.scan_interval_secs`.
     fn walk(&mut self, name: &str, rel: &Path) {
+        if self.periodic.contains_key(name) {
+            return self.fix_subtree(name, rel);
+        }
         let Some(data) = self.data_fd(name) else {
             return;
         };
         let owners = self.jails[name].owners;
+        let held = self.jail_watches.get(name).copied().unwrap_or(0);
+        let budget = u64::from(self.config.perms.max_watches_per_jail).saturating_sub(held);
         let mut dirs: Vec<(i32, PathBuf, u64, u64)> = Vec::new();
+        let mut over: Option<&'static str> = None;
         let mut fixed = 0u64;
         let mut skipped = 0u64;
         let inotify = &self.inotify;
@@ -473,28 +513,122 @@ impl State {
             &owners,
             true,
             &mut |fd, st, rel| {
-                if let Some(wd) = add_watch(inotify, fd, TREE_MASK, &mut limit) {
-                    dirs.push((wd, rel.to_path_buf(), st.st_dev, st.st_ino));
+                if over.is_some() {
+                    return;
+                }
+                if dirs.len() as u64 >= budget {
+                    over = Some("more directories than perms.max_watches_per_jail allows");
+                } else if rel.as_os_str().len() > MAX_WATCHED_PATH {
+                    over = Some("a directory path longer than the 1024 bytes the watcher keeps");
+                } else {
+                    match add_watch(inotify, fd, TREE_MASK, &mut limit) {
+                        Some(wd) => dirs.push((wd, rel.to_path_buf(), st.st_dev, st.st_ino)),
+                        None if limit.unwatched > 0 => over = Some("out of inotify watches"),
+                        None => {}
+                    }
                 }
             },
             &mut |_, outcome| count(outcome, &mut fixed, &mut skipped),
         );
         let unwatched = limit.unwatched;
         for (wd, rel, dev, ino) in dirs {
-            self.watches.insert(
-                wd,
-                Watched::Tree {
-                    jail: name.to_string(),
-                    rel,
-                    dev,
-                    ino,
-                },
-            );
+            let new = self
+                .watches
+                .insert(
+                    wd,
+                    Watched::Tree {
+                        jail: name.to_string(),
+                        rel,
+                        dev,
+                        ino,
+                    },
+                )
+                .is_none();
+            if new {
+                *self.jail_watches.entry(name.to_string()).or_insert(0) += 1;
+            }
         }
         let c = &self.shared.counters;
         c.fixed.fetch_add(fixed, Ordering::Relaxed);
         c.skipped.fetch_add(skipped, Ordering::Relaxed);
         c.unwatched.fetch_add(unwatched, Ordering::Relaxed);
+        if let Some(why) = over {
+            self.scan_instead_of_watching(name, why);
+        }
+    }
+
+    /// Stops watching jail `name`'s tree below its data dir; from now on it is scanned
+    /// periodically (the walk that found it over budget has just repaired all of it). The data
+    /// dir keeps its one watch: a `chmod 755 /data` and the entries at the top are still
+    /// repaired at once.
+    fn scan_instead_of_watching(&mut self, name: &str, why: &str) {
+        let gone: Vec<i32> = self
+            .watches
+            .iter()
+            .filter(|(_, w)| {
+                matches!(w, Watched::Tree { jail, rel, .. }
+                    if jail == name && !rel.as_os_str().is_empty())
+            })
+            .map(|(wd, _)| *wd)
+            .collect();
+        for wd in &gone {
+            self.inotify.rm(*wd);
+            self.forget_watch(*wd);
+        }
+        let every = Duration::from_secs(self.config.perms.scan_interval_secs);
+        self.periodic
+            .insert(name.to_string(), Instant::now() + every);
+        log(format!(
+            "jail {name}: {why} (perms.max_watches_per_jail = {}): only its data dir stays watched, the tree below is scanned and repaired every {} s (perms.scan_interval_secs); sftpctl doctor reports it",
+            self.config.perms.max_watches_per_jail,
+            every.as_secs()
+        ));
+    }
+
+    /// Repairs everything below `rel` of a periodically scanned jail, adding no watch.
+    fn fix_subtree(&mut self, name: &str, rel: &Path) {
+        let Some(data) = self.data_fd(name) else {
+            return;
+        };
+        let owners = self.jails[name].owners;
+        let (mut fixed, mut skipped) = (0, 0);
+        fsx::walk(
+            data,
+            rel,
+            &owners,
+            true,
+            &mut |_, _, _| {},
+            &mut |_, outcome| count(outcome, &mut fixed, &mut skipped),
+        );
+        let c = &self.shared.counters;
+        c.fixed.fetch_add(fixed, Ordering::Relaxed);
+        c.skipped.fetch_add(skipped, Ordering::Relaxed);
+    }
+
+    fn scan_jail(&mut self, name: &str) {
+        self.fix_subtree(name, Path::new(""));
+        self.shared
+            .counters
+            .periodic_scans
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The periodic scans that are due.
+    fn periodic_scans(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .periodic
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let every = Duration::from_secs(self.config.perms.scan_interval_secs);
+        for name in due {
+            if self.jails.contains_key(&name) {
+                self.scan_jail(&name);
+            }
+            self.periodic.insert(name, Instant::now() + every);
+        }
     }
 
     fn add_watch(&mut self, fd: &OwnedFd, mask: u32) -> Option<i32> {
@@ -561,16 +695,28 @@ impl State {
             .collect();
         for wd in gone {
             self.inotify.rm(wd);
-            self.watches.remove(&wd);
+            self.forget_watch(wd);
         }
     }
 
+    /// Drops a tree watch from the maps (and from its jail's count).
+    fn forget_watch(&mut self, wd: i32) -> Option<Watched> {
+        let w = self.watches.remove(&wd)?;
+        if let Watched::Tree { jail, .. } = &w {
+            if let Some(n) = self.jail_watches.get_mut(jail) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        Some(w)
+    }
+
     fn ignored(&mut self, wd: i32) {
-        match self.watches.remove(&wd) {
+        match self.forget_watch(wd) {
             Some(Watched::Tree { jail, rel, .. }) if rel.as_os_str().is_empty() => {
                 // The data dir itself is gone (the jail was removed).
                 self.jails.remove(&jail);
                 self.data_fds.remove(&jail);
+                self.jail_watches.remove(&jail);
             }
             Some(Watched::Root) => log(format!(
                 "the jail root {} was removed or unmounted: restart the watcher once it is back",
@@ -668,7 +814,8 @@ fn add_watch(inotify: &Inotify, fd: &OwnedFd, mask: u32, limit: &mut LimitState)
     }
     if let Some((from, to)) = raise_watch_limit(limit.cap) {
         log(format!(
-            "raised fs.inotify.max_user_watches from {from} to {to} (perms.max_user_watches caps this)"
+            "WARNING: raised the HOST-WIDE kernel setting fs.inotify.max_user_watches from {from} to {to} (it limits every program running as root), because perms.max_user_watches = {} opts in; set it to 0 to never do this",
+            limit.cap
         ));
         if let Ok(wd) = inotify.add_fd(fd, mask) {
             return Some(wd);
@@ -678,7 +825,7 @@ fn add_watch(inotify: &Inotify, fd: &OwnedFd, mask: u32, limit: &mut LimitState)
     if !*limit.warned {
         *limit.warned = true;
         log(format!(
-            "out of inotify watches (fs.inotify.max_user_watches = {}): new directories are not watched; raise it (sysctl fs.inotify.max_user_watches=N, about 1 KiB of kernel memory each) or perms.max_user_watches, then restart the watcher; sftpctl doctor --fix repairs what was missed",
+            "out of inotify watches (fs.inotify.max_user_watches = {}): the jail that needed one is scanned periodically instead; to watch more, raise that sysctl yourself (about 1 KiB of kernel memory each) and restart the watcher",
             read_watch_limit().map(|n| n.to_string()).unwrap_or_else(|| "?".into())
         ));
     }

@@ -3,7 +3,6 @@
 //! after every check and after the archive (if asked) was written.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -13,6 +12,7 @@ use crate::accounts;
 use crate::config::Config;
 use crate::plan::fsops::{self, Kind};
 use crate::plan::steps::{run_command, uid_of};
+use crate::plan::{archive, tree_removal};
 use crate::plan::{Journal, Step};
 
 /// Runs a command with `input` on its stdin (how secrets reach chpasswd: never in argv).
@@ -124,7 +124,11 @@ impl Step for SetLocked {
             }
             argv.extend(["-e".into(), "1".into()]);
         } else {
-            if s.locked() {
+            if s.password.trim_start_matches('!').is_empty() {
+                // `!` alone (useradd's default): `usermod -U` would leave it locked
+                // ("would result in a passwordless account"); key-only is `*`.
+                argv.extend(["-p".into(), "*".into()]);
+            } else if s.locked() {
                 argv.push("-U".into());
             }
             argv.extend(["-e".into(), String::new()]);
@@ -237,8 +241,9 @@ impl Step for RemovePath {
     }
 }
 
-/// A directory tree is gone. Symlinks inside are removed, never followed (std's
-/// `remove_dir_all` opens each level relative to its parent with O_NOFOLLOW).
+/// A directory tree is gone: removed iteratively with a bounded number of descriptors
+/// (any depth), symlinks removed and never followed, other file systems never entered
+/// ([`tree_removal`]). When it stops, the error says where and what is left.
 pub struct RemoveTree {
     pub path: PathBuf,
 }
@@ -255,7 +260,9 @@ impl Step for RemoveTree {
     }
     fn apply(&self, _journal: &mut Journal) -> Result<()> {
         match fsops::inspect(&self.path)?.0 {
-            Kind::Dir => fs_err::remove_dir_all(&self.path)?,
+            Kind::Dir => {
+                tree_removal::remove_tree(&self.path)?;
+            }
             Kind::Missing => {}
             _ => fs_err::remove_file(&self.path)?,
         }
@@ -263,7 +270,9 @@ impl Step for RemoveTree {
     }
 }
 
-/// `dir` archived into a new `archive` (.tar.gz, root 0600); symlinks stored as symlinks.
+/// `dir` archived into a new `archive` (.tar.gz, root 0600) through the descriptor sftpctl
+/// created ([`archive::write`]). Nothing is recorded for revert: once written, an archive is
+/// never deleted by sftpctl (a later failure must leave the data somewhere).
 pub struct Archive {
     pub dir: PathBuf,
     pub archive: PathBuf,
@@ -280,29 +289,7 @@ impl Step for Archive {
     fn is_satisfied(&self) -> Result<bool> {
         Ok(false)
     }
-    fn apply(&self, journal: &mut Journal) -> Result<()> {
-        let parent = self.dir.parent().context("data dir has no parent")?;
-        let name = self.dir.file_name().context("data dir has no name")?;
-        // Created first, exclusively and 0600, so the data is never readable by others.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&self.archive)
-            .with_context(|| format!("cannot create {}", self.archive.display()))?;
-        journal.record(crate::plan::journal::Undo::RemoveFile(self.archive.clone()));
-        let status = Command::new("tar")
-            .arg("-czf")
-            .arg(&self.archive)
-            .arg("-C")
-            .arg(parent)
-            .arg(name)
-            .status()
-            .context("cannot run tar")?;
-        if !status.success() {
-            bail!("tar failed ({status}) writing {}", self.archive.display());
-        }
-        Ok(())
+    fn apply(&self, _journal: &mut Journal) -> Result<()> {
+        archive::write(&self.dir, &self.archive)
     }
 }

@@ -7,10 +7,13 @@
 //! replayed backwards so every file changed in this run is restored byte for byte.
 
 pub mod account_steps;
+pub mod archive;
 pub mod fsops;
 pub mod journal;
 pub mod steps;
+pub mod tree_removal;
 
+use crate::display::visible;
 use std::collections::BTreeSet;
 use std::io::Write;
 
@@ -53,6 +56,12 @@ pub trait Step {
     fn soft_failure(&self, _err: &anyhow::Error) -> Option<Soft> {
         None
     }
+    /// A change that stands on its own (e.g. one jail's repair): when it fails, only what it
+    /// changed itself is reverted, the failure is reported in [`Outcome::failed`] and the
+    /// other steps still run; once applied it is kept even if a later step fails.
+    fn isolated(&self) -> bool {
+        false
+    }
 }
 
 /// A failed activation that does not fail the command.
@@ -78,6 +87,8 @@ pub struct Outcome {
     pub notes: Vec<String>,
     /// Service commands that could not run because no service manager runs.
     pub manual: Vec<String>,
+    /// Isolated steps that failed (and were reverted on their own), with the reason.
+    pub failed: Vec<String>,
 }
 
 impl Plan {
@@ -110,19 +121,25 @@ impl Plan {
             match step.phase() {
                 Phase::Change => {
                     if step.is_satisfied()? {
-                        writeln!(out, "  = {} (unchanged)", step.describe())?;
+                        writeln!(out, "  = {} (unchanged)", visible(&step.describe()))?;
                     } else {
                         pending += 1;
-                        writeln!(out, "  + {}", step.describe())?;
+                        writeln!(out, "  + {}", visible(&step.describe()))?;
                         if let Some(diff) = step.diff()? {
                             for line in diff.lines() {
-                                writeln!(out, "      {line}")?;
+                                writeln!(out, "      {}", visible(line))?;
                             }
                         }
                     }
                 }
-                Phase::Validate => writeln!(out, "  ? {} (after changes)", step.describe())?,
-                Phase::Activate => writeln!(out, "  ! {} (if its files change)", step.describe())?,
+                Phase::Validate => {
+                    writeln!(out, "  ? {} (after changes)", visible(&step.describe()))?
+                }
+                Phase::Activate => writeln!(
+                    out,
+                    "  ! {} (if its files change)",
+                    visible(&step.describe())
+                )?,
             }
         }
         if pending == 0 {
@@ -159,6 +176,10 @@ impl Plan {
             .enumerate()
         {
             progress(done);
+            if step.isolated() {
+                apply_isolated(step.as_ref(), &mut outcome, &mut topics, out)?;
+                continue;
+            }
             let result = step.is_satisfied().and_then(|done| {
                 if done {
                     outcome.unchanged += 1;
@@ -173,7 +194,7 @@ impl Plan {
                     if let Some(t) = step.topic() {
                         topics.insert(t);
                     }
-                    writeln!(out, "  + {}", step.describe())?;
+                    writeln!(out, "  + {}", visible(&step.describe()))?;
                 }
                 Ok(false) => {}
                 Err(err) => {
@@ -188,7 +209,7 @@ impl Plan {
                 if let Err(err) = step.apply(&mut Journal::default()) {
                     return Err(revert(journal, err, out));
                 }
-                writeln!(out, "  ✓ {}", step.describe())?;
+                writeln!(out, "  ✓ {}", visible(&step.describe()))?;
             }
         }
         journal.commit();
@@ -202,7 +223,7 @@ impl Plan {
                 continue;
             }
             match step.apply(&mut Journal::default()) {
-                Ok(()) => writeln!(out, "  ↻ {}", step.describe())?,
+                Ok(()) => writeln!(out, "  ↻ {}", visible(&step.describe()))?,
                 Err(err) => match step.soft_failure(&err) {
                     Some(Soft::Note(note)) => outcome.notes.push(note),
                     Some(Soft::NoServiceManager(cmd)) => outcome.manual.push(cmd),
@@ -217,6 +238,46 @@ impl Plan {
         }
         Ok(outcome)
     }
+}
+
+/// One isolated step with a journal of its own: kept when it works, reverted alone when not.
+fn apply_isolated(
+    step: &dyn Step,
+    outcome: &mut Outcome,
+    topics: &mut BTreeSet<&'static str>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let mut own = Journal::default();
+    let result = step.is_satisfied().and_then(|done| {
+        if done {
+            return Ok(false);
+        }
+        step.apply(&mut own).map(|()| true)
+    });
+    match result {
+        Ok(false) => outcome.unchanged += 1,
+        Ok(true) => {
+            own.commit();
+            outcome.changed += 1;
+            if let Some(t) = step.topic() {
+                topics.insert(t);
+            }
+            writeln!(out, "  + {}", step.describe())?;
+        }
+        Err(err) => {
+            let problems = own.revert();
+            let mut line = format!("{}: {err:#}", step.describe());
+            if !problems.is_empty() {
+                line.push_str(&format!(
+                    " (and reverting failed for: {})",
+                    problems.join("; ")
+                ));
+            }
+            writeln!(out, "  ✗ {line} (the other steps go on)")?;
+            outcome.failed.push(line);
+        }
+    }
+    Ok(())
 }
 
 fn revert(journal: Journal, err: anyhow::Error, out: &mut dyn Write) -> anyhow::Error {

@@ -117,3 +117,39 @@ fn a_symlink_is_never_written_through() {
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep\n");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+struct FailsAlone(std::path::PathBuf);
+impl Step for FailsAlone {
+    fn describe(&self) -> String {
+        "isolated step that fails after a change".into()
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        Ok(false)
+    }
+    fn apply(&self, journal: &mut Journal) -> Result<()> {
+        let step = file(&self.0, "written, then reverted alone\n");
+        step.apply(journal)?;
+        anyhow::bail!("boom")
+    }
+    fn isolated(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn an_isolated_failure_reverts_only_itself_and_the_rest_applies() {
+    let dir = tempdir("isolated");
+    let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    let mut plan = Plan::new();
+    plan.push(file(&a, "a\n"));
+    plan.push(FailsAlone(b.clone()));
+    plan.push(file(&c, "c\n"));
+    let mut out = Vec::new();
+    let outcome = plan.apply(&mut out).unwrap();
+    assert_eq!(outcome.changed, 2);
+    assert_eq!(outcome.failed.len(), 1, "{outcome:?}");
+    assert!(outcome.failed[0].contains("boom"));
+    assert!(a.exists() && c.exists());
+    assert!(!b.exists(), "the failed step's own change was reverted");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -71,10 +71,13 @@ fn no_admin_no_admin_block() {
 }
 
 #[test]
-fn ipv6_listen_renders_a_bare_address() {
-    let config = Config::parse("[watch]\nlisten = \"[::1]:5514\"").unwrap();
+fn rsyslog_sends_to_the_watch_socket_never_udp() {
+    let config =
+        Config::parse("[watch]\nsocket = \"/run/x/w.sock\"\nlisten = \"[::1]:5514\"").unwrap();
     let r = Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), "9.2");
-    assert!(r.rsyslog().unwrap().contains(r#"target="::1" port="5514""#));
+    let text = r.rsyslog().unwrap();
+    assert!(text.contains("$OMUxSockSocket /run/x/w.sock\n"), "{text}");
+    assert!(!text.contains("omfwd"), "{text}");
 }
 
 #[test]
@@ -86,4 +89,43 @@ fn shell_join_quotes_what_needs_it() {
         "it's".into(),
     ];
     assert_eq!(shell_join(&argv), r"/bin/kill -s 'HUP x' 'it'\''s'");
+}
+
+#[test]
+fn watch_unit_sandbox_follows_the_config() {
+    let unit = sample().watch_unit().unwrap();
+    assert!(
+        unit.contains("ReadWritePaths=/srv/exchange /var/lib/sftpctl /var/spool/sftpctl/mail\n")
+    );
+    assert!(unit.contains("ProtectSystem=strict\n"));
+    assert!(!unit.contains("CAP_NET_BIND_SERVICE") && !unit.contains("CAP_DAC_OVERRIDE"));
+
+    let config =
+        Config::parse("[watch]\nlisten = \"127.0.0.1:514\"\n[mail]\ntransport = \"sendmail\"")
+            .unwrap();
+    let r = Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), "9.2");
+    let unit = r.watch_unit().unwrap();
+    assert!(unit.contains("CAP_NET_BIND_SERVICE"));
+    // [mail] does not change the unit: doctor's drift stays about files, not mail settings.
+    let file = Config::parse("[watch]\nlisten = \"127.0.0.1:514\"").unwrap();
+    let same = Renderer::new(&file, Path::new("/etc/sftpctl/sftpctl.toml"), "9.2");
+    assert_eq!(unit, same.watch_unit().unwrap());
+
+    // A path that would add a second ReadWritePaths entry (or a line) is refused even if it
+    // got past the config's own validation.
+    for bad in [
+        "/srv/a b",
+        "/srv/a\nExecStartPre=/bin/sh",
+        "/srv/%h",
+        "-/srv/x",
+        "/srv/\"x\"",
+    ] {
+        let config = Config {
+            root: bad.into(),
+            ..Config::default()
+        };
+        let r = Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), "9.2");
+        let err = r.watch_unit().unwrap_err().to_string();
+        assert!(err.contains("ReadWritePaths"), "{bad:?}: {err}");
+    }
 }

@@ -62,8 +62,9 @@ fn octal3(s: &[u8]) -> Option<u8> {
     u8::try_from(value).ok()
 }
 
-/// A name for people: escapes decoded, invalid UTF-8 replaced by U+FFFD, and control characters
-/// shown as escapes again so that a name can never start a new line in a mail or a header.
+/// A name for people: escapes decoded, invalid UTF-8 replaced by U+FFFD, and control and
+/// invisible format characters shown as escapes again ([`crate::display::visible`]) so that a
+/// name can never start a new line in a mail or a header, nor turn its own text around.
 pub fn for_people(input: &[u8]) -> String {
     let bytes = if input.contains(&b'\\') {
         std::borrow::Cow::Owned(unescape(input))
@@ -71,20 +72,7 @@ pub fn for_people(input: &[u8]) -> String {
         std::borrow::Cow::Borrowed(input)
     };
     let text = String::from_utf8_lossy(&bytes);
-    if !text.chars().any(char::is_control) {
-        return text.into_owned();
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::display::visible(&text).into_owned()
 }
 
 #[cfg(test)]
@@ -120,6 +108,15 @@ mod tests {
     fn control_characters_stay_visible() {
         assert_eq!(for_people(br"evil\nSubject: x"), "evil\\nSubject: x");
         assert_eq!(for_people(br"bell\007"), "bell\\u{7}");
+    }
+
+    #[test]
+    fn right_to_left_override_is_spelled_out() {
+        // U+202E is logged as its UTF-8 bytes in octal.
+        assert_eq!(
+            for_people(br"/data/invoice-\342\200\256fdp.exe"),
+            "/data/invoice-<U+202E>fdp.exe"
+        );
     }
 
     #[test]

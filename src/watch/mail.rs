@@ -282,7 +282,7 @@ mod tests {
         assert!(out.text.contains("DELETED (2)\n  big.renamed\n  big.sym"));
         assert_eq!(
             out.subject,
-            "SFTP alice@vm: 2 uploaded 1 downloaded 2 deleted 1 renamed 3 other changes 1 failed"
+            "SFTP alice@vm: 2 uploaded 1 downloaded 2 deleted 1 renamed (1 may have replaced a file) 3 other changes 1 failed"
         );
         let r = &capture()[2];
         let out = t.render(r).unwrap();
@@ -307,6 +307,69 @@ mod tests {
             out.html
         );
         assert!(out.text.contains("<b>x</b>&"));
+    }
+
+    /// Hidden activity made plain in all three parts: a replacing rename, a cut name, a
+    /// right-to-left override.
+    #[test]
+    fn replaced_cut_and_bidi_names_are_plain_in_every_part() {
+        let t = Templates::load(None).unwrap();
+        let h = "2026-11-27T16:04:18+00:00 h internal-sftp[1]:";
+        let long = "L".repeat(600);
+        let text = format!(
+            "{h} session opened for local user bob from [::1]\n\
+             {h} posix-rename old \"/data/a\" new \"/data/contract.pdf\"\n\
+             {h} posix-rename old \"/data/contract.pdf\" new \"/data/a\"\n\
+             {h} remove name \"/data/invoice-\\342\\200\\256fdp.exe\"\n\
+             {h} remove name \"/data/{long}\n\
+             {h} session closed for local user bob from [::1]\n"
+        );
+        let r = reports(&text);
+        let out = t.render(&r[0]).unwrap();
+        assert!(
+            out.text
+                .contains("a → contract.pdf  [REPLACED contract.pdf if it existed]"),
+            "{}",
+            out.text
+        );
+        assert!(out.text.contains("NAMES CUT: 1 entry"), "{}", out.text);
+        assert!(out.text.contains("invoice-<U+202E>fdp.exe"), "{}", out.text);
+        assert!(out.html.contains("REPLACED contract.pdf if it existed"));
+        assert!(out.html.contains("Names cut:"), "{}", out.html);
+        assert!(
+            out.html.contains("invoice-&lt;U+202E&gt;fdp.exe"),
+            "{}",
+            out.html
+        );
+        assert!(
+            out.subject.contains("may have replaced a file"),
+            "{}",
+            out.subject
+        );
+        assert!(out.subject.contains("[NAME CUT]"), "{}", out.subject);
+        for part in [&out.subject, &out.text, &out.html] {
+            assert!(!part.contains('\u{202e}'));
+        }
+    }
+
+    /// Records queued in the outbox by an older version have none of the new fields: they
+    /// still render.
+    #[test]
+    fn old_records_without_the_new_fields_render() {
+        let t = Templates::load(None).unwrap();
+        let mut value = serde_json::to_value(&capture()[1]).unwrap();
+        let totals = value["totals"].as_object_mut().unwrap();
+        totals.remove("replaced");
+        totals.remove("cut_names");
+        for m in value["renames"].as_array_mut().unwrap() {
+            let m = m.as_object_mut().unwrap();
+            for k in ["replaced", "ambiguous", "note"] {
+                m.remove(k);
+            }
+        }
+        let context = tera::Context::from_value(value).unwrap();
+        let out = t.render_context(&context).unwrap();
+        assert!(out.text.contains("RENAMED (1)"), "{}", out.text);
     }
 
     #[test]

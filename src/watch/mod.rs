@@ -13,3 +13,4 @@ pub mod smtp;
 pub mod source;
 pub mod state;
 pub mod time;
+pub mod trust;

@@ -16,6 +16,22 @@ pub const MESSAGE_LIMIT: usize = 500;
 /// Messages at least this long are not trusted: the cut may have shortened a number.
 const MAYBE_CUT: usize = MESSAGE_LIMIT - 4;
 
+/// Who sent a line, as far as the line can tell. rsyslog's `sftpctl` template puts the
+/// kernel's credentials of the sender (imuxsock `Annotate` + `ParseTrusted`) between the host
+/// and the tag: `TIME HOST [uid=1001 pid=5701 exe=/usr/sbin/sshd] internal-sftp[5701]: …`.
+/// Nothing a sender writes can come before them (the exe path comes last: it is the only
+/// field a sender chooses, by where its program lies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// The uid and pid the kernel gave rsyslog (SCM_CREDENTIALS). `relayed`: the pid is
+    /// systemd-journald's: journald forwards /dev/log to rsyslog with the sender's uid, and
+    /// with its own pid when the sender has exited by then, so the pid says nothing.
+    Kernel { uid: u32, pid: u32, relayed: bool },
+    /// No credentials: a line in the old format, from UDP, or through a socket rsyslog does
+    /// not annotate (the fields are then empty).
+    Unverified,
+}
+
 /// A line that belongs to an SFTP session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Line {
@@ -90,17 +106,28 @@ pub enum Event {
         path: String,
         mode: u32,
     },
+    /// `rename` (never replaces an existing name) or `posix-rename` (replaces it).
     Rename {
         old: String,
         new: String,
+        #[serde(default)]
+        posix: bool,
+        /// A name contains `" new "`: the line cannot tell where `old` ends. `old` then holds
+        /// both names as logged and `new` is empty.
+        #[serde(default)]
+        ambiguous: bool,
     },
     Symlink {
         old: String,
         new: String,
+        #[serde(default)]
+        ambiguous: bool,
     },
     Hardlink {
         old: String,
         new: String,
+        #[serde(default)]
+        ambiguous: bool,
     },
     SetSize {
         path: String,
@@ -130,15 +157,62 @@ pub enum Event {
     SentStatus {
         status: String,
     },
+    /// A message long enough that internal-sftp may have cut it (at 500 bytes): only its start
+    /// is sure. `path` is the name as far as the line has it, perhaps all of it.
+    Cut {
+        request: CutRequest,
+        path: String,
+        /// What the whole line reads as when it still matches its format. Its end may be
+        /// wrong: a cut just before an escaped byte leaves a line that looks whole.
+        #[serde(default)]
+        logged: Option<Box<Event>>,
+    },
+}
+
+/// Which request a cut line was, from the fixed start of its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CutRequest {
+    /// `writing`: the flags that survived name WRITE, CREATE, TRUNCATE or APPEND; `None` when
+    /// the cut came before any flag.
+    Open {
+        writing: Option<bool>,
+    },
+    Close {
+        forced: bool,
+    },
+    Remove,
+    Rmdir,
+    Mkdir,
+    Rename {
+        posix: bool,
+    },
+    Symlink,
+    Hardlink,
+    Set,
+    /// opendir, closedir, statvfs, stat, lstat, realpath, readlink: not news.
+    Lookup,
 }
 
 /// Parses one line (without its newline). `now` (Unix seconds) supplies the year that the
 /// forward format leaves out. Never panics, whatever the bytes.
 pub fn parse_line(raw: &[u8], now: i64) -> Parsed {
+    parse_feed_line(raw, now).1
+}
+
+/// [`parse_line`], and who sent the line (see [`Sender`]).
+pub fn parse_feed_line(raw: &[u8], now: i64) -> (Sender, Parsed) {
+    let mut sender = Sender::Unverified;
+    let parsed = parse_into(raw, now, &mut sender);
+    (sender, parsed)
+}
+
+fn parse_into(raw: &[u8], now: i64, sender: &mut Sender) -> Parsed {
     let line = trim_end(raw);
-    let Some(((time, time_us), host, tag, message)) = split_header(line, now) else {
+    let Some(((time, time_us), host, from, tag, message)) = split_header(line, now) else {
         return Parsed::Foreign;
     };
+    *sender = from;
     let (pid, message) = match sftp_pid(tag) {
         Some(pid) => (pid, message),
         // Fedora/RHEL log internal-sftp through sshd's monitor, suffixed ` [postauth]`.
@@ -149,7 +223,7 @@ pub fn parse_line(raw: &[u8], now: i64) -> Parsed {
     };
     let host = String::from_utf8_lossy(host).into_owned();
     let event = if message.len() >= MAYBE_CUT {
-        None
+        parse_cut_message(message)
     } else {
         parse_message(message)
     };
@@ -172,10 +246,16 @@ fn trim_end(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// ((seconds, microseconds), host, tag, message) of a syslog line.
-type Header<'a> = ((Option<i64>, Option<i64>), &'a [u8], &'a [u8], &'a [u8]);
+/// ((seconds, microseconds), host, sender, tag, message) of a syslog line.
+type Header<'a> = (
+    (Option<i64>, Option<i64>),
+    &'a [u8],
+    Sender,
+    &'a [u8],
+    &'a [u8],
+);
 
-/// `[<PRI>]TIMESTAMP HOST TAG: MESSAGE` → (time, host, tag, message).
+/// `[<PRI>]TIMESTAMP HOST [[uid=U pid=P] ]TAG: MESSAGE` → (time, host, sender, tag, message).
 fn split_header(line: &[u8], now: i64) -> Option<Header<'_>> {
     let mut rest = line;
     if let Some(after) = rest.strip_prefix(b"<") {
@@ -199,11 +279,41 @@ fn split_header(line: &[u8], now: i64) -> Option<Header<'_>> {
         rest = after;
     }
     let (host, rest) = split_once(rest, b" ")?;
+    let (sender, rest) = split_sender(rest)?;
     let (tag, message) = split_once(rest, b": ")?;
     if host.is_empty() {
         return None;
     }
-    Some((time, host, tag, message))
+    Some((time, host, sender, tag, message))
+}
+
+/// Where Debian and Ubuntu (with and without the /usr merge) install systemd-journald; only
+/// root can put a program there.
+const JOURNALD: [&[u8]; 2] = [
+    b"/usr/lib/systemd/systemd-journald",
+    b"/lib/systemd/systemd-journald",
+];
+
+/// The credentials block `[uid=U pid=P exe=PATH] ` in front of the tag, when there is one. Empty or
+/// garbled fields (a socket rsyslog does not annotate) are [`Sender::Unverified`]; a block
+/// that is not closed makes the line unreadable as a whole (`None`).
+fn split_sender(rest: &[u8]) -> Option<(Sender, &[u8])> {
+    let Some(after) = rest.strip_prefix(b"[uid=") else {
+        return Some((Sender::Unverified, rest));
+    };
+    let (fields, rest) = split_once(after, b"] ")?;
+    let (uid, fields) = split_once(fields, b" pid=")?;
+    let (pid, exe) = split_once(fields, b" exe=").unwrap_or((fields, b""));
+    let id = |s: &[u8]| number(s).and_then(|n| u32::try_from(n).ok());
+    let sender = match (id(uid), id(pid)) {
+        (Some(uid), Some(pid)) => Sender::Kernel {
+            uid,
+            pid,
+            relayed: JOURNALD.contains(&exe),
+        },
+        _ => Sender::Unverified,
+    };
+    Some((sender, rest))
 }
 
 fn bracketed_pid(tag: &[u8], program: &[u8]) -> Option<u32> {
@@ -286,10 +396,19 @@ fn quoted_to_end(rest: &[u8]) -> Option<String> {
     Some(name(rest.strip_suffix(b"\"")?))
 }
 
-/// `OLD" new "NEW"` (the rest after `old "`).
-fn old_new(rest: &[u8]) -> Option<(String, String)> {
-    let (old, new) = rsplit_once(rest.strip_suffix(b"\"")?, b"\" new \"")?;
-    Some((name(old), name(new)))
+/// `OLD" new "NEW"` (the rest after `old "`) → (old, new, ambiguous). A name may contain
+/// `" new "`: when the first and the last such separator differ, the line fits more than one
+/// split, and (both names as logged, "", true) is returned instead of a guess.
+fn old_new(rest: &[u8]) -> Option<(String, String, bool)> {
+    const SEPARATOR: &[u8] = b"\" new \"";
+    let inner = rest.strip_suffix(b"\"")?;
+    let first = find(inner, SEPARATOR)?;
+    let last = rfind(inner, SEPARATOR)?;
+    if first != last {
+        return Some((name(inner), String::new(), true));
+    }
+    let (old, new) = (&inner[..first], &inner[first + SEPARATOR.len()..]);
+    Some((name(old), name(new), false))
 }
 
 fn user_from(rest: &[u8]) -> Option<(String, String)> {
@@ -377,20 +496,35 @@ pub fn parse_message(m: &[u8]) -> Option<Event> {
             mode: octal(mode)?,
         });
     }
-    if let Some(rest) = m
-        .strip_prefix(b"rename old \"")
-        .or_else(|| m.strip_prefix(b"posix-rename old \""))
-    {
-        let (old, new) = old_new(rest)?;
-        return Some(Event::Rename { old, new });
+    for (prefix, posix) in [
+        (&b"rename old \""[..], false),
+        (b"posix-rename old \"", true),
+    ] {
+        if let Some(rest) = m.strip_prefix(prefix) {
+            let (old, new, ambiguous) = old_new(rest)?;
+            return Some(Event::Rename {
+                old,
+                new,
+                posix,
+                ambiguous,
+            });
+        }
     }
     if let Some(rest) = m.strip_prefix(b"symlink old \"") {
-        let (old, new) = old_new(rest)?;
-        return Some(Event::Symlink { old, new });
+        let (old, new, ambiguous) = old_new(rest)?;
+        return Some(Event::Symlink {
+            old,
+            new,
+            ambiguous,
+        });
     }
     if let Some(rest) = m.strip_prefix(b"hardlink old \"") {
-        let (old, new) = old_new(rest)?;
-        return Some(Event::Hardlink { old, new });
+        let (old, new, ambiguous) = old_new(rest)?;
+        return Some(Event::Hardlink {
+            old,
+            new,
+            ambiguous,
+        });
     }
     if let Some(rest) = m.strip_prefix(b"statvfs \"") {
         return Some(Event::Statvfs {
@@ -420,6 +554,149 @@ pub fn parse_message(m: &[u8]) -> Option<Event> {
         });
     }
     None
+}
+
+/// A message that may have been cut at [`MESSAGE_LIMIT`]: what its fixed start says, the name
+/// as far as it goes, and the whole reading when the line still matches its format. `None`
+/// for messages whose start is none of the requests that name a file (session lines and
+/// status lines are short: a long one is garbage).
+pub fn parse_cut_message(m: &[u8]) -> Option<Event> {
+    const STARTS: [(&[u8], CutRequest); 16] = [
+        (b"open \"", CutRequest::Open { writing: None }),
+        (b"close \"", CutRequest::Close { forced: false }),
+        (b"forced close \"", CutRequest::Close { forced: true }),
+        (b"remove name \"", CutRequest::Remove),
+        (b"rmdir name \"", CutRequest::Rmdir),
+        (b"mkdir name \"", CutRequest::Mkdir),
+        (b"rename old \"", CutRequest::Rename { posix: false }),
+        (b"posix-rename old \"", CutRequest::Rename { posix: true }),
+        (b"symlink old \"", CutRequest::Symlink),
+        (b"hardlink old \"", CutRequest::Hardlink),
+        (b"set \"", CutRequest::Set),
+        (b"opendir \"", CutRequest::Lookup),
+        (b"closedir \"", CutRequest::Lookup),
+        (b"statvfs \"", CutRequest::Lookup),
+        (b"stat name \"", CutRequest::Lookup),
+        (b"lstat name \"", CutRequest::Lookup),
+    ];
+    let (mut request, rest) = STARTS
+        .iter()
+        .find_map(|(start, req)| m.strip_prefix(*start).map(|rest| (*req, rest)))
+        .or_else(|| {
+            [&b"realpath \""[..], b"readlink \""]
+                .iter()
+                .find_map(|start| m.strip_prefix(*start))
+                .map(|rest| (CutRequest::Lookup, rest))
+        })?;
+    let logged = parse_message(m);
+    let path = match &logged {
+        Some(
+            Event::Open { path, .. }
+            | Event::Close { path, .. }
+            | Event::Remove { path }
+            | Event::Rmdir { path }
+            | Event::Mkdir { path, .. }
+            | Event::SetSize { path, .. }
+            | Event::SetMode { path, .. }
+            | Event::SetModtime { path }
+            | Event::SetOwner { path, .. }
+            | Event::Opendir { path }
+            | Event::Closedir { path }
+            | Event::Statvfs { path }
+            | Event::Lookup { path },
+        ) => path.clone(),
+        Some(
+            Event::Rename { old, .. } | Event::Symlink { old, .. } | Event::Hardlink { old, .. },
+        ) => old.clone(),
+        _ => name(cut_name(rest)),
+    };
+    if let CutRequest::Open { writing } = &mut request {
+        *writing = match &logged {
+            Some(Event::Open { flags, .. }) => {
+                Some(flags.write || flags.append || flags.create || flags.truncate)
+            }
+            _ => surviving_open_flags(rest),
+        };
+    }
+    Some(Event::Cut {
+        request,
+        path,
+        logged: logged.map(Box::new),
+    })
+}
+
+/// The name part of a cut message: up to the last `"` when the fixed text after the name may
+/// follow it (`" flags`, `" bytes read`, `" new "`…), else all of it. A trailing partial octal
+/// escape (`\30`) is dropped.
+fn cut_name(rest: &[u8]) -> &[u8] {
+    let mut end = rest.len();
+    for marker in [
+        &b"\" flags"[..],
+        b"\" bytes read",
+        b"\" new \"",
+        b"\" mode ",
+        b"\" size ",
+        b"\" owner ",
+        b"\" modtime ",
+    ] {
+        if let Some(at) = rfind(rest, marker) {
+            end = end.min(at);
+        }
+    }
+    let mut name = &rest[..end];
+    // The cut may split an escape (`\30`: seen with OpenSSH 9.2) ...
+    if let Some(at) = name.iter().rposition(|&b| b == b'\\') {
+        let tail = &name[at + 1..];
+        if tail.len() < 3 && tail.iter().all(|b| (b'0'..=b'7').contains(b)) {
+            name = &name[..at];
+        }
+    }
+    // ... or a character: `\303` without the `\234` that makes it `Ü`.
+    let mut escaped = Vec::new();
+    let mut at = name.len();
+    while escaped.len() < 3 && at >= 4 && name[at - 4] == b'\\' {
+        match octal(&name[at - 3..at]) {
+            Some(v) if v <= 0xff => escaped.push(v as u8),
+            _ => break,
+        }
+        at -= 4;
+    }
+    // `escaped` holds the last bytes, newest first: drop a lead byte whose continuation
+    // bytes were cut away, and those that came after it.
+    for (i, &b) in escaped.iter().enumerate() {
+        let needed = match b {
+            0xc0..=0xdf => 1,
+            0xe0..=0xef => 2,
+            0xf0..=0xf7 => 3,
+            _ => continue,
+        };
+        if i < needed {
+            name = &name[..name.len() - 4 * (i + 1)];
+        }
+        break;
+    }
+    name
+}
+
+/// Whether the flags left in a cut `open` line say writing: `Some(true)` when a whole flag word
+/// WRITE/CREATE/TRUNCATE/APPEND survived, `Some(false)` when READ and nothing else survived
+/// before the mode, `None` when too little is left to tell.
+fn surviving_open_flags(rest: &[u8]) -> Option<bool> {
+    let (_, after) = rsplit_once(rest, b"\" flags ")?;
+    let complete = find(after, b" mode ").map(|at| &after[..at]);
+    let words = complete.unwrap_or(after);
+    let mut seen_read = false;
+    let all: Vec<&[u8]> = words.split(|&b| b == b',').collect();
+    for (i, word) in all.iter().enumerate() {
+        // Without the mode after them, the last word may be a cut one (`CREA`).
+        let whole = complete.is_some() || i + 1 < all.len();
+        match *word {
+            b"WRITE" | b"CREATE" | b"TRUNCATE" | b"APPEND" if whole => return Some(true),
+            b"READ" if whole => seen_read = true,
+            _ => {}
+        }
+    }
+    (complete.is_some() && seen_read).then_some(false)
 }
 
 /// `NAME" bytes read R written W` (after `close "`).
@@ -612,6 +889,8 @@ mod tests {
                 Event::Rename {
                     old: "/data/a".into(),
                     new: "/data/b".into(),
+                    posix: false,
+                    ambiguous: false,
                 },
             ),
             (
@@ -619,6 +898,8 @@ mod tests {
                 Event::Rename {
                     old: "/data/a".into(),
                     new: "/data/b".into(),
+                    posix: true,
+                    ambiguous: false,
                 },
             ),
             (
@@ -626,6 +907,7 @@ mod tests {
                 Event::Symlink {
                     old: "a".into(),
                     new: "/data/s".into(),
+                    ambiguous: false,
                 },
             ),
             (
@@ -633,6 +915,7 @@ mod tests {
                 Event::Hardlink {
                     old: "/data/a".into(),
                     new: "/data/h".into(),
+                    ambiguous: false,
                 },
             ),
             (
@@ -756,33 +1039,105 @@ mod tests {
         );
     }
 
+    fn cut(line: &str) -> Event {
+        let line = &line[..line.find(": ").unwrap() + 2 + MESSAGE_LIMIT - 1];
+        event(line)
+    }
+
     #[test]
-    fn cut_messages_are_unreadable_not_wrong() {
+    fn cut_messages_keep_what_their_start_says_and_no_number() {
         let long = "a".repeat(470);
         let full = format!("<38>Nov 27 16:04:26 vm internal-sftp[7]: close \"/data/{long}\" bytes read 0 written 1234567");
-        let message_len = full.split(": ").nth(1).unwrap().len();
-        assert!(message_len > MESSAGE_LIMIT);
-        let cut = &full[..full.len() - (message_len - MESSAGE_LIMIT)];
-        assert!(matches!(
-            parse_line(cut.as_bytes(), NOW),
-            Parsed::Unreadable { pid: 7, .. }
-        ));
-        // Cut inside the digits: a shorter number must not be taken for the real one.
-        let cut = &full[..full.len() - 3];
-        assert!(matches!(
-            parse_line(cut.as_bytes(), NOW),
-            Parsed::Unreadable { .. }
-        ));
-        // Cut at the limit in the middle of a name.
+        match cut(&full) {
+            Event::Cut {
+                request: CutRequest::Close { forced: false },
+                path,
+                logged: None,
+            } => assert_eq!(path, format!("/data/{long}")),
+            other => panic!("{other:?}"),
+        }
+        // Cut inside the digits: the line still reads as a close, but the whole reading is
+        // only kept as "as logged", never trusted as the real count.
+        let e = event(&full[..full.len() - 3]);
+        assert!(
+            matches!(&e, Event::Cut { logged: Some(l), .. } if matches!(**l, Event::Close { written: 1234, .. })),
+            "{e:?}"
+        );
         let line = format!(
             "<38>Nov 27 16:04:26 vm internal-sftp[7]: remove name \"/data/{}",
             "b".repeat(600)
         );
-        let line = &line[..line.find(": ").unwrap() + 2 + MESSAGE_LIMIT];
+        assert!(matches!(
+            cut(&line),
+            Event::Cut { request: CutRequest::Remove, ref path, .. } if path.len() == MESSAGE_LIMIT - 1 - 13
+        ));
+        // Open flags that survive tell an upload from a download.
+        let open = |name: &str, flags: &str| {
+            format!("<38>Nov 27 16:04:26 vm internal-sftp[7]: open \"/data/{name}\" flags {flags} mode 0644")
+        };
+        let writing = |e: Event| match e {
+            Event::Cut {
+                request: CutRequest::Open { writing },
+                ..
+            } => writing,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            writing(cut(&open(&"c".repeat(470), "WRITE,CREATE,TRUNCATE"))),
+            Some(true)
+        );
+        assert_eq!(
+            writing(cut(&open(&"c".repeat(480), "WRITE,CREATE,TRUNCATE"))),
+            None
+        );
+        assert_eq!(
+            writing(cut(&open(&"c".repeat(486), "WRITE,CREATE,TRUNCATE"))),
+            None
+        );
+        assert_eq!(writing(event(&open(&"c".repeat(470), "READ"))), Some(false));
+        // A cut in the middle of an escaped character leaves no U+FFFD behind.
+        let line = format!(
+            "<38>Nov 27 16:04:26 vm internal-sftp[7]: remove name \"/data/{}",
+            r"\303\234".repeat(70)
+        );
+        match cut(&line) {
+            Event::Cut { path, .. } => {
+                assert!(path.ends_with('Ü') && !path.contains('\u{fffd}'), "{path}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A message of another kind that is this long is garbage.
+        let line = format!(
+            "<38>Nov 27 16:04:26 vm internal-sftp[7]: sent status {}",
+            "x".repeat(600)
+        );
         assert!(matches!(
             parse_line(line.as_bytes(), NOW),
             Parsed::Unreadable { .. }
         ));
+    }
+
+    #[test]
+    fn a_name_holding_the_separator_makes_a_rename_ambiguous() {
+        assert_eq!(
+            msg(r#"posix-rename old "/data/a" new "/data/b" new "/data/c""#),
+            Some(Event::Rename {
+                old: r#"/data/a" new "/data/b" new "/data/c"#.into(),
+                new: String::new(),
+                posix: true,
+                ambiguous: true,
+            })
+        );
+        // One separator: unambiguous, whatever other quotes the names hold.
+        assert_eq!(
+            msg(r#"rename old "/data/q"x" new "/data/y"z""#),
+            Some(Event::Rename {
+                old: r#"/data/q"x"#.into(),
+                new: r#"/data/y"z"#.into(),
+                posix: false,
+                ambiguous: false,
+            })
+        );
     }
 
     #[test]

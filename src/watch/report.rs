@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::session::{Bounded, Ending, Move, Session};
+use super::session::{Bounded, Ending, Move, Replaced, Session};
 use super::time::{format_duration, format_utc, now_unix};
 
 /// Exact counts over the whole session (lists may be cut, these never are).
@@ -23,6 +23,17 @@ pub struct Totals {
     pub changes: u64,
     pub failures: u64,
     pub incomplete_transfers: u64,
+    /// Renames that replaced, or may have replaced, a file of the new name (posix-rename).
+    #[serde(default)]
+    pub replaced: u64,
+    /// Entries whose name the log cut at 500 bytes (shown ending in `…`).
+    #[serde(default)]
+    pub cut_names: u64,
+    /// Uploads (downloads) whose byte counts the log cut away: not in `upload_bytes`.
+    #[serde(default)]
+    pub uploads_size_unknown: u64,
+    #[serde(default)]
+    pub downloads_size_unknown: u64,
 }
 
 impl Totals {
@@ -36,6 +47,8 @@ impl Totals {
             + self.rmdirs
             + self.changes
             + self.failures
+            + self.replaced
+            + self.cut_names
             > 0
     }
 }
@@ -108,11 +121,14 @@ impl Report {
             let items = b
                 .items
                 .into_iter()
-                .map(|t| ShownTransfer {
-                    path: relative(t.path, data_prefix),
-                    size: human_size(t.bytes),
-                    bytes: t.bytes,
-                    incomplete: t.incomplete,
+                .map(|mut t| {
+                    t.path = relative(t.path, data_prefix);
+                    ShownTransfer {
+                        size: transfer_size(&t),
+                        path: t.path,
+                        bytes: t.bytes,
+                        incomplete: t.incomplete,
+                    }
                 })
                 .collect();
             (items, b.more)
@@ -124,9 +140,16 @@ impl Report {
             let items = b
                 .items
                 .into_iter()
-                .map(|m| Move {
-                    old: relative(m.old, data_prefix),
-                    new: relative(m.new, data_prefix),
+                .map(|m| {
+                    let old = relative(m.old, data_prefix);
+                    let new = relative(m.new, data_prefix);
+                    let note = move_note(&new, m.replaced, m.ambiguous);
+                    Move {
+                        new: if m.ambiguous { "?".into() } else { new },
+                        old,
+                        note,
+                        ..m
+                    }
                 })
                 .collect();
             (items, b.more)
@@ -194,7 +217,8 @@ impl Report {
         );
         Report {
             id,
-            host: s.host,
+            // The host comes from the line's header as it was sent: shown like a name.
+            host: crate::display::visible(&s.host).into_owned(),
             pid: s.pid,
             user: s.user.unwrap_or_else(|| "(unknown user)".into()),
             client: s.client.unwrap_or_else(|| "(unknown address)".into()),
@@ -226,8 +250,8 @@ impl Report {
             changes_more: s.changes.more,
             failures,
             failures_more: s.failures.more,
-            upload_size: human_size(s.totals.upload_bytes),
-            download_size: human_size(s.totals.download_bytes),
+            upload_size: total_size(s.totals.upload_bytes, s.totals.uploads_size_unknown),
+            download_size: total_size(s.totals.download_bytes, s.totals.downloads_size_unknown),
             totals: s.totals,
             unreadable_lines: s.unreadable_lines,
         }
@@ -245,6 +269,8 @@ pub fn example() -> Report {
 2026-01-01T00:00:01Z h internal-sftp[1]: close \"/data/d\" bytes read 5 written 0
 2026-01-01T00:00:01Z h internal-sftp[1]: remove name \"/data/r\"
 2026-01-01T00:00:01Z h internal-sftp[1]: rename old \"/data/a\" new \"/data/b\"
+2026-01-01T00:00:01Z h internal-sftp[1]: posix-rename old \"/data/p\" new \"/data/q\"
+2026-01-01T00:00:01Z h internal-sftp[1]: posix-rename old \"/data/x\" new \"/data/y\" new \"/data/z\"
 2026-01-01T00:00:01Z h internal-sftp[1]: symlink old \"a\" new \"/data/l\"
 2026-01-01T00:00:01Z h internal-sftp[1]: mkdir name \"/data/m\" mode 0777
 2026-01-01T00:00:01Z h internal-sftp[1]: rmdir name \"/data/m\"
@@ -253,6 +279,11 @@ pub fn example() -> Report {
 2026-01-01T00:00:01Z h internal-sftp[1]: sent status Permission denied
 2026-01-01T00:00:01Z h internal-sftp[1]: garbled
 ";
+    let cut = format!(
+        "2026-01-01T00:00:01Z h internal-sftp[1]: remove name \"/data/{}\"\n",
+        "n".repeat(500)
+    );
+    let log = &format!("{log}{cut}");
     let limits = Limits {
         max_list_entries: 0,
         ..Limits::default()
@@ -281,6 +312,51 @@ pub fn example() -> Report {
     r.changes = shown.changes;
     r.failures = shown.failures;
     r
+}
+
+/// What people must know about a rename or link beyond its two names.
+fn move_note(new: &str, replaced: Replaced, ambiguous: bool) -> String {
+    if ambiguous {
+        return "AMBIGUOUS: a name contains \" new \", so the log line cannot tell where the \
+                old name ends; both names are shown together as logged"
+            .into();
+    }
+    match replaced {
+        Replaced::No => String::new(),
+        Replaced::Yes => format!("REPLACED the existing {new}"),
+        Replaced::Maybe => format!("REPLACED {new} if it existed"),
+    }
+}
+
+/// `12 bytes`, or `12 bytes plus 2 files of unknown size` when the log cut their counts.
+fn total_size(bytes: u64, unknown: u64) -> String {
+    match unknown {
+        0 => human_size(bytes),
+        1 => format!("{} plus 1 file of unknown size", human_size(bytes)),
+        n => format!("{} plus {n} files of unknown size", human_size(bytes)),
+    }
+}
+
+/// `12 bytes`; for a line the log cut, what is known of the size and direction.
+fn transfer_size(t: &super::session::Transfer) -> String {
+    let mut size = if t.size_unknown {
+        "size unknown: the log cut the line before the byte counts".to_string()
+    } else if t.cut {
+        format!(
+            "{} as logged (the line may have been cut)",
+            human_size(t.bytes)
+        )
+    } else {
+        human_size(t.bytes)
+    };
+    if t.direction_unknown {
+        size.push_str("; upload or download: the open flags were cut too");
+    }
+    let note = move_note(&t.path, t.replaced, false);
+    if !note.is_empty() {
+        size.push_str(&format!("; {note} (uploaded under a temporary name)"));
+    }
+    size
 }
 
 /// `/data/a/b` → `a/b`, `/data` → `.`; names outside the data dir stay absolute.
@@ -370,6 +446,23 @@ mod tests {
         assert_eq!(relative("/database".into(), "/data"), "/database");
         assert_eq!(relative("/forbidden".into(), "/data"), "/forbidden");
         assert_eq!(relative("big.bin".into(), "/data"), "big.bin");
+    }
+
+    #[test]
+    fn a_hostile_host_name_is_shown_escaped() {
+        use crate::watch::parse::parse_line;
+        use crate::watch::session::{Limits, Sessions};
+        let mut sessions = Sessions::new(Limits::default(), "/data");
+        let mut out = Vec::new();
+        for m in [
+            "session opened for local user a from [::1]",
+            "remove name \"/data/x\"",
+            "session closed for local user a from [::1]",
+        ] {
+            let line = format!("2026-11-27T16:04:18+00:00 h\u{202e}\x1b[2J internal-sftp[1]: {m}");
+            sessions.apply(parse_line(line.as_bytes(), 0), 0, &mut out);
+        }
+        assert_eq!(out[0].host, "h<U+202E>\\u{1b}[2J");
     }
 
     #[test]

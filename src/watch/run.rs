@@ -2,6 +2,8 @@
 
 use std::io::Read;
 use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,17 +18,19 @@ use super::daemon;
 use super::deliver::{Delivery, Mailer, Outcome, RetryPolicy};
 use super::mail::{Addresses, Templates};
 use super::outbox::{self, Writer};
-use super::parse::{parse_line, Parsed};
+use super::parse::{parse_feed_line, Parsed, Sender};
 use super::report::Report;
 use super::session::{Limits, Sessions};
-use super::source::{bind_udp, Follower};
+use super::source::{bind_feed, bind_udp, recv_with_uid, Follower};
 use super::state::{self, PidLock, Saved};
 use super::time::now_unix;
+use super::trust::{Trust, Untrusted};
 use crate::config::Config;
 
 /// Where the lines come from.
 pub enum Input {
-    Udp,
+    /// The trusted feed on `watch.socket`, and UDP on `watch.listen` when it is set.
+    Live,
     Follow(PathBuf),
     /// A byte stream read to its end (stdin); reports are delivered, then the call returns.
     Stream(Box<dyn Read + Send>),
@@ -36,6 +40,18 @@ pub struct Options {
     pub foreground: bool,
     /// How long the delivery thread waits between failures at first.
     pub retry_first: Duration,
+    /// Take lines without credentials (logs written before the trusted feed) as they are.
+    pub trust_unverified: bool,
+}
+
+/// Where a line came from: what its credentials are worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// rsyslog's template: the credentials in the line are the kernel's.
+    Rsyslog,
+    /// The opt-in UDP listener: anyone who can send to it could write any credentials, so
+    /// they are ignored and the line is taken unverified.
+    Udp,
 }
 
 /// Parsed lines → sessions → outbox.
@@ -55,14 +71,20 @@ pub struct Engine {
     /// most once a second, not at every group commit).
     last_sessions_written: Option<Instant>,
     config: Config,
+    /// Lines without credentials from rsyslog's sources are taken as they are.
+    trust_unverified: bool,
+    /// Untrusted lines already said in the log, and when.
+    untrusted_logged: (u64, Option<Instant>),
 }
 
 impl Engine {
     pub fn new(config: &Config, writer: Writer) -> Engine {
         let limits = Limits::from_config(&config.watch);
         let wall = now_unix();
+        let mut sessions = Sessions::new(limits, &format!("/{}", config.data_dir));
+        sessions.trust = Trust::system(config);
         Engine {
-            sessions: Sessions::new(limits, &format!("/{}", config.data_dir)),
+            sessions,
             writer,
             finished: Vec::new(),
             idle_secs: config.watch.idle_timeout_secs,
@@ -72,12 +94,56 @@ impl Engine {
             last_sessions: Default::default(),
             last_sessions_written: None,
             config: config.clone(),
+            trust_unverified: false,
+            untrusted_logged: (0, None),
         }
     }
 
-    /// One line. `live`: time is the wall clock; else the line's own timestamp.
+    /// One line from rsyslog (feed socket, log file). `live`: time is the wall clock; else
+    /// the line's own timestamp.
     pub fn line(&mut self, bytes: &[u8], live: bool) -> Result<()> {
-        let mut parsed = parse_line(bytes, self.wall);
+        self.line_from(bytes, live, Origin::Rsyslog)
+    }
+
+    /// A datagram from a process that is not root arrived on the feed socket: dropped.
+    pub fn datagram_not_from_root(&mut self, uid: Option<u32>) {
+        let s = &mut self.sessions;
+        s.stats.lines += 1;
+        s.stats.untrusted_lines += 1;
+        s.trust.last_dropped = Some(super::trust::Dropped {
+            why: Untrusted::NotFromRoot,
+            uid,
+            pid: None,
+        });
+    }
+
+    /// Says in the log (at most every 10 s) how many untrusted lines were dropped.
+    fn log_untrusted(&mut self, force: bool) {
+        let count = self.sessions.stats.untrusted_lines;
+        let (said, at) = self.untrusted_logged;
+        if count == said || (!force && at.is_some_and(|t| t.elapsed() < Duration::from_secs(10))) {
+            return;
+        }
+        let last = self
+            .sessions
+            .trust
+            .last_dropped
+            .as_ref()
+            .map(|d| format!("; the last: {d}"))
+            .unwrap_or_default();
+        eprintln!(
+            "sftpctl watch: dropped {} internal-sftp line(s) not sent by the session's own process ({count} since start){last}",
+            count - said
+        );
+        self.untrusted_logged = (count, Some(Instant::now()));
+    }
+
+    fn line_from(&mut self, bytes: &[u8], live: bool, origin: Origin) -> Result<()> {
+        let (sender, mut parsed) = parse_feed_line(bytes, self.wall);
+        let (sender, accept_unverified) = match origin {
+            Origin::Rsyslog => (sender, self.trust_unverified),
+            Origin::Udp => (Sender::Unverified, true),
+        };
         if live {
             self.clock = self.wall;
             // The forward format has whole seconds only; the time of receipt still tells a
@@ -101,7 +167,13 @@ impl Engine {
                     .expire(self.clock, self.idle_secs, &mut self.finished);
             }
         }
-        self.sessions.apply(parsed, self.clock, &mut self.finished);
+        self.sessions.apply_from(
+            sender,
+            parsed,
+            accept_unverified,
+            self.clock,
+            &mut self.finished,
+        );
         self.queue_finished()
     }
 
@@ -116,6 +188,7 @@ impl Engine {
 
     /// Once a second or so while live: refresh the clock, report idle sessions.
     pub fn tick(&mut self) -> Result<()> {
+        self.log_untrusted(false);
         self.wall = now_unix();
         self.clock = self.wall;
         self.sessions
@@ -191,15 +264,20 @@ pub fn watch(config: &Config, input: Input, options: Options) -> Result<()> {
         Saved::default()
     };
     enum Ready {
-        Udp(UdpSocket),
+        Live(UnixDatagram, Option<UdpSocket>),
         Follow(Follower),
         Stream(Box<dyn Read + Send>),
     }
     let ready = match input {
-        Input::Udp => Ready::Udp(bind_udp(
-            config.watch.listen,
-            config.watch.receive_buffer_bytes,
-        )?),
+        Input::Live => {
+            // UDP first: a taken port fails before the feed socket replaced a stale one.
+            let udp = match config.watch.listen {
+                Some(addr) => Some(bind_udp(addr, config.watch.receive_buffer_bytes)?),
+                None => None,
+            };
+            let feed = bind_feed(&config.watch.socket, config.watch.receive_buffer_bytes)?;
+            Ready::Live(feed, udp)
+        }
         Input::Follow(path) => Ready::Follow(Follower::open(&path, saved.follow.take())?),
         Input::Stream(r) => Ready::Stream(r),
     };
@@ -242,6 +320,7 @@ pub fn watch(config: &Config, input: Input, options: Options) -> Result<()> {
     writer.limit_reports(outbox::ReportLimits::from_config(&config.watch));
     let shared = writer.shared();
     let mut engine = Engine::new(config, writer);
+    engine.trust_unverified = options.trust_unverified;
     engine.sessions.restore(saved.sessions, now_unix());
     let policy = RetryPolicy {
         first: options.retry_first,
@@ -266,13 +345,19 @@ pub fn watch(config: &Config, input: Input, options: Options) -> Result<()> {
             let result = read_stream(&mut engine, reader);
             finish_stream(engine, deliverer, &outbox_dir, result)
         }
-        Ready::Udp(socket) => {
+        Ready::Live(feed, udp) => {
+            let udp_text = match config.watch.listen {
+                Some(addr) => format!(" and on udp {addr} (unverified lines: anyone who can send there can forge reports)"),
+                None => String::new(),
+            };
             eprintln!(
-                "sftpctl watch: listening on udp {} (pid {})",
-                config.watch.listen,
+                "sftpctl watch: listening on {}{udp_text} (pid {})",
+                config.watch.socket.display(),
                 std::process::id()
             );
-            let result = read_udp(&mut engine, &socket);
+            let result = read_live(&mut engine, &feed, udp.as_ref());
+            drop(feed);
+            let _ = std::fs::remove_file(&config.watch.socket);
             stop_live(engine, shared, deliverer, state_dir, None, result)
         }
         Ready::Follow(mut follower) => {
@@ -392,10 +477,14 @@ fn finish_stream(
     closed?;
     let stats = engine.sessions.stats;
     let open = engine.sessions.open_count();
+    if stats.untrusted_lines > 0 {
+        eprintln!("{}", untrusted_summary("sftpctl watch", &engine.sessions));
+    }
     eprintln!(
-        "sftpctl watch: {} lines read ({} unreadable), {} reports delivered{}",
+        "sftpctl watch: {} lines read ({} unreadable, {} untrusted), {} reports delivered{}",
         stats.lines,
         stats.unreadable_lines,
+        stats.untrusted_lines,
         outcome.delivered,
         if open > 0 {
             format!(", {open} sessions still open at the end of input (not reported)")
@@ -413,52 +502,75 @@ fn finish_stream(
     Ok(())
 }
 
-fn read_udp(engine: &mut Engine, socket: &UdpSocket) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .context("cannot set a socket timeout")?;
-    let fd = socket.as_raw_fd();
+/// Reads the feed socket (and the UDP socket, when configured) until a stop signal.
+fn read_live(engine: &mut Engine, feed: &UnixDatagram, udp: Option<&UdpSocket>) -> Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
     let mut buf = vec![0u8; 65_536];
     let mut last_tick = Instant::now();
     loop {
         if daemon::stop_requested() {
+            engine.log_untrusted(true);
             return Ok(());
         }
-        let n = match recv(fd, &mut buf, MsgFlags::MSG_DONTWAIT) {
-            Ok(n) => Some(n),
-            Err(Errno::EAGAIN | Errno::EINTR) => {
-                // Nothing queued: make the reports so far durable, then wait.
-                engine.commit()?;
-                match socket.recv(&mut buf) {
-                    Ok(n) => Some(n),
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock
-                                | std::io::ErrorKind::TimedOut
-                                | std::io::ErrorKind::Interrupted
-                        ) =>
-                    {
-                        None
+        let mut got = false;
+        // Everything queued on both sockets, then one commit.
+        loop {
+            let mut any = false;
+            match recv_with_uid(feed, &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok((n, uid)) => {
+                    any = true;
+                    // Only rsyslog (root) can open the socket; anything else is not believed.
+                    if uid == Some(0) {
+                        engine_datagram(engine, &buf[..n], Origin::Rsyslog)?;
+                    } else {
+                        engine.datagram_not_from_root(uid);
                     }
+                }
+                Err(Errno::EAGAIN | Errno::EINTR) => {}
+                Err(e) => return Err(e).context("cannot receive from the watcher's socket"),
+            }
+            if let Some(udp) = udp {
+                match recv(udp.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                    Ok(n) => {
+                        any = true;
+                        engine_datagram(engine, &buf[..n], Origin::Udp)?;
+                    }
+                    Err(Errno::EAGAIN | Errno::EINTR) => {}
                     Err(e) => return Err(e).context("cannot receive from the UDP socket"),
                 }
             }
-            Err(e) => return Err(e).context("cannot receive from the UDP socket"),
-        };
-        if let Some(n) = n {
-            let datagram = &buf[..n];
-            // One line per datagram; tolerate a sender that batches lines.
-            for line in datagram.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                engine.line(line, true)?;
+            if !any || daemon::stop_requested() {
+                break;
             }
+            got = true;
+        }
+        if got {
+            engine.commit()?;
         }
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
             engine.tick()?;
         }
+        if !got {
+            let mut fds = vec![PollFd::new(feed.as_fd(), PollFlags::POLLIN)];
+            if let Some(udp) = udp {
+                fds.push(PollFd::new(udp.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::from(200u16)) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e).context("cannot wait for the sockets"),
+            }
+        }
     }
+}
+
+/// One datagram: one line, as rsyslog sends them; a sender that batches lines is tolerated.
+fn engine_datagram(engine: &mut Engine, datagram: &[u8], origin: Origin) -> Result<()> {
+    for line in datagram.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        engine.line_from(line, true, origin)?;
+    }
+    Ok(())
 }
 
 fn read_follow(engine: &mut Engine, follower: &mut Follower) -> Result<()> {
@@ -487,6 +599,28 @@ fn read_follow(engine: &mut Engine, follower: &mut Follower) -> Result<()> {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// One line for the end of a replay: how many lines were dropped as untrusted, and why.
+pub fn untrusted_summary(who: &str, sessions: &Sessions) -> String {
+    let last = sessions
+        .trust
+        .last_dropped
+        .as_ref()
+        .map(|d| format!(" (the last: {d})"))
+        .unwrap_or_default();
+    let hint = if matches!(
+        sessions.trust.last_dropped.as_ref().map(|d| d.why),
+        Some(Untrusted::NoCredentials)
+    ) {
+        "; lines written before the trusted feed (no [uid= pid=] fields) are read with --trust-unverified"
+    } else {
+        ""
+    };
+    format!(
+        "{who}: {} internal-sftp line(s) were not sent by the session's own process and were skipped{last}{hint}",
+        sessions.stats.untrusted_lines
+    )
 }
 
 /// Saves open sessions and stops delivery (what is left stays in the outbox).
@@ -542,6 +676,8 @@ mod tests {
         config.watch.state_dir = dir.clone();
         let writer = Writer::open(&dir.join("outbox")).unwrap();
         let mut engine = Engine::new(&config, writer);
+        // The capture predates the trusted feed: its lines carry no credentials.
+        engine.trust_unverified = true;
         read_stream(&mut engine, input).unwrap();
         let lines = engine.sessions.stats.lines;
         let pending = outbox::count_pending(&dir.join("outbox")).unwrap();

@@ -9,8 +9,9 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::parse::{Event, Line, OpenFlags, Parsed};
+use super::parse::{CutRequest, Event, Line, OpenFlags, Parsed, Sender};
 use super::report::{Report, Totals};
+use super::trust::{Dropped, Trust, Untrusted};
 
 /// Memory bounds (see docs/watch.md, "Bounds").
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +62,15 @@ pub const OWN_STATUS_WINDOW_US: i64 = 100;
 /// Open file handles remembered per session, to tell an empty upload from an empty download.
 const MAX_OPEN_FILES: usize = 32;
 
+/// Names whose existence a session has seen (written, read, looked up, removed), to tell
+/// whether a `posix-rename` replaced a file; the oldest is forgotten past this. A forgotten
+/// name is unknown, reported as "may have replaced": the safe side. Kept as 64-bit hashes
+/// (16 bytes a name, ~1 KiB a session at most) so that long names cost no memory.
+const MAX_KNOWN_NAMES: usize = 64;
+
+/// Shown after a name the log cut at 500 bytes.
+pub const CUT_MARK: &str = "…";
+
 /// A list that keeps its first `cap` entries and counts the rest. A sealed list (its session
 /// reached `max_session_bytes`) keeps what it has and counts everything after.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,12 +107,64 @@ pub struct Transfer {
     pub bytes: u64,
     /// The session ended with the file still open (`forced close`).
     pub incomplete: bool,
+    /// The log cut the line: `path` is the start of the name, `bytes` as logged (maybe cut).
+    #[serde(default)]
+    pub cut: bool,
+    /// The byte counts were cut away: `bytes` is 0 and means nothing.
+    #[serde(default)]
+    pub size_unknown: bool,
+    /// Neither the open flags nor the counts survived the cut: upload or download.
+    #[serde(default)]
+    pub direction_unknown: bool,
+    /// Uploaded under a temporary name, then `posix-rename`d onto `path`, which may have
+    /// held another file.
+    #[serde(default)]
+    pub replaced: Replaced,
+}
+
+/// Whether a rename replaced a file that had the new name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Replaced {
+    /// `rename` (sftp-server refuses an existing target), or the name was known to be free.
+    #[default]
+    No,
+    /// `posix-rename` onto a name whose existence the session did not see.
+    Maybe,
+    /// `posix-rename` onto a name the session saw existing.
+    Yes,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Move {
     pub old: String,
     pub new: String,
+    #[serde(default)]
+    pub replaced: Replaced,
+    /// The line fits more than one split into old and new (a name contains `" new "`):
+    /// `old` holds both names as logged.
+    #[serde(default)]
+    pub ambiguous: bool,
+    /// For people, filled in the report: replaced, ambiguous, cut.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+impl Move {
+    fn plain(old: String, new: String) -> Move {
+        Move {
+            old,
+            new,
+            replaced: Replaced::No,
+            ambiguous: false,
+            note: String::new(),
+        }
+    }
+
+    /// A move that must stay in the report as it is: never folded into another.
+    fn is_news_by_itself(&self) -> bool {
+        self.replaced != Replaced::No || self.ambiguous || self.old.ends_with(CUT_MARK)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,6 +224,13 @@ pub struct Session {
     /// answers the request before it, however late it comes.
     #[serde(default)]
     verbose: bool,
+    /// Hash of a name → whether the session saw it exist (bounded by [`MAX_KNOWN_NAMES`]).
+    #[serde(default)]
+    known: Vec<(u64, bool)>,
+    /// Files opened by lines the log cut: the start of the name, and whether they were
+    /// opened for writing when the flags survived.
+    #[serde(default)]
+    cut_open_files: Vec<(String, Option<bool>)>,
     pub uploads: Bounded<Transfer>,
     pub downloads: Bounded<Transfer>,
     pub deletes: Bounded<String>,
@@ -173,6 +242,9 @@ pub struct Session {
     pub failures: Bounded<Failure>,
     pub totals: Totals,
     pub unreadable_lines: u64,
+    /// The uid the kernel gave for the session's lines (the first one believed).
+    #[serde(default)]
+    pub uid: Option<u32>,
 }
 
 impl Session {
@@ -190,6 +262,8 @@ impl Session {
             pending: None,
             pending_us: None,
             verbose: false,
+            known: Vec::new(),
+            cut_open_files: Vec::new(),
             uploads: Bounded::default(),
             downloads: Bounded::default(),
             deletes: Bounded::default(),
@@ -201,6 +275,7 @@ impl Session {
             failures: Bounded::default(),
             totals: Totals::default(),
             unreadable_lines: 0,
+            uid: None,
         }
     }
 
@@ -220,6 +295,7 @@ impl Session {
                 if self.open_files.len() >= MAX_OPEN_FILES {
                     self.open_files.remove(0);
                 }
+                self.know(&path, true);
                 self.open_files.push((path, flags));
             }
             Event::Close {
@@ -233,54 +309,75 @@ impl Session {
                     .iter()
                     .rposition(|(p, _)| *p == path)
                     .map(|i| self.open_files.remove(i).1);
-                let writing = flags.is_some_and(|f| f.write || f.append || f.create || f.truncate);
-                let reading = flags.is_some_and(|f| f.read);
-                let upload = written > 0 || (writing && read == 0);
-                let download = read > 0 || (reading && !writing && written == 0);
-                if forced && (upload || download) {
-                    t.incomplete_transfers += 1;
+                let mut writing = flags.map(|f| f.write || f.append || f.create || f.truncate);
+                let mut reading = flags.is_some_and(|f| f.read);
+                if flags.is_none() {
+                    // The open line, longer than the close, may be the one the log cut.
+                    let cut_open = self
+                        .cut_open_files
+                        .iter()
+                        .rposition(|(p, _)| path.starts_with(p.as_str()));
+                    if let Some(i) = cut_open {
+                        writing = self.cut_open_files.remove(i).1;
+                        reading = writing == Some(false);
+                    }
                 }
-                if upload {
-                    t.uploads += 1;
-                    t.upload_bytes = t.upload_bytes.saturating_add(written);
-                    self.uploads.push(
-                        Transfer {
-                            path: path.clone(),
-                            bytes: written,
-                            incomplete: forced,
-                        },
-                        cap,
-                    );
-                }
-                if download {
-                    t.downloads += 1;
-                    t.download_bytes = t.download_bytes.saturating_add(read);
-                    self.downloads.push(
-                        Transfer {
-                            path,
-                            bytes: read,
-                            incomplete: forced,
-                        },
-                        cap,
-                    );
-                }
+                self.transfer(
+                    path,
+                    Some((read, written)),
+                    writing,
+                    reading,
+                    forced,
+                    false,
+                    cap,
+                );
             }
             Event::Remove { path } => {
                 t.deletes += 1;
+                self.know(&path, false);
                 self.deletes.push(path, cap);
             }
             Event::Rmdir { path } => {
                 t.rmdirs += 1;
+                self.know(&path, false);
                 self.rmdirs.push(path, cap);
             }
             Event::Mkdir { path, .. } => {
                 t.mkdirs += 1;
+                self.know(&path, true);
                 self.mkdirs.push(path, cap);
             }
-            Event::Rename { old, new } => self.rename(old, new, cap),
-            Event::Symlink { old, new } | Event::Hardlink { old, new } => {
+            Event::Rename {
+                old,
+                new,
+                posix,
+                ambiguous,
+            } => self.rename(old, new, posix, ambiguous, cap),
+            Event::Symlink {
+                old,
+                new,
+                ambiguous,
+            }
+            | Event::Hardlink {
+                old,
+                new,
+                ambiguous,
+            } => {
                 t.links += 1;
-                self.links.push(Move { old, new }, cap);
+                self.know(&new, true);
+                let mut m = Move::plain(old, new);
+                m.ambiguous = ambiguous;
+                self.links.push(m, cap);
+            }
+            Event::Cut {
+                request,
+                path,
+                logged,
+            } => self.commit_cut(request, path, logged.map(|b| *b), cap),
+            Event::Lookup { path } => {
+                if !path.is_empty() {
+                    self.know(&path, true);
+                }
             }
             Event::SetMode { path, mode } => {
                 t.changes += 1;
@@ -299,7 +396,6 @@ impl Session {
             }
             // Clients set the modification time after every upload: not news to anyone.
             Event::SetModtime { .. }
-            | Event::Lookup { .. }
             | Event::Opendir { .. }
             | Event::Closedir { .. }
             | Event::Statvfs { .. }
@@ -309,26 +405,252 @@ impl Session {
         }
     }
 
+    /// A transfer closed: an upload, a download, or (a file only opened) nothing. `counts`
+    /// (read, written) are `None` when the log cut them away; `writing` is `None` when the open
+    /// flags are not known.
+    #[allow(clippy::too_many_arguments)]
+    fn transfer(
+        &mut self,
+        path: String,
+        counts: Option<(u64, u64)>,
+        writing: Option<bool>,
+        reading: bool,
+        forced: bool,
+        cut: bool,
+        cap: usize,
+    ) {
+        let t = &mut self.totals;
+        let (read, written) = counts.unwrap_or((0, 0));
+        let wrote = writing == Some(true);
+        let (upload, download, direction_unknown) = match counts {
+            Some(_) => (
+                written > 0 || (wrote && read == 0),
+                read > 0 || (reading && !wrote && written == 0),
+                false,
+            ),
+            None => match writing {
+                Some(true) => (true, false, false),
+                Some(false) => (false, true, false),
+                // Nothing says which: listed with the uploads, marked as either.
+                None => (true, false, true),
+            },
+        };
+        if forced && (upload || download) {
+            t.incomplete_transfers += 1;
+        }
+        if cut {
+            t.cut_names += 1;
+        }
+        let entry = |bytes| Transfer {
+            path: path.clone(),
+            bytes,
+            incomplete: forced,
+            cut,
+            size_unknown: counts.is_none(),
+            direction_unknown,
+            replaced: Replaced::No,
+        };
+        if counts.is_none() {
+            if upload {
+                t.uploads_size_unknown += 1;
+            } else if download {
+                t.downloads_size_unknown += 1;
+            }
+        }
+        if upload {
+            t.uploads += 1;
+            t.upload_bytes = t.upload_bytes.saturating_add(written);
+            self.uploads.push(entry(written), cap);
+        }
+        if download {
+            t.downloads += 1;
+            t.download_bytes = t.download_bytes.saturating_add(read);
+            self.downloads.push(entry(read), cap);
+        }
+        if upload || download {
+            self.know(&path, true);
+        }
+    }
+
+    /// Remembers whether `path` exists as far as this session saw.
+    fn know(&mut self, path: &str, exists: bool) {
+        let h = name_hash(path);
+        self.known.retain(|(k, _)| *k != h);
+        if self.known.len() >= MAX_KNOWN_NAMES {
+            self.known.remove(0);
+        }
+        self.known.push((h, exists));
+    }
+
+    /// What a `posix-rename` onto `new` did to a file of that name, as far as the session saw.
+    fn replaced_by_posix_rename(&self, new: &str) -> Replaced {
+        let h = name_hash(new);
+        match self.known.iter().find(|(k, _)| *k == h) {
+            Some((_, true)) => Replaced::Yes,
+            Some((_, false)) => Replaced::No,
+            None => Replaced::Maybe,
+        }
+    }
+
     /// An upload under a temporary name renamed later in the session (`x.filepart` → `x`) is
     /// shown as an upload of its final name; a chain of renames `a → b → c` is shown as `a → c`.
-    fn rename(&mut self, old: String, new: String, cap: usize) {
+    /// A `posix-rename` onto a name that may have existed replaced that file: it is reported
+    /// as such and never folded away, so `a → contract.pdf`, `contract.pdf → a` shows both.
+    fn rename(&mut self, old: String, new: String, posix: bool, ambiguous: bool, cap: usize) {
+        if ambiguous {
+            self.totals.renames += 1;
+            if posix {
+                self.totals.replaced += 1;
+            }
+            let mut m = Move::plain(old, new);
+            m.ambiguous = true;
+            m.replaced = if posix { Replaced::Maybe } else { Replaced::No };
+            self.known.clear();
+            self.renames.push(m, cap);
+            return;
+        }
+        let replaced = if posix {
+            self.replaced_by_posix_rename(&new)
+        } else {
+            Replaced::No
+        };
+        self.know(&old, false);
+        self.know(&new, true);
+        if replaced != Replaced::No {
+            self.totals.replaced += 1;
+        }
         if is_temporary_upload_name(&old) {
             if let Some(up) = self.uploads.items.iter_mut().rev().find(|u| u.path == old) {
                 up.path = new;
+                up.replaced = replaced;
                 return;
             }
         }
-        if let Some(i) = self.renames.items.iter().rposition(|m| m.new == old) {
-            if self.renames.items[i].old == new {
+        let foldable = self
+            .renames
+            .items
+            .iter()
+            .rposition(|m| m.new == old && !m.is_news_by_itself());
+        if let Some(i) = foldable {
+            if self.renames.items[i].old == new && replaced == Replaced::No {
                 self.renames.items.remove(i);
                 self.totals.renames = self.totals.renames.saturating_sub(1);
             } else {
                 self.renames.items[i].new = new;
+                self.renames.items[i].replaced = replaced;
             }
             return;
         }
         self.totals.renames += 1;
-        self.renames.push(Move { old, new }, cap);
+        let mut m = Move::plain(old, new);
+        m.replaced = replaced;
+        self.renames.push(m, cap);
+    }
+
+    /// A request whose line the log may have cut: what its start says is reported, the name
+    /// marked with [`CUT_MARK`], and the session counts it in `totals.cut_names`.
+    fn commit_cut(&mut self, request: CutRequest, path: String, logged: Option<Event>, cap: usize) {
+        let shown = format!("{path}{CUT_MARK}");
+        let t = &mut self.totals;
+        match request {
+            CutRequest::Open { writing } => {
+                if self.cut_open_files.len() >= MAX_OPEN_FILES {
+                    self.cut_open_files.remove(0);
+                }
+                self.cut_open_files.push((path, writing));
+            }
+            CutRequest::Close { forced } => {
+                // The open line is cut a little later than the close (`open "` is shorter
+                // than `close "`), or not at all: match on the common start.
+                let same = |p: &str| p.starts_with(&path) || path.starts_with(p);
+                let writing =
+                    if let Some(i) = self.cut_open_files.iter().rposition(|(p, _)| same(p)) {
+                        self.cut_open_files.remove(i).1
+                    } else if let Some(i) = self.open_files.iter().rposition(|(p, _)| same(p)) {
+                        let f = self.open_files.remove(i).1;
+                        Some(f.write || f.append || f.create || f.truncate)
+                    } else {
+                        None
+                    };
+                let counts = match logged {
+                    Some(Event::Close { read, written, .. }) => Some((read, written)),
+                    _ => None,
+                };
+                self.transfer(
+                    shown,
+                    counts,
+                    writing,
+                    writing == Some(false),
+                    forced,
+                    true,
+                    cap,
+                );
+            }
+            CutRequest::Remove => {
+                t.deletes += 1;
+                t.cut_names += 1;
+                self.deletes.push(shown, cap);
+            }
+            CutRequest::Rmdir => {
+                t.rmdirs += 1;
+                t.cut_names += 1;
+                self.rmdirs.push(shown, cap);
+            }
+            CutRequest::Mkdir => {
+                t.mkdirs += 1;
+                t.cut_names += 1;
+                self.mkdirs.push(shown, cap);
+            }
+            CutRequest::Rename { posix } => {
+                t.renames += 1;
+                t.cut_names += 1;
+                let (old, new) = match logged {
+                    Some(Event::Rename { old, new, .. }) if !new.is_empty() => {
+                        (format!("{old}{CUT_MARK}"), format!("{new}{CUT_MARK}"))
+                    }
+                    _ => (shown, CUT_MARK.to_string()),
+                };
+                let mut m = Move::plain(old, new);
+                if posix {
+                    t.replaced += 1;
+                    m.replaced = Replaced::Maybe;
+                }
+                // Which names exist is no longer known.
+                self.known.clear();
+                self.renames.push(m, cap);
+            }
+            CutRequest::Symlink | CutRequest::Hardlink => {
+                t.links += 1;
+                t.cut_names += 1;
+                let m = match logged {
+                    Some(Event::Symlink { old, new, .. } | Event::Hardlink { old, new, .. }) => {
+                        Move::plain(format!("{old}{CUT_MARK}"), format!("{new}{CUT_MARK}"))
+                    }
+                    _ => Move::plain(shown, CUT_MARK.to_string()),
+                };
+                self.links.push(m, cap);
+            }
+            CutRequest::Set => {
+                t.changes += 1;
+                t.cut_names += 1;
+                let what = match logged {
+                    Some(Event::SetMode { mode, .. }) => format!("mode {mode:04o} (as logged)"),
+                    Some(Event::SetOwner { uid, gid, .. }) => {
+                        format!("owner {uid} group {gid} (as logged)")
+                    }
+                    Some(Event::SetSize { size, .. }) => format!("size {size} (as logged)"),
+                    // A modification time is not news, but what was set is not known here.
+                    _ => "attributes (cut from the log)".to_string(),
+                };
+                if !matches!(logged, Some(Event::SetModtime { .. })) {
+                    self.changes.push(Change { path: shown, what }, cap);
+                } else {
+                    t.changes -= 1;
+                    t.cut_names -= 1;
+                }
+            }
+            CutRequest::Lookup => {}
+        }
     }
 
     /// The held-back request failed with `status`.
@@ -336,6 +658,26 @@ impl Session {
         let Some(event) = self.pending.take() else {
             return;
         };
+        if let Event::Close { path, .. } = &event {
+            // The bytes in a close line were read or written whatever close(2) says after:
+            // the transfer happened. At INFO the status may even be an unlogged lookup's
+            // that a pipelining client sent in the same packet; at VERBOSE it is the close's.
+            let path = path.clone();
+            self.pending = Some(event);
+            self.commit_pending(cap);
+            if !self.verbose {
+                return;
+            }
+            self.totals.failures += 1;
+            let failure = Failure {
+                action: "close".into(),
+                path,
+                target: None,
+                status,
+            };
+            self.failures.push(failure, cap);
+            return;
+        }
         let mut target = None;
         let (action, path) = match event {
             Event::Open { path, flags, .. } => {
@@ -346,19 +688,26 @@ impl Session {
                 };
                 (action.to_string(), path)
             }
-            Event::Close { path, .. } => ("close".into(), path),
+            Event::Close { .. } => unreachable!("handled above"),
             Event::Remove { path } => ("remove".into(), path),
             Event::Rmdir { path } => ("rmdir".into(), path),
             Event::Mkdir { path, .. } => ("mkdir".into(), path),
-            Event::Rename { old, new } => {
-                target = Some(new);
+            Event::Rename {
+                old,
+                new,
+                ambiguous,
+                ..
+            } => {
+                if !ambiguous {
+                    target = Some(new);
+                }
                 ("rename".into(), old)
             }
-            Event::Symlink { old, new } => {
+            Event::Symlink { old, new, .. } => {
                 target = Some(old);
                 ("symlink".into(), new)
             }
-            Event::Hardlink { old, new } => {
+            Event::Hardlink { old, new, .. } => {
                 target = Some(old);
                 ("hardlink".into(), new)
             }
@@ -369,9 +718,37 @@ impl Session {
             Event::Opendir { path } => ("list directory".into(), path),
             Event::Closedir { path } => ("closedir".into(), path),
             Event::Statvfs { path } => ("statvfs".into(), path),
-            // A client probing for a name that is not there is not news.
-            Event::Lookup { .. }
-            | Event::SessionOpened { .. }
+            // A client probing for a name that is not there is not news, but tells that the
+            // name is free.
+            Event::Lookup { path } => {
+                if !path.is_empty() && status == "No such file" {
+                    self.know(&path, false);
+                }
+                return;
+            }
+            Event::Cut { request, path, .. } => {
+                let action = match request {
+                    CutRequest::Open {
+                        writing: Some(true),
+                    } => "open for writing",
+                    CutRequest::Open {
+                        writing: Some(false),
+                    } => "open for reading",
+                    CutRequest::Open { writing: None } => "open",
+                    CutRequest::Close { .. } => "close",
+                    CutRequest::Remove => "remove",
+                    CutRequest::Rmdir => "rmdir",
+                    CutRequest::Mkdir => "mkdir",
+                    CutRequest::Rename { .. } => "rename",
+                    CutRequest::Symlink => "symlink",
+                    CutRequest::Hardlink => "hardlink",
+                    CutRequest::Set => "set attributes",
+                    CutRequest::Lookup => return,
+                };
+                self.totals.cut_names += 1;
+                (action.to_string(), format!("{path}{CUT_MARK}"))
+            }
+            Event::SessionOpened { .. }
             | Event::SessionClosed { .. }
             | Event::SentStatus { .. } => return,
         };
@@ -388,6 +765,15 @@ impl Session {
     }
 }
 
+/// SipHash of a name. Making a name look "seen free" through a collision with another name
+/// would take a 64-bit second preimage; a hash that changes between versions only forgets.
+fn name_hash(path: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
+}
+
 /// Names clients upload to before renaming into place (WinSCP `.filepart`, others `.part`).
 fn is_temporary_upload_name(path: &str) -> bool {
     [".filepart", ".part", ".partial"]
@@ -402,6 +788,9 @@ pub struct LineStats {
     pub sftp_lines: u64,
     pub unreadable_lines: u64,
     pub foreign_lines: u64,
+    /// internal-sftp lines not sent by the session's own process: dropped (see `trust`).
+    #[serde(default)]
+    pub untrusted_lines: u64,
     /// Lines dropped because their host name is longer than [`MAX_HOST_BYTES`].
     #[serde(default)]
     pub oversized_lines: u64,
@@ -438,6 +827,8 @@ pub struct Sessions {
     pub stats: LineStats,
     /// Prefix shown relative in reports (`/data`).
     data_prefix: String,
+    /// Who may send a session's lines ([`Sessions::apply_from`]).
+    pub trust: Trust,
 }
 
 /// Hashes the table's own numbers (slot and owner ids, handed out in sequence, never chosen
@@ -641,9 +1032,9 @@ impl HeapBytes for Event {
             Event::SessionOpened { user, client } | Event::SessionClosed { user, client } => {
                 heap_of(user) + heap_of(client)
             }
-            Event::Rename { old, new }
-            | Event::Symlink { old, new }
-            | Event::Hardlink { old, new } => heap_of(old) + heap_of(new),
+            Event::Rename { old, new, .. }
+            | Event::Symlink { old, new, .. }
+            | Event::Hardlink { old, new, .. } => heap_of(old) + heap_of(new),
             Event::Open { path, .. }
             | Event::Close { path, .. }
             | Event::Opendir { path }
@@ -658,6 +1049,12 @@ impl HeapBytes for Event {
             | Event::Statvfs { path }
             | Event::Lookup { path } => heap_of(path),
             Event::SentStatus { status } => heap_of(status),
+            Event::Cut { path, logged, .. } => {
+                heap_of(path)
+                    + logged.as_ref().map_or(0, |e| {
+                        std::mem::size_of::<Event>() + ALLOC_OVERHEAD + e.heap_bytes()
+                    })
+            }
         }
     }
 }
@@ -710,10 +1107,20 @@ impl Session {
                 .iter()
                 .map(|(p, _)| heap_of(p))
                 .sum::<usize>();
+        let cut_open_files = self.cut_open_files.capacity()
+            * std::mem::size_of::<(String, Option<bool>)>()
+            + self
+                .cut_open_files
+                .iter()
+                .map(|(p, _)| heap_of(p))
+                .sum::<usize>();
+        let known = self.known.capacity() * std::mem::size_of::<(u64, bool)>();
         let pending = self.pending.as_ref().map_or(0, Event::heap_bytes);
         SLOT_OVERHEAD
             + strings
             + open_files
+            + cut_open_files
+            + known
             + pending
             + self.lists().iter().map(|l| l.bytes()).sum::<usize>()
     }
@@ -773,6 +1180,10 @@ impl Session {
             self.open_files.remove(0);
             bytes = self.heap_bytes();
         }
+        while bytes > budget && !self.cut_open_files.is_empty() {
+            self.cut_open_files.remove(0);
+            bytes = self.heap_bytes();
+        }
         bytes
     }
 }
@@ -805,8 +1216,59 @@ impl Sessions {
         self.bytes
     }
 
-    /// Takes one parsed line. `clock` is the driver's notion of now (for idle timeouts);
-    /// reports of sessions that ended are pushed to `out`.
+    /// Takes one line if its sender may send it (see `trust`); else counts and drops it.
+    /// `accept_unverified`: a line without credentials is taken as it is (an old log read
+    /// with `--trust-unverified`, the opt-in UDP listener); lines with credentials are
+    /// always checked.
+    pub fn apply_from(
+        &mut self,
+        sender: Sender,
+        parsed: Parsed,
+        accept_unverified: bool,
+        clock: i64,
+        out: &mut Vec<Report>,
+    ) {
+        let (uid, kernel_pid, relayed) = match sender {
+            Sender::Kernel { uid, pid, relayed } => (uid, pid, relayed),
+            Sender::Unverified => {
+                if accept_unverified || matches!(parsed, Parsed::Foreign) {
+                    return self.apply(parsed, clock, out);
+                }
+                return self.drop_untrusted(Untrusted::NoCredentials, None, None);
+            }
+        };
+        let (host, pid, event) = match &parsed {
+            Parsed::Foreign => return self.apply(parsed, clock, out),
+            Parsed::Unreadable { host, pid, .. } => (host.clone(), *pid, None),
+            Parsed::Sftp(l) => (l.host.clone(), l.pid, Some(&l.event)),
+        };
+        let session_uid = self.get_mut(&host, pid).and_then(|s| s.uid);
+        let account = match self
+            .trust
+            .admit((uid, kernel_pid, relayed), pid, event, session_uid)
+        {
+            Ok(account) => account,
+            Err(why) => return self.drop_untrusted(why, Some(uid), Some(kernel_pid)),
+        };
+        self.apply(parsed, clock, out);
+        if let Some(s) = self.get_mut(&host, pid) {
+            s.uid.get_or_insert(uid);
+            // Seen from its middle: the uid says whose session it is.
+            if s.user.is_none() {
+                s.user = Some(account);
+            }
+        }
+    }
+
+    fn drop_untrusted(&mut self, why: Untrusted, uid: Option<u32>, pid: Option<u32>) {
+        self.stats.lines += 1;
+        self.stats.untrusted_lines += 1;
+        self.trust.last_dropped = Some(Dropped { why, uid, pid });
+    }
+
+    /// Takes one parsed line as it is, from a sender already believed. `clock` is the
+    /// driver's notion of now (for idle timeouts); reports of sessions that ended are pushed
+    /// to `out`.
     pub fn apply(&mut self, parsed: Parsed, clock: i64, out: &mut Vec<Report>) {
         self.stats.lines += 1;
         let cap = self.limits.max_list_entries;
@@ -1096,7 +1558,7 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watch::parse::parse_line;
+    use crate::watch::parse::{parse_line, MESSAGE_LIMIT};
 
     const NOW: i64 = 1_796_000_000;
 
@@ -1353,6 +1815,241 @@ mod tests {
             .map(|f| f.path.as_str())
             .collect();
         assert_eq!(failed, ["missing", "x → y"]);
+    }
+
+    fn moves(r: &Report) -> Vec<(String, String, String)> {
+        r.renames
+            .iter()
+            .map(|m| (m.old.clone(), m.new.clone(), m.note.clone()))
+            .collect()
+    }
+
+    /// `rename a contract.pdf` (posix-rename replaces it) then `rename contract.pdf a`: the
+    /// pair must not fold to nothing: contract.pdf is gone.
+    #[test]
+    fn a_posix_rename_pair_that_replaced_a_file_is_reported() {
+        let text = lines(
+            "h",
+            1,
+            &[
+                OPEN,
+                "posix-rename old \"/data/a\" new \"/data/contract.pdf\"",
+                "posix-rename old \"/data/contract.pdf\" new \"/data/a\"",
+                CLOSE,
+            ],
+        );
+        let (reports, _) = run(&text);
+        assert_eq!(
+            reports.len(),
+            1,
+            "a session that replaced a file sends a report"
+        );
+        let r = &reports[0];
+        let got = moves(r);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(
+            got[0],
+            (
+                "a".into(),
+                "contract.pdf".into(),
+                "REPLACED contract.pdf if it existed".into()
+            )
+        );
+        // `a` was renamed away: known free, so the way back replaced nothing.
+        assert_eq!(got[1], ("contract.pdf".into(), "a".into(), String::new()));
+        assert_eq!(r.totals.renames, 2);
+        assert_eq!(r.totals.replaced, 1);
+    }
+
+    #[test]
+    fn a_posix_rename_onto_a_name_the_session_saw_replaced_it() {
+        let text = lines(
+            "h",
+            1,
+            &[
+                OPEN,
+                "lstat name \"/data/contract.pdf\"",
+                "open \"/data/evil\" flags WRITE,CREATE,TRUNCATE mode 0644",
+                "close \"/data/evil\" bytes read 0 written 3",
+                "posix-rename old \"/data/evil\" new \"/data/contract.pdf\"",
+                "lstat name \"/data/free\"",
+                "sent status No such file",
+                "posix-rename old \"/data/x\" new \"/data/free\"",
+                "rename old \"/data/p\" new \"/data/q\"",
+                "rename old \"/data/q\" new \"/data/p\"",
+                CLOSE,
+            ],
+        );
+        let (reports, _) = run(&text);
+        let got = moves(&reports[0]);
+        assert_eq!(
+            got,
+            [
+                (
+                    "evil".into(),
+                    "contract.pdf".into(),
+                    "REPLACED the existing contract.pdf".into()
+                ),
+                ("x".into(), "free".into(), String::new()),
+            ],
+            "plain rename never replaces; p → q → p folds away"
+        );
+    }
+
+    /// A name holding `" new "` makes the line fit two splits: both names are shown as
+    /// logged and called ambiguous, never a wrong target.
+    #[test]
+    fn a_temporary_upload_renamed_onto_a_name_says_it_may_have_replaced_it() {
+        let text = lines(
+            "h",
+            1,
+            &[
+                OPEN,
+                "open \"/data/c.pdf.part\" flags WRITE,CREATE,TRUNCATE mode 0644",
+                "close \"/data/c.pdf.part\" bytes read 0 written 3",
+                "posix-rename old \"/data/c.pdf.part\" new \"/data/c.pdf\"",
+                CLOSE,
+            ],
+        );
+        let (reports, _) = run(&text);
+        let r = &reports[0];
+        assert_eq!(r.uploads[0].path, "c.pdf");
+        assert_eq!(
+            r.uploads[0].size,
+            "3 bytes; REPLACED c.pdf if it existed (uploaded under a temporary name)"
+        );
+        assert_eq!(r.totals.replaced, 1);
+    }
+
+    /// A pipelining client puts CLOSE and an LSTAT of a missing name in one packet: at INFO
+    /// the lstat is not logged and its status comes microseconds after the close. The bytes
+    /// of a close line were transferred whatever follows: the upload counts.
+    #[test]
+    fn a_status_right_after_a_close_never_undoes_the_transfer() {
+        let at = |us: u32, m: &str| {
+            format!("2026-11-27T16:04:18.{us:06}+00:00 h internal-sftp[1]: {m}\n")
+        };
+        let text = [
+            at(100, OPEN),
+            at(
+                200,
+                "open \"/data/up\" flags WRITE,CREATE,TRUNCATE mode 0644",
+            ),
+            at(300, "close \"/data/up\" bytes read 0 written 5000"),
+            at(320, "sent status No such file"),
+            at(900, CLOSE),
+        ]
+        .concat();
+        let (reports, _) = run(&text);
+        assert_eq!(reports[0].totals.uploads, 1);
+        assert_eq!(reports[0].totals.upload_bytes, 5000);
+        assert!(
+            reports[0].failures.is_empty(),
+            "at INFO it may be a lookup's"
+        );
+    }
+
+    #[test]
+    fn an_ambiguous_rename_is_reported_as_such() {
+        let text = lines(
+            "h",
+            1,
+            &[
+                OPEN,
+                "posix-rename old \"/data/a\" new \"/data/b\" new \"/data/c\"",
+                CLOSE,
+            ],
+        );
+        let (reports, _) = run(&text);
+        let m = &reports[0].renames[0];
+        assert_eq!(m.old, "a\" new \"/data/b\" new \"/data/c");
+        assert_eq!(m.new, "?");
+        assert!(m.note.starts_with("AMBIGUOUS"), "{}", m.note);
+    }
+
+    #[test]
+    fn bidi_controls_in_names_are_spelled_out() {
+        let text = lines(
+            "h",
+            1,
+            &[
+                OPEN,
+                r#"remove name "/data/invoice-\342\200\256fdp.exe""#,
+                CLOSE,
+            ],
+        );
+        let (reports, _) = run(&text);
+        assert_eq!(reports[0].deletes, ["invoice-<U+202E>fdp.exe"]);
+    }
+
+    /// A name long enough that the log cuts its lines: the upload is still listed and
+    /// counted, marked cut, with what is known.
+    #[test]
+    fn an_upload_whose_lines_were_cut_is_still_reported() {
+        let long = "x".repeat(480);
+        let open = format!("open \"/data/{long}\" flags WRITE,CREATE,TRUNCATE mode 0644");
+        let close = format!("close \"/data/{long}\" bytes read 0 written 1234567");
+        let cut = |m: &str| m[..m.len().min(MESSAGE_LIMIT - 1)].to_string();
+        let (open, close) = (cut(&open), cut(&close));
+        let text = lines("h", 1, &[OPEN, &open, &close, CLOSE]);
+        let (reports, _) = run(&text);
+        assert_eq!(reports.len(), 1);
+        let r = &reports[0];
+        assert_eq!(r.totals.uploads, 1, "{r:?}");
+        assert_eq!(r.totals.cut_names, 1);
+        assert!(r.uploads[0].path.starts_with("xxxx") && r.uploads[0].path.ends_with('…'));
+        assert!(
+            r.uploads[0].size.contains("size unknown"),
+            "{}",
+            r.uploads[0].size
+        );
+
+        // Non-ASCII: each byte is 4 characters; counts cut after `read`.
+        let name = r"\303\234".repeat(57) + "ab";
+        let open = format!("open \"/data/{name}\" flags WRITE,CREATE,TRUNCATE mode 0644");
+        let close = format!("close \"/data/{name}\" bytes read 0 written 99");
+        assert!(close.len() >= MESSAGE_LIMIT - 4 && close.len() < MESSAGE_LIMIT);
+        let text = lines("h", 2, &[OPEN, &cut(&open), &close, CLOSE]);
+        let (reports, _) = run(&text);
+        let r = &reports[0];
+        assert_eq!(r.totals.uploads, 1);
+        assert_eq!(r.totals.upload_bytes, 99, "counts that survive are counted");
+        assert!(r.uploads[0].path.starts_with("ÜÜÜ"));
+        assert!(
+            r.uploads[0].size.contains("as logged"),
+            "{}",
+            r.uploads[0].size
+        );
+    }
+
+    /// The open line is longer than its close: it can be the only one cut.
+    #[test]
+    fn an_empty_upload_whose_open_line_alone_was_cut_counts() {
+        let name = "e".repeat(455);
+        let open = format!("open \"/data/{name}\" flags WRITE,CREATE,TRUNCATE mode 0644");
+        let close = format!("close \"/data/{name}\" bytes read 0 written 0");
+        assert!(open.len() >= MESSAGE_LIMIT - 4 && close.len() < MESSAGE_LIMIT - 4);
+        let text = lines("h", 1, &[OPEN, &open[..MESSAGE_LIMIT], &close, CLOSE]);
+        let (reports, _) = run(&text);
+        assert_eq!(reports[0].totals.uploads, 1);
+        assert_eq!(reports[0].uploads[0].path, name);
+    }
+
+    #[test]
+    fn cut_removes_and_renames_are_listed() {
+        let long = "y".repeat(600);
+        let rm = format!("remove name \"/data/{long}\"");
+        let mv = format!("posix-rename old \"/data/{long}\" new \"/data/z\"");
+        let cut = |m: &str| m[..MESSAGE_LIMIT - 1].to_string();
+        let text = lines("h", 1, &[OPEN, &cut(&rm), &cut(&mv), CLOSE]);
+        let (reports, _) = run(&text);
+        let r = &reports[0];
+        assert_eq!(r.totals.deletes, 1);
+        assert!(r.deletes[0].ends_with('…'));
+        assert_eq!(r.totals.renames, 1);
+        assert_eq!(r.totals.replaced, 1);
+        assert_eq!(r.renames[0].new, "…");
+        assert_eq!(r.totals.cut_names, 2);
     }
 
     #[test]

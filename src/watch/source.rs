@@ -1,9 +1,12 @@
-//! Where lines come from: UDP datagrams from rsyslog, a followed log file, or a byte stream.
+//! Where lines come from: the trusted feed (a root-only Unix datagram socket rsyslog's
+//! `omuxsock` sends to), opt-in UDP datagrams, a followed log file, or a byte stream.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, UdpSocket};
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -12,6 +15,104 @@ use nix::sys::socket::{setsockopt, sockopt};
 
 use super::state::FollowPosition;
 use crate::error::usage;
+
+/// Creates the watcher's socket: its directory is made (or kept) root-owned 0700, the
+/// socket 0600, and every datagram carries its sender's credentials (SO_PASSCRED). A stale
+/// socket of an earlier watcher is replaced; one something still listens on is refused.
+pub fn bind_feed(path: &Path, receive_buffer: usize) -> Result<UnixDatagram> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| usage(format!("watch.socket {} has no directory", path.display())))?;
+    private_dir(dir)?;
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot stat {}", path.display())),
+        Ok(md) if md.file_type().is_socket() => {
+            if UnixDatagram::unbound()
+                .and_then(|s| s.connect(path))
+                .is_ok()
+            {
+                return Err(usage(format!(
+                    "{} (watch.socket) is in use by another process; is another watcher running?",
+                    path.display()
+                )));
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+        }
+        Ok(_) => {
+            return Err(usage(format!(
+                "{} (watch.socket) exists and is not a socket: move it away",
+                path.display()
+            )))
+        }
+    }
+    let socket = UnixDatagram::bind(path).map_err(|e| {
+        usage(format!(
+            "cannot create the socket {} (watch.socket): {e}",
+            path.display()
+        ))
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot chmod {}", path.display()))?;
+    setsockopt(&socket, sockopt::PassCred, &true)
+        .context("cannot ask for the senders' credentials")?;
+    if setsockopt(&socket, sockopt::RcvBufForce, &receive_buffer).is_err() {
+        setsockopt(&socket, sockopt::RcvBuf, &receive_buffer)
+            .context("cannot set the socket's receive buffer")?;
+    }
+    Ok(socket)
+}
+
+/// The socket's directory: made 0700 if missing; an existing one must be a directory of this
+/// process's user (root), and is closed to others if it was not.
+fn private_dir(dir: &Path) -> Result<()> {
+    let me = nix::unistd::geteuid().as_raw();
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| {
+                usage(format!(
+                    "cannot create {} for watch.socket: {e}",
+                    dir.display()
+                ))
+            }),
+        Err(e) => Err(e).with_context(|| format!("cannot stat {}", dir.display())),
+        Ok(md) if !md.is_dir() => Err(usage(format!(
+            "{} (the directory of watch.socket) is not a directory: move it away",
+            dir.display()
+        ))),
+        Ok(md) if md.uid() != me => Err(usage(format!(
+            "{} (the directory of watch.socket) belongs to uid {}, not to the watcher's user {me}: remove it",
+            dir.display(),
+            md.uid()
+        ))),
+        Ok(md) if md.mode() & 0o077 != 0 => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot chmod 0700 {}", dir.display())),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// One datagram from the feed socket and the uid of its sender (`None`: the kernel gave
+/// none, which does not happen with SO_PASSCRED).
+pub fn recv_with_uid(
+    socket: &UnixDatagram,
+    buf: &mut [u8],
+    flags: nix::sys::socket::MsgFlags,
+) -> nix::Result<(usize, Option<u32>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, UnixAddr};
+    let mut cmsg = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<UnixAddr>(socket.as_raw_fd(), &mut iov, Some(&mut cmsg), flags)?;
+    let mut uid = None;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmCredentials(creds) = c {
+            uid = Some(creds.uid());
+        }
+    }
+    Ok((msg.bytes, uid))
+}
 
 /// Binds the UDP socket and asks for a large receive buffer (root may exceed rmem_max).
 pub fn bind_udp(addr: SocketAddr, receive_buffer: usize) -> Result<UdpSocket> {

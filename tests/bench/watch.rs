@@ -209,7 +209,7 @@ fn main() {
     let out = Command::new(BIN)
         .arg("--config")
         .arg(&cfg)
-        .args(["watch", "--stdin"])
+        .args(["watch", "--stdin", "--trust-unverified"])
         .stdin(std::fs::File::open(&log_path).unwrap())
         .output()
         .unwrap();
@@ -233,7 +233,7 @@ fn main() {
     let out = Command::new(BIN)
         .arg("--config")
         .arg(&cfg)
-        .args(["report", "--json"])
+        .args(["report", "--json", "--trust-unverified"])
         .arg(&log_path)
         .stdout(Stdio::null())
         .output()
@@ -259,7 +259,7 @@ fn main() {
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(&cfg)
-        .args(["watch", "--stdin"])
+        .args(["watch", "--stdin", "--trust-unverified"])
         .stdin(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -524,7 +524,7 @@ fn flood() {
     let child = Command::new(BIN)
         .arg("--config")
         .arg(&cfg)
-        .args(["watch", "--stdin"])
+        .args(["watch", "--stdin", "--trust-unverified"])
         .stdin(std::fs::File::open(&input_path).unwrap())
         .stderr(Stdio::piped())
         .spawn()
@@ -560,7 +560,13 @@ fn flood_udp(uploads: usize) {
         .local_addr()
         .unwrap()
         .port();
-    let cfg = config(&dir, &format!("listen = \"127.0.0.1:{port}\""));
+    let cfg = config(
+        &dir,
+        &format!(
+            "socket = \"{}/run/watch.sock\"\nlisten = \"127.0.0.1:{port}\"",
+            dir.display()
+        ),
+    );
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(&cfg)
@@ -799,7 +805,7 @@ fn udp_with_stalled_smtp() {
     std::fs::write(
         &cfg,
         format!(
-            "[watch]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{d}/state\"\n# Every report one by one, however long the stall runs.\nmax_reports_per_window = 10000000\n[mail]\ntransport = \"smtp\"\nspool_dir = \"{d}/spool\"\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\n",
+            "[watch]\nsocket = \"{d}/run/watch.sock\"\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{d}/state\"\n# Every report one by one, however long the stall runs.\nmax_reports_per_window = 10000000\n[mail]\ntransport = \"smtp\"\nspool_dir = \"{d}/spool\"\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\n",
             d = dir.display(),
         ),
     )

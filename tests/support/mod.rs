@@ -285,14 +285,16 @@ impl Daemon {
     }
 }
 
-/// Datagrams received on `watch.listen`, collected on a thread until dropped.
-pub struct UdpCapture {
+/// Datagrams rsyslog sends to `watch.socket`, collected on a thread until dropped (a stand-in
+/// for the watcher).
+pub struct FeedCapture {
+    path: PathBuf,
     lines: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
-impl UdpCapture {
+impl FeedCapture {
     /// Every datagram so far, lossily decoded.
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().expect("capture lock").clone()
@@ -308,19 +310,20 @@ impl UdpCapture {
         });
         assert!(
             ok,
-            "no UDP datagram containing {needle:?} within {DEADLINE:?}; got:\n{}",
+            "no datagram on watch.socket containing {needle:?} within {DEADLINE:?}; got:\n{}",
             self.lines().join("\n")
         );
         found.expect("found")
     }
 }
 
-impl Drop for UdpCapture {
+impl Drop for FeedCapture {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        let _ = fs::remove_file(&self.path);
     }
 }
 
@@ -342,7 +345,10 @@ pub struct Sandbox {
     pub admin: String,
     /// The private sshd's port.
     pub ssh_port: u16,
-    /// `watch.listen`.
+    /// `watch.socket`: the trusted feed (`<dir>/run/watch/watch.sock`).
+    pub watch_socket: PathBuf,
+    /// A free loopback UDP port, held until a test takes it for `watch.listen` (the opt-in
+    /// UDP listener, not in the default config).
     pub watch_addr: SocketAddr,
     /// `rsyslog.log_file`.
     pub log_file: PathBuf,
@@ -350,6 +356,7 @@ pub struct Sandbox {
     rsyslogd: Option<Daemon>,
     sshd: Option<Daemon>,
     smtp: Option<Daemon>,
+    watcher: Option<Daemon>,
 }
 
 impl Sandbox {
@@ -385,11 +392,13 @@ impl Sandbox {
             admin: format!("s{id}adm"),
             ssh_port: free_tcp_port(),
             watch_addr,
+            watch_socket: dir.join("run/watch/watch.sock"),
             log_file: dir.join("log/sftp.log"),
             udp_reserved: Some(udp),
             rsyslogd: None,
             sshd: None,
             smtp: None,
+            watcher: None,
             id,
             dir,
         };
@@ -516,7 +525,7 @@ impl Sandbox {
             "etc/rsyslog.conf",
             &format!(
                 "# Private rsyslogd for an sftpctl test sandbox.\n\
-                 module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
+                 module(load=\"imuxsock\" SysSock.Name=\"{d}/run/hostlog\") # the host's /dev/log, shaped like Debian's\n\
                  global(workDirectory=\"{d}/run/rsyslog\")\n\
                  include(file=\"{d}/etc/rsyslog.d/*.conf\" mode=\"optional\")\n\
                  *.* {d}/run/rsyslog-other.log\n"
@@ -536,7 +545,7 @@ root = "{d}/jails"
 data_dir = "data"
 group = "{group}"
 jail_group = "{jail_group}"
-umask = "0002"
+umask = "0007"
 sftpctl_bin = "{bin}"
 user_dir = "{d}/etc/sftpctl/users"
 
@@ -567,7 +576,7 @@ daemon_reload = []
 enable_watch = []
 
 [watch]
-listen = "{listen}"
+socket = "{d}/run/watch/watch.sock"
 state_dir = "{d}/state"
 
 [mail]
@@ -579,7 +588,6 @@ spool_dir = "{d}/spool"
             bin = SFTPCTL,
             sshd = SSHD,
             rsyslogd = RSYSLOGD,
-            listen = self.watch_addr,
         )
     }
 
@@ -643,6 +651,11 @@ spool_dir = "{d}/spool"
         assert!(out.status.success(), "ssh-keygen {name}\n{}", show(&out));
         let public = private.with_extension("pub");
         (private, public)
+    }
+
+    /// `<dir>/run/hostlog`: the private rsyslogd's system socket, the sandbox's /dev/log.
+    pub fn host_socket(&self) -> PathBuf {
+        self.path("run/hostlog")
     }
 
     /// `<root>/dev/log`: rsyslog's listen socket for the jails.
@@ -808,31 +821,76 @@ spool_dir = "{d}/spool"
         out
     }
 
-    /// Starts collecting the datagrams rsyslog forwards to `watch.listen`.
-    pub fn udp_capture(&mut self) -> UdpCapture {
-        let sock = self
-            .udp_reserved
-            .take()
-            .expect("udp_capture can be called once per sandbox");
+    /// Binds `watch.socket` (directory root 0700, socket 0600, as the watcher makes them) and
+    /// collects what rsyslog sends there. Only one capture (or watcher) at a time.
+    pub fn feed_capture(&mut self) -> FeedCapture {
+        let path = self.watch_socket.clone();
+        let dir = path.parent().expect("socket dir");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .expect("socket dir");
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).expect("chmod socket dir");
+        let _ = fs::remove_file(&path);
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind watch.socket");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod socket");
         sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("udp timeout");
+            .expect("socket timeout");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (l2, s2) = (lines.clone(), stop.clone());
         let thread = thread::spawn(move || {
             let mut buf = vec![0u8; 65536];
             while !s2.load(Ordering::Relaxed) {
-                if let Ok((n, _)) = sock.recv_from(&mut buf) {
-                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).trim_end().to_string();
                     l2.lock().expect("capture lock").push(text);
                 }
             }
         });
-        UdpCapture {
+        FeedCapture {
+            path,
             lines,
             stop,
             thread: Some(thread),
         }
+    }
+
+    /// Starts `sftpctl watch --foreground` (output in `<dir>/run/watch.log`) and waits until
+    /// it is bound to `watch.socket`; stopped when the sandbox ends.
+    pub fn start_watcher(&mut self) {
+        assert!(self.watcher.is_none(), "the watcher already runs");
+        let mut cmd = Command::new(SFTPCTL);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(["watch", "--foreground"])
+            .env_remove("SFTPCTL_CONFIG");
+        let mut d = Daemon::spawn("watcher", &mut cmd, self.path("run/watch.log"));
+        let mut exited = None;
+        let ok = holds_within(DEADLINE, || {
+            exited = d.exited();
+            exited.is_some() || Self::socket_listens(&self.watch_socket)
+        });
+        let log = d.log_text();
+        self.watcher = Some(d);
+        assert!(
+            ok && exited.is_none(),
+            "the watcher did not start (exit {exited:?})\n{log}"
+        );
+    }
+
+    /// Stops the watcher started by [`Sandbox::start_watcher`] (SIGTERM, waits).
+    pub fn stop_watcher(&mut self) {
+        if let Some(mut d) = self.watcher.take() {
+            d.stop();
+        }
+    }
+
+    /// Frees the reserved UDP port (for a test that opts in to `watch.listen`) and returns it.
+    pub fn take_udp_port(&mut self) -> SocketAddr {
+        drop(self.udp_reserved.take());
+        self.watch_addr
     }
 
     /// Starts Debian's aiosmtpd with a Mailbox handler writing into `maildir`; returns its port.
@@ -948,6 +1006,7 @@ impl Default for Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         for d in [
+            self.watcher.as_mut(),
             self.sshd.as_mut(),
             self.rsyslogd.as_mut(),
             self.smtp.as_mut(),

@@ -43,7 +43,7 @@ impl Env {
     /// `extra` is TOML placed inside `[mail]` (e.g. `transport = "smtp"`), then any tables.
     pub fn write_config(&mut self, extra: &str) {
         let text = format!(
-            "[watch]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{d}/state\"\nidle_timeout_secs = 3600\n\n[mail]\nspool_dir = \"{d}/spool\"\nto = [\"admin@example.com\"]\nretry_max_secs = 2\n{extra}\n",
+            "[watch]\nsocket = \"{d}/run/watch.sock\"\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{d}/state\"\nidle_timeout_secs = 3600\n\n[mail]\nspool_dir = \"{d}/spool\"\nto = [\"admin@example.com\"]\nretry_max_secs = 2\n{extra}\n",
             port = self.port,
             d = self.dir.display()
         );
@@ -64,13 +64,14 @@ impl Env {
         c
     }
 
-    /// `sftpctl watch --stdin` fed `input`: (exit code, stderr). A watcher that refuses to
-    /// start does not read its input; that is not an error here.
+    /// `sftpctl watch --stdin --trust-unverified` fed `input` (the captures and the lines made
+    /// here carry no credentials): (exit code, stderr). A watcher that refuses to start does
+    /// not read its input; that is not an error here.
     pub fn watch_stdin(&self, input: &[u8]) -> (Option<i32>, String) {
         use std::io::Write;
         let mut child = self
             .command()
-            .args(["watch", "--stdin"])
+            .args(["watch", "--stdin", "--trust-unverified"])
             .stdin(Stdio::piped())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -219,7 +220,8 @@ pub fn wait_listening(env: &Env) {
     });
 }
 
-/// Forward-format lines of one session (what rsyslog sends over UDP).
+/// Forward-format lines of one session (what a remote rsyslog sends to the opt-in UDP
+/// listener, which takes them unverified).
 pub fn udp_session(host: &str, pid: u32, user: &str, msgs: &[&str]) -> Vec<String> {
     let mut all = vec![format!(
         "session opened for local user {user} from [127.0.0.1]"
