@@ -92,6 +92,8 @@ fn admin_keeps_the_hosts_authorized_keys_file_after_init() {
 
     let init = ["init", "--admin", admin.as_str()];
     sb.sftpctl_ok(&init);
+    sb.start_sshd();
+    assert_login(&sb, &admin, &admin_key, "after init on a hardened host");
     let text = dropin(&sb);
     let want = format!(
         "AuthorizedKeysFile {}/%u {}/%u\n",
@@ -99,8 +101,6 @@ fn admin_keeps_the_hosts_authorized_keys_file_after_init() {
         sb.path("etc/ssh/sftpctl/authorized_keys").display()
     );
     assert!(text.contains(&want), "admin block lacks {want:?}\n{text}");
-    sb.start_sshd();
-    assert_login(&sb, &admin, &admin_key, "after init on a hardened host");
 
     // A second init renders the same block: nothing changes.
     let snap = sb.snapshot();
@@ -143,14 +143,6 @@ fn admin_key_in_authorized_keys2_still_works_after_init() {
     let mut sb = Sandbox::new();
     let admin = sb.admin.clone();
     sb.sftpctl_ok(&["init", "--admin", &admin]);
-    let text = dropin(&sb);
-    assert!(
-        text.contains(&format!(
-            "AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2 {}/%u\n",
-            sb.path("etc/ssh/sftpctl/authorized_keys").display()
-        )),
-        "{text}"
-    );
     // The admin's home is the jail root (root-owned 0755): ~/.ssh owned by the admin.
     let (admin_key, admin_pub) = sb.keygen("admin");
     let ssh_dir = sb.root.join(".ssh");
@@ -164,6 +156,14 @@ fn admin_key_in_authorized_keys2_still_works_after_init() {
     );
     sb.start_sshd();
     assert_login(&sb, &admin, &admin_key, "key in ~/.ssh/authorized_keys2");
+    let text = dropin(&sb);
+    assert!(
+        text.contains(&format!(
+            "AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2 {}/%u\n",
+            sb.path("etc/ssh/sftpctl/authorized_keys").display()
+        )),
+        "{text}"
+    );
 }
 
 /// The host already has a group named like sftpctl's jail group, with a shell account in
@@ -199,6 +199,16 @@ fn init_that_would_jail_an_existing_account_is_rolled_back() {
     write_key_file(&host_keys.join(&bob), &bob_pub, None);
 
     let snap = sb.snapshot();
+    // --dry-run names the guard among the validators.
+    let dry = sb.sftpctl_ok(&["init", "--dry-run", "--admin", &admin]);
+    assert!(
+        stdout(&dry).contains(&format!(
+            "? check that sshd's authentication settings for {admin}, root, {bob} stay"
+        )),
+        "{}",
+        show(&dry)
+    );
+    snap.assert_same(&sb.snapshot(), "init --dry-run");
     let out = sb.sftpctl(&["init", "--admin", &admin]);
     eprintln!("{}", show(&out));
     support::assert_fails_one_line(&out, 1);
@@ -326,4 +336,60 @@ fn doctor_finds_a_foreign_account_in_the_jail_group() {
         text.contains(&format!("gpasswd -d {bob} {}", sb.jail_group)),
         "{text}"
     );
+}
+
+/// The host's own `Match User <admin>` after the Include sets the admin's key file: sftpctl's
+/// admin block (first, in the drop-in) must carry that file, not hide it.
+#[test]
+fn hosts_own_match_block_for_the_admin_is_kept() {
+    let mut sb = Sandbox::new();
+    let admin = sb.admin.clone();
+    let admin_keys = sb.path("etc/ssh/admin-keys");
+    let main = sb.path("etc/ssh/sshd_config");
+    let mut text = fs::read_to_string(&main).unwrap();
+    text.push_str(&format!(
+        "Match User {admin}\n    AuthorizedKeysFile {}/%u\n",
+        admin_keys.display()
+    ));
+    fs::write(&main, text).unwrap();
+    let (admin_key, admin_pub) = sb.keygen("admin");
+    write_key_file(&admin_keys.join(&admin), &admin_pub, None);
+    sb.sftpctl_ok(&["init", "--admin", &admin]);
+    sb.start_sshd();
+    assert_login(&sb, &admin, &admin_key, "host's Match User block");
+}
+
+/// A main config without the Include: sftpctl's blocks are a fenced block at its end. The
+/// host view leaves that block out, so a second init changes nothing and the admin keeps the
+/// host's key file.
+#[test]
+fn without_the_include_the_fenced_block_keeps_the_hosts_key_file() {
+    let mut sb = Sandbox::new();
+    let admin = sb.admin.clone();
+    let main = sb.path("etc/ssh/sshd_config");
+    let text: String = fs::read_to_string(&main)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("Include"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&main, text).unwrap();
+    let host_keys = sb.path("etc/ssh/keys");
+    add_to_main_config(
+        &sb,
+        &format!("AuthorizedKeysFile {}/%u", host_keys.display()),
+    );
+    let (admin_key, admin_pub) = sb.keygen("admin");
+    write_key_file(&host_keys.join(&admin), &admin_pub, None);
+    let init = ["init", "--admin", admin.as_str()];
+    sb.sftpctl_ok(&init);
+    assert!(fs::read_to_string(&main)
+        .unwrap()
+        .contains("# BEGIN sftpctl match"));
+    let snap = sb.snapshot();
+    let again = sb.sftpctl_ok(&init);
+    assert!(says_nothing_changed(&again), "{}", show(&again));
+    snap.assert_same(&sb.snapshot(), "second init");
+    sb.start_sshd();
+    assert_login(&sb, &admin, &admin_key, "fenced block at the end");
 }
