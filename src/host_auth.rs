@@ -163,7 +163,16 @@ impl HostView {
 
     /// The guarded settings sshd gives `name` without sftpctl's blocks.
     pub fn effective(&self, config: &Config, name: &str) -> Result<AuthSettings> {
-        effective(&config.sshd.binary, &self.path, name).with_context(|| {
+        let result = effective(&config.sshd.binary, &self.path, name);
+        if result.is_err() {
+            // The copy's errors name a temporary file; the host's own file says it better.
+            if let Err(e) = sshd_t(&config.sshd.binary, &config.sshd.config, name) {
+                bail!(
+                    "sshd rejects its configuration as it is now, before sftpctl changes anything: {e}"
+                );
+            }
+        }
+        result.with_context(|| {
             format!(
                 "cannot learn what the host's sshd config (without sftpctl's blocks) allows {name}"
             )
