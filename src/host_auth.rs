@@ -14,19 +14,19 @@
 //! host view with the candidate configuration after the files are written and before sshd is
 //! reloaded; any change to an authentication setting reverts the run.
 
+mod guard;
+mod view;
+
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::config::Config;
-use crate::fenced;
-use crate::openssh;
-use crate::plan::journal::Journal;
-use crate::plan::{Phase, Step};
+
+pub use guard::{advice, probe_accounts, AuthGuard, Probe};
+pub use view::{host_view_text, HostView};
 
 /// The fenced block id of the Match blocks in the main config (when the drop-in is not
 /// included).
@@ -125,140 +125,6 @@ pub fn effective(binary: &Path, config: &Path, name: &str) -> Result<AuthSetting
         .map_err(anyhow::Error::msg)
 }
 
-/// The host's sshd configuration without sftpctl's blocks, in a private temporary file
-/// (removed on drop) that `sshd -T -f` can read.
-pub struct HostView {
-    path: PathBuf,
-}
-
-impl HostView {
-    pub fn write(config: &Config) -> Result<HostView> {
-        let main_path = &config.sshd.config;
-        let main = fs_err::read_to_string(main_path).with_context(|| {
-            format!(
-                "cannot read {} to learn what sshd allows today",
-                main_path.display()
-            )
-        })?;
-        let text = host_view_text(&main, &config.sshd.dropin);
-        let path = std::env::temp_dir().join(format!(
-            "sftpctl-host-view-{}-{}.conf",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
-        // create_new: O_EXCL, so a planted file or symlink at that name is never written through.
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        let view = HostView { path };
-        file.write_all(text.as_bytes())
-            .with_context(|| format!("cannot write {}", view.path.display()))?;
-        Ok(view)
-    }
-
-    /// The guarded settings sshd gives `name` without sftpctl's blocks.
-    pub fn effective(&self, config: &Config, name: &str) -> Result<AuthSettings> {
-        let result = effective(&config.sshd.binary, &self.path, name);
-        if result.is_err() {
-            // The copy's errors name a temporary file; the host's own file says it better.
-            if let Err(e) = sshd_t(&config.sshd.binary, &config.sshd.config, name) {
-                bail!(
-                    "sshd rejects its configuration as it is now, before sftpctl changes anything: {e}"
-                );
-            }
-        }
-        result.with_context(|| {
-            format!(
-                "cannot learn what the host's sshd config (without sftpctl's blocks) allows {name}"
-            )
-        })
-    }
-}
-
-impl Drop for HostView {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// The main config as if sftpctl had never touched it: the fenced Match block is dropped, and
-/// every `Include` pattern that covers the drop-in is replaced by the files it matches today
-/// except the drop-in (absolute paths, in glob order, as sshd reads them).
-pub fn host_view_text(main: &str, dropin: &Path) -> String {
-    let dropin_s = dropin.to_str().unwrap_or("");
-    let mut out = String::new();
-    for line in fenced::remove(main, MATCH_FENCE).lines() {
-        let mut words = line.split_whitespace();
-        let is_include = words
-            .next()
-            .is_some_and(|k| k.eq_ignore_ascii_case("include"));
-        if !is_include {
-            out.push_str(line);
-            out.push('\n');
-            continue;
-        }
-        let mut kept = Vec::new();
-        for pattern in words {
-            let pattern = pattern.trim_matches('"');
-            let abs = if pattern.starts_with('/') {
-                pattern.to_string()
-            } else {
-                format!("/etc/ssh/{pattern}")
-            };
-            if openssh::glob_match(&abs, dropin_s) {
-                kept.extend(expand_glob(&abs).into_iter().filter(|p| p != dropin_s));
-            } else {
-                kept.push(abs);
-            }
-        }
-        if kept.is_empty() {
-            out.push_str(&format!("# sftpctl host view: nothing left of: {line}\n"));
-        } else {
-            out.push_str(&format!("Include {}\n", kept.join(" ")));
-        }
-    }
-    out
-}
-
-/// The existing paths an absolute glob pattern matches, sorted (glob(3) order in the C
-/// locale). `*` and `?` do not match a leading dot, as in glob(3).
-fn expand_glob(pattern: &str) -> Vec<String> {
-    let wild = |c: &str| c.contains(['*', '?', '[']);
-    let mut paths = vec![String::new()];
-    for comp in pattern.split('/').filter(|c| !c.is_empty()) {
-        let mut next = Vec::new();
-        for base in &paths {
-            if !wild(comp) {
-                next.push(format!("{base}/{comp}"));
-                continue;
-            }
-            let dir = if base.is_empty() { "/" } else { base.as_str() };
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let Some(name) = name.to_str() else { continue };
-                if name.starts_with('.') && !comp.starts_with('.') {
-                    continue;
-                }
-                if openssh::glob_match(comp, name) {
-                    next.push(format!("{base}/{name}"));
-                }
-            }
-        }
-        paths = next;
-    }
-    paths.retain(|p| Path::new(p).exists());
-    paths.sort();
-    paths
-}
-
 /// The admin block's `AuthorizedKeysFile`: the host's entries for the admin first, then
 /// sftpctl's file, without repeats. `none` (no files) contributes nothing.
 pub fn admin_keys_files(host: &AuthSettings, keys_dir: &Path) -> Result<Vec<String>> {
@@ -338,150 +204,6 @@ pub fn changes(before: &AuthSettings, after: &AuthSettings) -> Vec<Change> {
         }
     }
     out
-}
-
-/// Why an account is probed; it decides what the error tells the admin to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Probe {
-    /// sftpctl's admin (it may not exist yet: `sshd -T` matches `Match User` by name).
-    Admin,
-    /// root: on every host, never jailed, a Match block of sftpctl's must not reach it.
-    Root,
-    /// An existing account in `jail_group` that sftpctl did not create.
-    InJailGroup,
-}
-
-/// At most this many accounts of the jail group are probed (each costs two `sshd -T`).
-const MAX_FOREIGN_PROBES: usize = 16;
-
-/// The accounts whose authentication must not change: the admin, root, and every existing
-/// account in `jail_group` that is not one of sftpctl's jailed users (on the first `init`
-/// of a host that already had a group of that name, those would be jailed).
-pub fn probe_accounts(config: &Config) -> Vec<(String, Probe)> {
-    let mut out = Vec::new();
-    if let Some(admin) = &config.admin {
-        out.push((admin.clone(), Probe::Admin));
-    }
-    if users::get_user_by_name("root").is_some() {
-        out.push(("root".to_string(), Probe::Root));
-    }
-    let mut foreign: Vec<String> = crate::accounts::jailed_names(config)
-        .into_iter()
-        .chain(primary_members(config))
-        .filter(|n| {
-            crate::accounts::account(config, n) == crate::accounts::Account::Foreign
-                && config.admin.as_deref() != Some(n)
-                && n != "root"
-        })
-        .collect();
-    foreign.sort();
-    foreign.dedup();
-    out.extend(
-        foreign
-            .into_iter()
-            .take(MAX_FOREIGN_PROBES)
-            .map(|n| (n, Probe::InJailGroup)),
-    );
-    out
-}
-
-/// Accounts whose primary group is `jail_group` (they are not listed as its members).
-fn primary_members(config: &Config) -> Vec<String> {
-    let Some(gid) = crate::plan::steps::gid_of(&config.jail_group) else {
-        return vec![];
-    };
-    let gid = gid.to_string();
-    std::fs::read_to_string("/etc/passwd")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() > 3 && f[3] == gid).then(|| f[0].to_string())
-        })
-        .collect()
-}
-
-/// What to do about a change, in words, for the account's kind.
-pub fn advice(config: &Config, name: &str, probe: &Probe) -> String {
-    match probe {
-        Probe::Admin => format!(
-            "a Match block earlier in sshd's config than sftpctl's admin block, or sftpctl's jail block, reaches {name}: see docs/security.md (\"What sftpctl never changes\")"
-        ),
-        Probe::Root => format!(
-            "one of sftpctl's Match blocks reaches root: is root in group {}?",
-            config.jail_group
-        ),
-        Probe::InJailGroup => format!(
-            "{name} is in group {}, which sftpctl jails: take it out (gpasswd -d {name} {}) or set another jail_group",
-            config.jail_group, config.jail_group
-        ),
-    }
-}
-
-/// Validation step: after the new files are written and `sshd -t` passed, before sshd is
-/// reloaded, the guarded settings of every probed account must be what the host gives it.
-pub struct AuthGuard {
-    command: String,
-    config: Config,
-    /// Each probed account, why, and its settings in the host view (taken when the plan was
-    /// built, before anything changed).
-    before: Vec<(String, Probe, AuthSettings)>,
-}
-
-impl AuthGuard {
-    /// Takes the host view of every probed account now.
-    pub fn capture(config: &Config, command: &str) -> Result<AuthGuard> {
-        let view = HostView::write(config)?;
-        let mut before = Vec::new();
-        for (name, probe) in probe_accounts(config) {
-            let settings = view.effective(config, &name)?;
-            before.push((name, probe, settings));
-        }
-        Ok(AuthGuard {
-            command: command.to_string(),
-            config: config.clone(),
-            before,
-        })
-    }
-
-    fn names(&self) -> String {
-        self.before
-            .iter()
-            .map(|(n, _, _)| n.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-impl Step for AuthGuard {
-    fn describe(&self) -> String {
-        format!(
-            "check that sshd's authentication settings for {} stay what the host gives them (sshd -T -C user=NAME)",
-            self.names()
-        )
-    }
-    fn is_satisfied(&self) -> Result<bool> {
-        Ok(false)
-    }
-    fn apply(&self, _journal: &mut Journal) -> Result<()> {
-        for (name, probe, before) in &self.before {
-            let after = effective(&self.config.sshd.binary, &self.config.sshd.config, name)?;
-            if let Some(change) = changes(before, &after).into_iter().next() {
-                bail!(
-                    "{} would change sshd's {} for {name} ({} -> {}): rolled back, nothing changed; {}",
-                    self.command,
-                    change.key,
-                    change.before,
-                    change.after,
-                    advice(&self.config, name, probe)
-                );
-            }
-        }
-        Ok(())
-    }
-    fn phase(&self) -> Phase {
-        Phase::Validate
-    }
 }
 
 #[cfg(test)]
