@@ -305,7 +305,8 @@ fn doctor_finds_an_admin_block_that_narrows_the_hosts_key_files() {
     );
 }
 
-/// A shell account put into the jail group after init is jailed by sshd: doctor names it.
+/// A shell account put into the jail group after init is jailed by sshd: doctor names it,
+/// and `doctor --fix` will not rewrite sshd's files while it would stay jailed.
 #[test]
 fn doctor_finds_a_foreign_account_in_the_jail_group() {
     let sb = Sandbox::new();
@@ -336,6 +337,23 @@ fn doctor_finds_a_foreign_account_in_the_jail_group() {
         text.contains(&format!("gpasswd -d {bob} {}", sb.jail_group)),
         "{text}"
     );
+
+    // doctor --fix repairs a drifted drop-in only through the same guard: refused, the
+    // drifted bytes stay.
+    let path = sb.path("etc/ssh/sshd_config.d/50-sftpctl.conf");
+    let drifted = format!("{}# local edit\n", dropin(&sb));
+    fs::write(&path, &drifted).unwrap();
+    let out = sb.sftpctl(&["doctor", "--fix"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "doctor --fix would change sshd's chrootdirectory for {bob} (none -> "
+        )) && err.contains("the managed files were rolled back"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(fs::read_to_string(&path).unwrap(), drifted);
 }
 
 /// The host's own `Match User <admin>` after the Include sets the admin's key file: sftpctl's

@@ -135,8 +135,14 @@ impl Step for AuthGuard {
         for (name, probe, before) in &self.before {
             let after = effective(&self.config.sshd.binary, &self.config.sshd.config, name)?;
             if let Some(change) = changes(before, &after).into_iter().next() {
+                // doctor --fix keeps the repairs that stand alone (jails, accounts).
+                let undone = if self.command == "init" {
+                    "rolled back, nothing changed"
+                } else {
+                    "the managed files were rolled back"
+                };
                 bail!(
-                    "{} would change sshd's {} for {name} ({} -> {}): rolled back, nothing changed; {}",
+                    "{} would change sshd's {} for {name} ({} -> {}): {undone}; {}",
                     self.command,
                     change.key,
                     change.before,
