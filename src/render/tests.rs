@@ -16,7 +16,10 @@ listen = "127.0.0.1:5514"
 "#,
     )
     .unwrap();
-    Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), "9.2")
+    Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), "9.2").with_admin_keys_files(&[
+        "/etc/ssh/keys/%u".into(),
+        "/etc/ssh/sftpctl/authorized_keys/%u".into(),
+    ])
 }
 
 fn check(name: &str, actual: &str) {
@@ -61,6 +64,21 @@ fn the_other_templates() {
     check("logrotate.conf", &r.logrotate().unwrap());
     check("sftpctl-watch.service", &r.watch_unit().unwrap());
     check("rsyslog-refresh.conf", &r.rsyslog_unit_dropin().unwrap());
+}
+
+#[test]
+fn the_admin_block_needs_the_hosts_key_files() {
+    let config = Config::parse("admin = \"boss\"").unwrap();
+    let r = Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), "9.2");
+    assert!(r.match_block().is_err());
+    let block = r
+        .with_admin_keys_files(&[".ssh/authorized_keys2".into(), "/k/%u".into()])
+        .match_block()
+        .unwrap();
+    assert!(
+        block.contains("Match User boss\n    AuthorizedKeysFile .ssh/authorized_keys2 /k/%u\n"),
+        "{block}"
+    );
 }
 
 #[test]
