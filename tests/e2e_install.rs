@@ -195,3 +195,63 @@ fn init_refuses_and_doctor_fails_when_sftpctl_bin_is_not_executable() {
         "{text}"
     );
 }
+
+#[test]
+fn undo_rejected_by_the_validator_is_reverted_entirely() {
+    let mut sb = Sandbox::new();
+    let admin = sb.admin.clone();
+    sb.edit_config(
+        "umask = \"0007\"\n",
+        &format!("umask = \"0007\"\nadmin = \"{admin}\"\n"),
+    );
+    let (_, admin_pub) = sb.keygen("admin");
+    sb.sftpctl_ok(&["init", "--admin-key", admin_pub.to_str().unwrap()]);
+    sb.start_rsyslogd();
+    // A validator that rejects everything: every change of the run must be put back.
+    sb.edit_config("binary = \"/usr/sbin/sshd\"", "binary = \"/bin/false\"");
+    let snap = sb.snapshot();
+    let out = sb.sftpctl(&["init", "--undo"]);
+    // (stderr also carries the note that systemd.disable_watch is [] in the sandbox)
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let last = stderr(&out).lines().last().unwrap_or("").to_string();
+    assert!(
+        last.starts_with("sftpctl: error: sshd rejected"),
+        "{}",
+        show(&out)
+    );
+    snap.assert_same(&sb.snapshot(), "init --undo reverted by sshd -t");
+    assert!(!sb.root.join(".ssh").exists());
+}
+
+#[test]
+fn undo_does_not_write_into_a_home_the_admin_controls() {
+    let sb = Sandbox::new();
+    let admin = sb.admin.clone();
+    let (_, admin_pub) = sb.keygen("admin");
+    sb.sftpctl_ok(&[
+        "init",
+        "--admin",
+        &admin,
+        "--admin-key",
+        admin_pub.to_str().unwrap(),
+    ]);
+    let home = sb.path("home-admin");
+    fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(uid_of(&admin)), None).unwrap();
+    let out = std::process::Command::new("usermod")
+        .arg("-d")
+        .arg(&home)
+        .arg(&admin)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let snap = sb.snapshot();
+    let out = sb.sftpctl(&["init", "--undo"]);
+    assert_fails_one_line(&out, 2);
+    assert!(
+        stderr(&out).contains(&format!("sudo -u {admin}")),
+        "{}",
+        show(&out)
+    );
+    snap.assert_same(&sb.snapshot(), "refused init --undo");
+}
