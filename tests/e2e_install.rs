@@ -255,3 +255,36 @@ fn undo_does_not_write_into_a_home_the_admin_controls() {
     );
     snap.assert_same(&sb.snapshot(), "refused init --undo");
 }
+
+#[test]
+fn undo_keeps_the_admins_later_edits_of_a_fenced_file() {
+    let sb = Sandbox::new();
+    let pam = sb.path("etc/pam.d/sshd");
+    let original = fs::read_to_string(&pam).unwrap();
+    sb.sftpctl_ok(&["init"]);
+    let mut text = fs::read_to_string(&pam).unwrap();
+    assert!(text.contains("# BEGIN sftpctl"), "{text}");
+    text.push_str("session optional pam_motd.so # added by the admin after init\n");
+    fs::write(&pam, &text).unwrap();
+
+    let out = sb.sftpctl_ok(&["init", "--undo"]);
+    assert!(
+        stdout(&out).contains("remove sftpctl's blocks from"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        fs::read_to_string(&pam).unwrap(),
+        format!("{original}session optional pam_motd.so # added by the admin after init\n")
+    );
+    let orig = sb.path("etc/pam.d/sshd.sftpctl-orig");
+    assert_eq!(
+        fs::read_to_string(&orig).unwrap(),
+        original,
+        "kept to compare"
+    );
+    // the other fenced files had no edits: back from their originals
+    assert!(!sb.path("etc/ssh/sshd_config.sftpctl-orig").exists());
+    let out = sb.sftpctl_ok(&["init", "--undo"]);
+    assert!(stdout(&out).contains("nothing to change"), "{}", show(&out));
+}

@@ -90,10 +90,7 @@ fn build(config: &Config) -> Result<Plan> {
         (&config.pam.file, "sshd"),
         (&config.rsyslog.main_config, "rsyslog"),
     ] {
-        plan.push(RestoreFenced {
-            path: path.clone(),
-            topic: Some(topic),
-        });
+        plan.push(RestoreFenced::new(path.clone(), topic));
     }
     for path in key_files {
         plan.push(RemoveManaged {

@@ -118,6 +118,18 @@ enum Fenced {
 pub struct RestoreFenced {
     pub path: PathBuf,
     pub topic: Option<&'static str>,
+    /// Set by `apply` to what it did, so the line printed after it says so.
+    pub done: std::cell::Cell<Option<bool>>,
+}
+
+impl RestoreFenced {
+    pub fn new(path: PathBuf, topic: &'static str) -> RestoreFenced {
+        RestoreFenced {
+            path,
+            topic: Some(topic),
+            done: std::cell::Cell::new(None),
+        }
+    }
 }
 
 impl RestoreFenced {
@@ -146,7 +158,11 @@ impl RestoreFenced {
 impl Step for RestoreFenced {
     fn describe(&self) -> String {
         let orig = orig_path(&self.path);
-        match self.decide() {
+        let decided = match self.done.get() {
+            Some(true) => Ok(Fenced::RestoreOrig),
+            _ => self.decide(),
+        };
+        match decided {
             Ok(Fenced::RestoreOrig) => {
                 format!("restore {} from {}", self.path.display(), orig.display())
             }
@@ -185,8 +201,13 @@ impl Step for RestoreFenced {
     fn apply(&self, journal: &mut Journal) -> Result<()> {
         match self.decide()? {
             Fenced::Nothing => Ok(()),
-            Fenced::RestoreOrig => restore_orig(&self.path, &orig_path(&self.path), journal),
+            Fenced::RestoreOrig => {
+                restore_orig(&self.path, &orig_path(&self.path), journal)?;
+                self.done.set(Some(true));
+                Ok(())
+            }
             Fenced::Unfence(text) => {
+                self.done.set(Some(false));
                 let (_, meta) = fsops::read_regular(&self.path)?
                     .with_context(|| format!("{} disappeared", self.path.display()))?;
                 let saved = fsops::save_original(&self.path)?;
