@@ -2,7 +2,7 @@
 CARGO  ?= cargo
 PREFIX ?= /usr/local
 
-.PHONY: build test lint check install bench clean
+.PHONY: build test lint check install deb deb-package bench clean
 
 build:
 	$(CARGO) build --release
@@ -20,6 +20,18 @@ check: lint test
 
 install: build
 	install -D -m 0755 target/release/sftpctl $(DESTDIR)$(PREFIX)/sbin/sftpctl
+
+# The Debian package, built with plain dpkg-deb (on every Debian machine: CI installs nothing
+# more). `deb-package` packages any binary, e.g. the booted-host tests' debug build:
+#   make deb-package BIN=target/debug/sftpctl DEB_DIR=/tmp/x
+BIN     ?= target/release/sftpctl
+DEB_DIR ?= target/debian
+
+deb: build
+	$(MAKE) deb-package
+
+deb-package:
+	sh templates/debian/build-deb.sh $(BIN) $(DEB_DIR)
 
 # Speed and memory targets are shown here, never asserted in tests.
 bench:

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "sftpctl",
-    version,
+    version = crate::build_info::VERSION,
     propagate_version = true,
     max_term_width = 100
 )]
@@ -63,6 +63,16 @@ pub enum Command {
     /// (for tests; `watch` runs it when perms.enabled).
     #[command(hide = true)]
     PermsWatch,
+    /// Write the man pages and shell completions (for `make deb-package`).
+    #[command(hide = true)]
+    GenerateAssets(GenerateAssetsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateAssetsArgs {
+    /// Directory to write `man/` and `completions/` into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +92,13 @@ pub struct InitArgs {
     /// OpenSSH public key file for the admin (repeatable).
     #[arg(long = "admin-key", value_name = "FILE")]
     pub admin_keys: Vec<PathBuf>,
+
+    /// Take back what init set up: restore every file sftpctl changed from its kept original,
+    /// remove the files it created, stop the watcher, validate and reload sshd and rsyslog.
+    /// Refused while jailed accounts exist. Keeps the admin account (its keys are added to its
+    /// ~/.ssh/authorized_keys), the groups, the jail root with its data, logs and reports.
+    #[arg(long, conflicts_with_all = ["admin", "admin_keys"])]
+    pub undo: bool,
 
     #[command(flatten)]
     pub dry_run: DryRun,

@@ -115,6 +115,8 @@ pub struct Systemd {
     pub daemon_reload: Vec<String>,
     /// Enables and starts the watcher unit; `[]` = do not.
     pub enable_watch: Vec<String>,
+    /// Stops and disables it (`init --undo`); `[]` = do not.
+    pub disable_watch: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -237,7 +239,7 @@ impl Default for Config {
             admin: None,
             umask: "0007".into(),
             sftp_log_level: "VERBOSE".into(),
-            sftpctl_bin: "/usr/local/sbin/sftpctl".into(),
+            sftpctl_bin: default_sftpctl_bin(std::env::current_exe().ok().as_deref()),
             nologin_shell: "/usr/sbin/nologin".into(),
             admin_shell: "/bin/bash".into(),
             user_dir: "/etc/sftpctl/users".into(),
@@ -303,6 +305,7 @@ impl Default for Systemd {
             rsyslog_unit: "rsyslog.service".into(),
             daemon_reload: strings(&["systemctl", "daemon-reload"]),
             enable_watch: strings(&["systemctl", "enable", "--now", "sftpctl-watch.service"]),
+            disable_watch: strings(&["systemctl", "disable", "--now", "sftpctl-watch.service"]),
         }
     }
 }
@@ -364,6 +367,23 @@ impl Default for Smtp {
             ca_file: PathBuf::new(),
             timeout_secs: 30,
         }
+    }
+}
+
+/// Where `make install` puts the binary.
+pub const MAKE_INSTALL_BIN: &str = "/usr/local/sbin/sftpctl";
+/// Where the Debian package puts it.
+pub const PACKAGE_BIN: &str = "/usr/sbin/sftpctl";
+
+/// `sftpctl_bin` when the config does not set it: the running binary when it is one of the
+/// two installed places (the .deb's or `make install`'s), else `make install`'s. A binary
+/// run from elsewhere (a build tree) must never end up in the systemd units.
+pub fn default_sftpctl_bin(running: Option<&Path>) -> PathBuf {
+    match running {
+        Some(p) if p == Path::new(PACKAGE_BIN) || p == Path::new(MAKE_INSTALL_BIN) => {
+            p.to_path_buf()
+        }
+        _ => PathBuf::from(MAKE_INSTALL_BIN),
     }
 }
 
@@ -470,6 +490,7 @@ impl Config {
         names::check_unit_name("systemd.rsyslog_unit", &self.systemd.rsyslog_unit)?;
         check_command("systemd.daemon_reload", &self.systemd.daemon_reload)?;
         check_command("systemd.enable_watch", &self.systemd.enable_watch)?;
+        check_command("systemd.disable_watch", &self.systemd.disable_watch)?;
         check_abs_path("watch.state_dir", &self.watch.state_dir)?;
         check_abs_path("watch.socket", &self.watch.socket)?;
         if self.watch.socket.as_os_str().len() > 100
@@ -559,6 +580,24 @@ impl Config {
             anyhow::bail!("perms.scan_interval_secs: {every} must be between 1 and 86400 (a day)");
         }
         Ok(())
+    }
+
+    /// Why `sftpctl_bin` cannot be what the watcher unit and rsyslog's unit drop-in run, or
+    /// `None` when it is an executable file (a symlink to one is fine: systemd follows it).
+    pub fn sftpctl_bin_problem(&self) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = &self.sftpctl_bin;
+        let why = match std::fs::metadata(bin) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".to_string(),
+            Err(e) => format!("cannot be inspected ({e})"),
+            Ok(md) if !md.is_file() => "is not a regular file".to_string(),
+            Ok(md) if md.permissions().mode() & 0o111 == 0 => "is not executable".to_string(),
+            Ok(_) => return None,
+        };
+        Some(format!(
+            "sftpctl_bin {} {why}: the watcher unit and rsyslog's unit run it; install sftpctl there (make install, or the .deb puts it in {PACKAGE_BIN}) or set sftpctl_bin in the config",
+            bin.display()
+        ))
     }
 
     /// The umask as a number.
@@ -675,6 +714,21 @@ fn encode_leaves(value: &toml::Value) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sftpctl_bin_defaults_to_the_installed_binary() {
+        let d = |p: Option<&str>| default_sftpctl_bin(p.map(Path::new));
+        assert_eq!(d(Some("/usr/sbin/sftpctl")), Path::new("/usr/sbin/sftpctl"));
+        assert_eq!(
+            d(Some("/usr/local/sbin/sftpctl")),
+            Path::new("/usr/local/sbin/sftpctl")
+        );
+        assert_eq!(
+            d(Some("/home/dev/sftpctl/target/debug/sftpctl")),
+            Path::new("/usr/local/sbin/sftpctl")
+        );
+        assert_eq!(d(None), Path::new("/usr/local/sbin/sftpctl"));
+    }
 
     #[test]
     fn defaults_are_valid() {

@@ -83,6 +83,39 @@ pub fn recorded(text: &str, id: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// `text` without any sftpctl block: each block becomes the line it replaced (its
+/// `# was: ` record) or nothing. What `init --undo` leaves of a file sftpctl did not own.
+pub fn remove_all(text: &str) -> String {
+    let mut out = String::new();
+    let mut inside: Option<String> = None;
+    for line in text.lines() {
+        match &inside {
+            None => match line.trim_end().strip_prefix("# BEGIN sftpctl ") {
+                Some(id) => inside = Some(end(id)),
+                None => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            },
+            Some(stop) => {
+                if line.trim_end() == stop {
+                    inside = None;
+                } else if let Some(was) = line.strip_prefix("# was: ") {
+                    out.push_str(was);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+/// True when the file holds any sftpctl block.
+pub fn has_any(text: &str) -> bool {
+    text.lines()
+        .any(|l| l.trim_end().starts_with("# BEGIN sftpctl "))
+}
+
 /// True when the file has the block `id`.
 pub fn contains(text: &str, id: &str) -> bool {
     find(&text.lines().collect::<Vec<_>>(), id).is_some()
@@ -179,6 +212,26 @@ mod tests {
         let with = upsert("a\nb\n", "m", "x\ny", Placement::End);
         assert_eq!(remove(&with, "m"), "a\nb\n");
         assert_eq!(remove("a\n", "m"), "a\n");
+    }
+
+    #[test]
+    fn remove_all_gives_back_the_original_lines() {
+        let text = "Port 22\nSubsystem\tsftp\t/usr/lib/openssh/sftp-server\nMatch User x\n  Y n\n";
+        let new = upsert(text, "subsystem", "Subsystem sftp internal-sftp", SUB);
+        let new = upsert(
+            &new,
+            "match",
+            "Match Group j\n  ChrootDirectory /r/%u",
+            Placement::End,
+        );
+        assert!(has_any(&new));
+        assert_eq!(remove_all(&new), text);
+        assert!(!has_any(&remove_all(&new)));
+        // lines the admin added after init stay; an unterminated block drops to the end
+        let edited = format!("{new}AllowUsers a\n");
+        assert_eq!(remove_all(&edited), format!("{text}AllowUsers a\n"));
+        assert_eq!(remove_all("a\n# BEGIN sftpctl x\nb\n"), "a\n");
+        assert_eq!(remove_all(text), text);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! sftpctl as a library: the binary in `main.rs` only parses and dispatches.
 
 pub mod accounts;
+pub mod build_info;
 pub mod cli;
 pub mod commands;
 pub mod config;

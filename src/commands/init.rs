@@ -42,6 +42,9 @@ pub fn run(config: &Config, source: &Source, args: &InitArgs) -> Result<()> {
         ));
     }
     config::check_abs_path("--config", &source.path).map_err(|e| usage(format!("{e:#}")))?;
+    if let Some(problem) = config.sftpctl_bin_problem() {
+        return Err(usage(problem));
+    }
     let mut admin_keys = Vec::new();
     for path in &args.admin_keys {
         admin_keys.extend(keys::read_key_file(path)?);
@@ -314,7 +317,7 @@ fn managed(config: &Config, render: &Renderer, version: openssh::Version) -> Res
     })
 }
 
-fn rsyslog_dropin_dir(config: &Config) -> std::path::PathBuf {
+pub(crate) fn rsyslog_dropin_dir(config: &Config) -> std::path::PathBuf {
     config
         .systemd
         .unit_dir

@@ -4,7 +4,9 @@ mod account;
 mod add_user;
 mod apply;
 mod doctor;
+mod generate_assets;
 pub(crate) mod init;
+mod init_undo;
 mod key;
 mod list_users;
 mod perms_watch;
@@ -27,8 +29,13 @@ pub use refresh_log_links::RefreshLinksStep;
 
 /// Loads the config and runs the chosen subcommand.
 pub fn run(cli: Cli) -> Result<()> {
+    // Needs no config: it only describes the command line.
+    if let Command::GenerateAssets(args) = &cli.command {
+        return generate_assets::run(&args.out);
+    }
     let (config, source) = Config::load(cli.config.as_deref())?;
     match cli.command {
+        Command::Init(args) if args.undo => init_undo::run(&config, &source, args.dry_run.dry_run),
         Command::Init(args) => init::run(&config, &source, &args),
         Command::AddUser(args) => add_user::run(&config, &args),
         Command::RefreshLogLinks(args) => refresh_log_links::run(&config, args.dry_run),
@@ -44,6 +51,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Watch(args) => watch::run(&config, &source, &args),
         Command::Report(args) => report::run(&config, &args),
         Command::PermsWatch => perms_watch::run(&config),
+        Command::GenerateAssets(_) => unreachable!("handled before the config is loaded"),
     }
 }
 

@@ -23,9 +23,29 @@ const STUCK_AFTER: Duration = Duration::from_secs(15 * 60);
 const BACKLOG: u64 = 1000;
 
 pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
-    let mut out = listening(ctx);
+    let mut out = vec![binary(ctx)];
+    out.extend(listening(ctx));
     out.extend([transport(ctx), outbox(ctx)]);
     out
+}
+
+/// The binary the watcher unit and rsyslog's ExecStartPost run (a failure there is ignored
+/// by rsyslog's unit, so nothing else would tell).
+fn binary(ctx: &Ctx) -> Check {
+    let name = "sftpctl_bin";
+    match ctx.config.sftpctl_bin_problem() {
+        None => Check::ok(
+            AREA,
+            name,
+            format!("{} is executable", ctx.config.sftpctl_bin.display()),
+        ),
+        Some(problem) => Check::fail(
+            AREA,
+            name,
+            problem,
+            "then run sftpctl init so the units name it",
+        ),
+    }
 }
 
 fn transport(ctx: &Ctx) -> Check {

@@ -15,6 +15,10 @@ pub enum Undo {
     RestoreFile { path: PathBuf, saved: PathBuf },
     /// A directory this run created: remove it (only if empty).
     RemoveDir(PathBuf),
+    /// A directory this run removed (it was empty): create it again with its old owner and mode.
+    RecreateDir { path: PathBuf, meta: Meta },
+    /// A file this run renamed from `from` to `to`: rename it back.
+    Rename { from: PathBuf, to: PathBuf },
     /// A directory whose owner or mode this run changed.
     RestoreMeta { path: PathBuf, meta: Meta },
     /// A regular file whose owner or mode this run changed.
@@ -65,6 +69,8 @@ fn undo_one(undo: &Undo) -> anyhow::Result<()> {
             }
         }
         Undo::RemoveDir(path) => fs_err::remove_dir(path)?,
+        Undo::RecreateDir { path, meta } => fsops::create_dir(path, *meta)?,
+        Undo::Rename { from, to } => fs_err::rename(to, from)?,
         Undo::RestoreMeta { path, meta } => fsops::set_dir_meta(path, *meta)?,
         Undo::RestoreFileMeta { path, meta } => fsops::set_file_meta(path, *meta)?,
         Undo::RunCommand(argv) => {

@@ -10,6 +10,7 @@ pub mod account_steps;
 pub mod archive;
 pub mod fsops;
 pub mod journal;
+pub mod removal;
 pub mod steps;
 pub mod tree_removal;
 

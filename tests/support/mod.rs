@@ -574,6 +574,7 @@ config = "{d}/etc/logrotate.d/sftpctl"
 unit_dir = "{d}/systemd"
 daemon_reload = []
 enable_watch = []
+disable_watch = []
 
 [watch]
 socket = "{d}/run/watch/watch.sock"
