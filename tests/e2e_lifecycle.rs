@@ -383,3 +383,46 @@ fn add_user_takes_an_email_and_a_password_on_stdin() {
     assert_fails_one_line(&out, 2);
     snap.assert_same(&sb.snapshot(), "add-user with a bad --email");
 }
+
+/// Lines of /etc/subuid or /etc/subgid that give `user` a range.
+fn subordinate_lines(file: &str, user: &str) -> Vec<String> {
+    fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split(':').next() == Some(user))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn add_user_allocates_no_subordinate_ids_and_remove_user_drops_old_ones() {
+    let w = world();
+    let sb = &w.sb;
+    assert!(
+        Path::new("/etc/subuid").exists(),
+        "this test needs /etc/subuid (useradd allocates only when it exists)"
+    );
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let lines = subordinate_lines(file, &w.alice);
+        assert!(lines.is_empty(), "{file} gives {}: {lines:?}", w.alice);
+    }
+
+    // An account from before this fix still holds ranges: remove-user (userdel) drops them.
+    let start = 700_000_000 + (std::process::id() % 100_000) * 16;
+    let range = format!("{start}-{}", start + 15);
+    let out = Command::new("usermod")
+        .args(["--add-subuids", &range, "--add-subgids", &range, &w.alice])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "usermod\n{}", show(&out));
+    assert_eq!(subordinate_lines("/etc/subuid", &w.alice).len(), 1);
+    sb.sftpctl_ok(&["remove-user", &w.alice, "--remove-data"]);
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let lines = subordinate_lines(file, &w.alice);
+        assert!(
+            lines.is_empty(),
+            "{file} still gives {}: {lines:?}",
+            w.alice
+        );
+    }
+}

@@ -87,6 +87,7 @@ fn build(config: &Config, source: &Source, admin_keys: &[keys::PublicKey]) -> Re
             home: config.root.clone(),
             shell: config.admin_shell.clone(),
             purpose: "admin",
+            subordinate_ids: true,
         });
     }
     parent_dirs(&mut plan, &config.sshd.authorized_keys_dir)?;
