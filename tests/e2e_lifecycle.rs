@@ -426,3 +426,61 @@ fn add_user_allocates_no_subordinate_ids_and_remove_user_drops_old_ones() {
         );
     }
 }
+
+/// Pids of sshd's processes whose title names `user` (`sshd: USER [priv]`, `sshd: USER@notty`,
+/// or the same with `sshd-session:` on OpenSSH >= 9.8).
+fn session_processes(user: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let title = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let title = title.trim_end();
+        let named = [format!("sshd: {user} "), format!("sshd: {user}@")]
+            .iter()
+            .chain(&[
+                format!("sshd-session: {user} "),
+                format!("sshd-session: {user}@"),
+            ])
+            .any(|p| title.starts_with(p.as_str()));
+        if named {
+            out.push(format!("{} {title}", entry.file_name().to_string_lossy()));
+        }
+    }
+    out
+}
+
+#[test]
+fn lock_ends_a_running_session_and_its_sshd_monitor() {
+    use std::process::Stdio;
+    let w = world();
+    let sb = &w.sb;
+    // A session that stays open: sftp reads its batch from a pipe we keep open.
+    let mut client = sb
+        .sftp_command(&w.alice, &w.key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the session's processes", DEADLINE, || {
+        let procs = session_processes(&w.alice);
+        procs.iter().any(|p| p.contains("[priv]")) && procs.iter().any(|p| p.contains('@'))
+    });
+    sb.sftpctl_ok(&["lock", &w.alice]);
+    let left = session_processes(&w.alice);
+    assert!(left.is_empty(), "left running after lock: {left:?}");
+    // The client finds its connection gone at its next request.
+    {
+        use std::io::Write;
+        let mut stdin = client.stdin.take().unwrap();
+        let _ = stdin.write_all(b"ls\n");
+    }
+    let mut status = None;
+    wait_until("the sftp client to end", DEADLINE, || {
+        status = client.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(!status.unwrap().success(), "the session went on after lock");
+}
