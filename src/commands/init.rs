@@ -60,6 +60,13 @@ fn build(config: &Config, source: &Source, admin_keys: &[keys::PublicKey]) -> Re
         check_admin(config, admin)?;
     }
     let version = openssh::detect_version(&config.sshd.binary)?;
+    if !config.sshd.penalty_exempt.is_empty() && !version.has_penalties() {
+        // Not an error: one sftpctl.toml may serve hosts on both sides of 9.8, and an
+        // OpenSSH without penalties already treats every address as the list asks.
+        eprintln!(
+            "sftpctl: note: sshd.penalty_exempt is not written: OpenSSH {version} has no PerSourcePenalties (they came with 9.8, which also takes PerSourcePenaltyExemptList); run init again after upgrading"
+        );
+    }
     let render = Renderer::new(config, &source.path, &version.to_string());
     let mut plan = Plan::new();
 
@@ -332,6 +339,19 @@ fn sshd_files(config: &Config, render: &Renderer, version: openssh::Version) -> 
             &render.subsystem()?,
             Placement::Replace {
                 line: openssh::is_sftp_subsystem,
+                before: openssh::is_match,
+            },
+        );
+    }
+    let penalties = render.penalties()?;
+    if !included && !penalties.trim().is_empty() {
+        // A global keyword: before the first Match, where the first value of it wins.
+        new_main = fenced::upsert(
+            &new_main,
+            "penalties",
+            &penalties,
+            Placement::Replace {
+                line: openssh::is_penalty_exempt_list,
                 before: openssh::is_match,
             },
         );
