@@ -484,3 +484,68 @@ fn lock_ends_a_running_session_and_its_sshd_monitor() {
     });
     assert!(!status.unwrap().success(), "the session went on after lock");
 }
+
+#[test]
+fn key_add_list_remove_work_for_the_admin_and_refusals_name_the_command() {
+    let mut sb = Sandbox::new();
+    let admin = sb.admin.clone();
+    sb.edit_config(
+        "umask = \"0007\"\n",
+        &format!("umask = \"0007\"\nadmin = \"{admin}\"\n"),
+    );
+    // Before init the admin has no account: the refusal names init.
+    let (key, key_pub) = sb.keygen("admin");
+    let out = sb.sftpctl(&["key", "add", &admin, key_pub.to_str().unwrap()]);
+    assert_fails_one_line(&out, 2);
+    assert!(stderr(&out).contains("sftpctl init"), "{}", show(&out));
+
+    sb.sftpctl_ok(&["init"]);
+    sb.start_rsyslogd();
+    sb.start_sshd();
+    assert!(
+        !sb.sftp(&admin, &key, "ls\n").status.success(),
+        "the admin logged in without a key"
+    );
+    sb.sftpctl_ok(&["key", "add", &admin, key_pub.to_str().unwrap()]);
+    sb.sftp_ok(&admin, &key, "ls\n");
+    let list = stdout(&sb.sftpctl_ok(&["key", "list", &admin]));
+    assert!(list.contains(&fingerprint(&key_pub)), "{list}");
+
+    let out = sb.sftpctl_ok(&["key", "remove", &admin, "1"]);
+    assert!(
+        stderr(&out).contains("has no key in"),
+        "no note about the admin's last key\n{}",
+        show(&out)
+    );
+    assert!(
+        !sb.sftp(&admin, &key, "ls\n").status.success(),
+        "a removed key still lets the admin in"
+    );
+
+    // Other accounts: refused, the refusal names the commands that do the job.
+    let other = sb.local_account("other");
+    let snap = sb.snapshot();
+    let out = sb.sftpctl(&["key", "add", &other.name, key_pub.to_str().unwrap()]);
+    assert_fails_one_line(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("not an account sftpctl manages")
+            && err.contains("sftpctl add-user")
+            && err.contains(&format!("sftpctl init --admin {}", other.name)),
+        "{}",
+        show(&out)
+    );
+    let ghost = sb.user("ghost");
+    let out = sb.sftpctl(&["key", "list", &ghost]);
+    assert_fails_one_line(&out, 2);
+    assert!(
+        stderr(&out).contains(&format!("sftpctl add-user {ghost}")),
+        "{}",
+        show(&out)
+    );
+    // The admin is no jailed user: lock names the key commands instead of failing vaguely.
+    let out = sb.sftpctl(&["lock", &admin]);
+    assert_fails_one_line(&out, 2);
+    assert!(stderr(&out).contains("sftpctl key"), "{}", show(&out));
+    snap.assert_same(&sb.snapshot(), "refused key commands");
+}
