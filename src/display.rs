@@ -13,7 +13,7 @@ use std::path::Path;
 /// characters (right-to-left override, zero-width joiners, bidi isolates, soft hyphen, BOM,
 /// line/paragraph separators…) as `<U+202E>`. Everything else passes unchanged.
 pub fn visible(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(needs_escape) {
+    if is_plain_ascii(s) || !s.chars().any(needs_escape) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 16);
@@ -48,6 +48,11 @@ fn push_visible(out: &mut String, c: char) {
     }
 }
 
+/// Printable ASCII only: nothing to escape (most names; checked bytewise, without decoding).
+fn is_plain_ascii(s: &str) -> bool {
+    s.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
 fn needs_escape(c: char) -> bool {
     c.is_control() || is_invisible_format(c)
 }
@@ -56,30 +61,31 @@ fn needs_escape(c: char) -> bool {
 /// characters that are invisible or change how the text around them is shown. Listed from
 /// Unicode 15.1's Cf ranges (stable: new ones are rare and would show as themselves).
 pub fn is_invisible_format(c: char) -> bool {
-    matches!(
-        c as u32,
-        0x00AD
-            | 0x0600..=0x0605
-            | 0x061C
-            | 0x06DD
-            | 0x070F
-            | 0x0890..=0x0891
-            | 0x08E2
-            | 0x180E
-            | 0x200B..=0x200F
-            | 0x2028..=0x202E
-            | 0x2060..=0x2064
-            | 0x2066..=0x206F
-            | 0xFEFF
-            | 0xFFF9..=0xFFFB
-            | 0x110BD
-            | 0x110CD
-            | 0x13430..=0x1343F
-            | 0x1BCA0..=0x1BCA3
-            | 0x1D173..=0x1D17A
-            | 0xE0001
-            | 0xE0020..=0xE007F
-    )
+    (c as u32) >= 0xAD
+        && matches!(
+            c as u32,
+            0x00AD
+                | 0x0600..=0x0605
+                | 0x061C
+                | 0x06DD
+                | 0x070F
+                | 0x0890..=0x0891
+                | 0x08E2
+                | 0x180E
+                | 0x200B..=0x200F
+                | 0x2028..=0x202E
+                | 0x2060..=0x2064
+                | 0x2066..=0x206F
+                | 0xFEFF
+                | 0xFFF9..=0xFFFB
+                | 0x110BD
+                | 0x110CD
+                | 0x13430..=0x1343F
+                | 0x1BCA0..=0x1BCA3
+                | 0x1D173..=0x1D17A
+                | 0xE0001
+                | 0xE0020..=0xE007F
+        )
 }
 
 #[cfg(test)]

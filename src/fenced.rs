@@ -88,6 +88,15 @@ pub fn contains(text: &str, id: &str) -> bool {
     find(&text.lines().collect::<Vec<_>>(), id).is_some()
 }
 
+/// `text` without the block `id` (fences included); unchanged when it has none.
+pub fn remove(text: &str, id: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    match find(&lines, id) {
+        Some((start, stop)) => join(&lines[..start], &[], &lines[stop + 1..]),
+        None => text.to_string(),
+    }
+}
+
 fn join(head: &[&str], block: &[String], tail: &[&str]) -> String {
     let mut out = String::new();
     for l in head {
@@ -163,6 +172,13 @@ mod tests {
             upsert("Port 22\n", "s", "S", SUB),
             "Port 22\n# BEGIN sftpctl s\nS\n# END sftpctl s\n"
         );
+    }
+
+    #[test]
+    fn removes_a_block() {
+        let with = upsert("a\nb\n", "m", "x\ny", Placement::End);
+        assert_eq!(remove(&with, "m"), "a\nb\n");
+        assert_eq!(remove("a\n", "m"), "a\n");
     }
 
     #[test]

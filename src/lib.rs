@@ -8,6 +8,7 @@ pub mod display;
 pub mod doctor;
 pub mod error;
 pub mod fenced;
+pub mod host_auth;
 pub mod jail;
 pub mod keys;
 pub mod names;

@@ -195,7 +195,22 @@ impl Renderer {
         self.render("sshd_penalties.conf", &[])
     }
 
+    /// The admin block's `AuthorizedKeysFile` entries, computed from the host's own config
+    /// ([`crate::host_auth::admin_block_keys`]): the block replaces the host's value for the
+    /// admin, so it must carry it.
+    pub fn with_admin_keys_files(mut self, files: &[String]) -> Renderer {
+        self.ctx.insert("admin_keys_files", &files.join(" "));
+        self
+    }
+
     pub fn match_block(&self) -> Result<String> {
+        if self.ctx.get("admin").is_some_and(|a| !a.is_null())
+            && self.ctx.get("admin_keys_files").is_none()
+        {
+            anyhow::bail!(
+                "internal error: the admin block needs the host's AuthorizedKeysFile (with_admin_keys_files)"
+            );
+        }
         self.render("sshd_match.conf", &[])
     }
 

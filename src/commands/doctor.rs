@@ -55,7 +55,7 @@ pub fn run(config: &Config, source: &Source, args: &DoctorArgs) -> Result<()> {
     if !args.json {
         print_checks(&mut out, &checks)?;
     }
-    let plan = doctor::repair_plan(&mut checks, config);
+    let plan = doctor::repair_plan(&mut checks, config)?;
     if args.dry_run {
         let mut text = Vec::new();
         if plan.is_empty() {

@@ -11,6 +11,7 @@ use crate::commands::{finish, parent_dirs, RefreshLinksStep};
 use crate::config::{self, Config, Source};
 use crate::error::{require_root, usage};
 use crate::fenced::{self, Placement};
+use crate::host_auth::{self, AuthGuard};
 use crate::jail;
 use crate::keys;
 use crate::names;
@@ -67,7 +68,7 @@ fn build(config: &Config, source: &Source, admin_keys: &[keys::PublicKey]) -> Re
             "sftpctl: note: sshd.penalty_exempt is not written: OpenSSH {version} has no PerSourcePenalties (they came with 9.8, which also takes PerSourcePenaltyExemptList); run init again after upgrading"
         );
     }
-    let render = Renderer::new(config, &source.path, &version.to_string());
+    let render = renderer(config, source, version)?;
     let mut plan = Plan::new();
 
     plan.push(Group {
@@ -156,14 +157,15 @@ fn build(config: &Config, source: &Source, admin_keys: &[keys::PublicKey]) -> Re
         });
     }
 
-    validate_and_activate(&mut plan, config);
+    validate_and_activate(&mut plan, config, "init")?;
     Ok(plan)
 }
 
 /// The validators (run over the candidate files before any reload) and the service
 /// activations that follow a change of the managed files; each activation runs only when a
-/// file of its topic changed.
-pub fn validate_and_activate(plan: &mut Plan, config: &Config) {
+/// file of its topic changed. The authentication guard takes the host's view of the probed
+/// accounts now, before any step runs, and compares after `sshd -t` passed.
+pub fn validate_and_activate(plan: &mut Plan, config: &Config, command: &str) -> Result<()> {
     plan.push(Validate {
         what: "sshd".into(),
         argv: argv(&[
@@ -173,6 +175,7 @@ pub fn validate_and_activate(plan: &mut Plan, config: &Config) {
             &config.sshd.config,
         ]),
     });
+    plan.push(AuthGuard::capture(config, command)?);
     if config.rsyslog.main_config.exists() {
         plan.push(Validate {
             what: "rsyslog".into(),
@@ -212,6 +215,7 @@ pub fn validate_and_activate(plan: &mut Plan, config: &Config) {
         argv: config.systemd.enable_watch.clone(),
         topic: Some("systemd"),
     });
+    Ok(())
 }
 
 /// An existing admin account must be in `group` and must not be jailed.
@@ -273,8 +277,17 @@ impl ManagedFiles {
 /// What `init` would write now, for the installed OpenSSH (detected with `sshd -V`).
 pub fn managed_files(config: &Config, source: &Source) -> Result<ManagedFiles> {
     let version = openssh::detect_version(&config.sshd.binary)?;
-    let render = Renderer::new(config, &source.path, &version.to_string());
+    let render = renderer(config, source, version)?;
     managed(config, &render, version)
+}
+
+/// The renderer, with the admin block's key files computed from the host's own config.
+fn renderer(config: &Config, source: &Source, version: openssh::Version) -> Result<Renderer> {
+    let render = Renderer::new(config, &source.path, &version.to_string());
+    Ok(match &config.admin {
+        Some(admin) => render.with_admin_keys_files(&host_auth::admin_block_keys(config, admin)?),
+        None => render,
+    })
 }
 
 fn managed(config: &Config, render: &Renderer, version: openssh::Version) -> Result<ManagedFiles> {
@@ -364,7 +377,12 @@ fn sshd_files(config: &Config, render: &Renderer, version: openssh::Version) -> 
             topic: Some("sshd"),
         });
     } else {
-        new_main = fenced::upsert(&new_main, "match", &render.match_block()?, Placement::End);
+        new_main = fenced::upsert(
+            &new_main,
+            host_auth::MATCH_FENCE,
+            &render.match_block()?,
+            Placement::End,
+        );
     }
     if new_main != main {
         files.push(File {

@@ -1,5 +1,5 @@
 //! `sftpctl key add|remove|list NAME`: the authorized keys of a jailed user or of the admin,
-//! in `sshd.authorized_keys_dir/NAME` (the admin's `~/.ssh/authorized_keys` is its own).
+//! in `sshd.authorized_keys_dir/NAME` (the admin's other key files are the host's).
 
 use std::path::PathBuf;
 
@@ -69,7 +69,7 @@ pub fn run(config: &Config, command: &KeyCommand) -> Result<()> {
             if owner == KeyOwner::Admin && keys.is_empty() {
                 // Not refused: root runs this and can add a key again; but say what is left.
                 eprintln!(
-                    "sftpctl: note: the admin {name} has no key in {} any more: it logs in only with a key in its own ~/.ssh/authorized_keys or a password; `sftpctl key add {name} FILE` adds one",
+                    "sftpctl: note: the admin {name} has no key in {} any more: it logs in only with a key in the host's own AuthorizedKeysFile (e.g. ~/.ssh/authorized_keys) or a password; `sftpctl key add {name} FILE` adds one",
                     config.sshd.authorized_keys_dir.display()
                 );
             }

@@ -12,6 +12,14 @@ const AREA: &str = "drift";
 pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
     let files = match managed_files(ctx.config, ctx.source) {
         Ok(f) => f.into_vec(),
+        Err(e) if !ctx.is_root => {
+            return vec![Check::warn(
+                AREA,
+                "managed files",
+                format!("cannot render what sftpctl init writes: {e:#}"),
+                "run sftpctl doctor as root (sshd -T reads its host keys)",
+            )]
+        }
         Err(e) => {
             return vec![Check::fail(
                 AREA,

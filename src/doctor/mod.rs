@@ -137,7 +137,7 @@ pub fn run(ctx: &mut Ctx) -> Vec<Check> {
 /// one jail, account or data tree that cannot be repaired is reported with its reason and
 /// the others are still repaired. The managed files stay one transaction with their
 /// validators (`sshd -t`, `rsyslogd -N1`), so a rejected config is reverted as a whole.
-pub fn repair_plan(checks: &mut [Check], config: &Config) -> Plan {
+pub fn repair_plan(checks: &mut [Check], config: &Config) -> anyhow::Result<Plan> {
     let mut plan = Plan::new();
     let mut files_changed = false;
     for check in checks.iter_mut().filter(|c| c.status != Status::Ok) {
@@ -152,9 +152,9 @@ pub fn repair_plan(checks: &mut [Check], config: &Config) -> Plan {
         }
     }
     if files_changed {
-        crate::commands::init::validate_and_activate(&mut plan, config);
+        crate::commands::init::validate_and_activate(&mut plan, config, "doctor --fix")?;
     }
-    plan
+    Ok(plan)
 }
 
 /// A repair that stands alone: its failure reverts only itself.

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::doctor::{collapse, Check, Ctx};
+use crate::host_auth;
 use crate::plan::steps::run_command;
 
 const AREA: &str = "sshd";
@@ -110,6 +111,7 @@ pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
         }
         Check::ok(AREA, "sshd -T", msg)
     }));
+    out.extend(host_auth_kept(ctx));
     out
 }
 
@@ -165,6 +167,72 @@ fn judge_penalties(version: &str, configured: &[String], s: &HashMap<String, Str
         format!("{message}; sshd.penalty_exempt {} not in effect", missing.join(",")),
         "sftpctl init writes sshd.penalty_exempt into the drop-in; a PerSourcePenaltyExemptList earlier in sshd's config (an earlier drop-in) wins over it",
     )
+}
+
+/// The accounts sftpctl does not jail (the admin, root, other members of `jail_group`) get
+/// from sshd exactly the authentication settings the host's own config gives them; the
+/// admin's key files may only have gained sftpctl's.
+fn host_auth_kept(ctx: &Ctx) -> Vec<Check> {
+    let config = ctx.config;
+    let label = "sshd host auth";
+    let view = match host_auth::HostView::write(config) {
+        Ok(v) => v,
+        Err(e) => {
+            return vec![Check::warn(
+                AREA,
+                label,
+                format!("{e:#}"),
+                "run sftpctl doctor as root",
+            )]
+        }
+    };
+    let probes = host_auth::probe_accounts(config);
+    let mut problems = Vec::new();
+    for (name, probe) in &probes {
+        let compared = view.effective(config, name).and_then(|before| {
+            let after = host_auth::effective(&config.sshd.binary, &config.sshd.config, name)?;
+            Ok(host_auth::changes(&before, &after))
+        });
+        match compared {
+            Err(e) => problems.push(Check::fail(
+                AREA,
+                format!("{label} {name}"),
+                format!("{e:#}"),
+                "run the same sshd -T by hand to see why",
+            )),
+            Ok(changes) if !changes.is_empty() => {
+                let list: Vec<String> = changes.iter().map(ToString::to_string).collect();
+                let fix = match probe {
+                    host_auth::Probe::Admin => format!(
+                        "sftpctl init re-renders the admin block with the host's own entries; if it refuses, {}",
+                        host_auth::advice(config, name, probe)
+                    ),
+                    _ => host_auth::advice(config, name, probe),
+                };
+                problems.push(Check::fail(
+                    AREA,
+                    format!("{label} {name}"),
+                    format!(
+                        "sshd's config with sftpctl's blocks changes what the host gives {name}: {}",
+                        list.join("; ")
+                    ),
+                    fix,
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    let names: Vec<&str> = probes.iter().map(|(n, _)| n.as_str()).collect();
+    collapse(problems, || {
+        Check::ok(
+            AREA,
+            label,
+            format!(
+                "{} keep(s) the authentication settings the host's own config gives them",
+                names.join(", ")
+            ),
+        )
+    })
 }
 
 /// What sftpctl's Match block sets.

@@ -16,7 +16,10 @@ listen = "127.0.0.1:5514"
 "#,
     )
     .unwrap();
-    Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), "9.2")
+    Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), "9.2").with_admin_keys_files(&[
+        "/etc/ssh/keys/%u".into(),
+        "/etc/ssh/sftpctl/authorized_keys/%u".into(),
+    ])
 }
 
 fn check(name: &str, actual: &str) {
@@ -63,7 +66,12 @@ penalty_exempt = ["203.0.113.0/24", "127.0.0.1", "2001:db8::/32"]
 "#,
     )
     .unwrap();
-    let r = Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), "10.0");
+    let admin_keys = [
+        ".ssh/authorized_keys".to_string(),
+        "/etc/ssh/sftpctl/authorized_keys/%u".into(),
+    ];
+    let r = Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), "10.0")
+        .with_admin_keys_files(&admin_keys);
     let text = r.sshd_dropin(true).unwrap();
     check("sshd_dropin_10.0.conf", &text);
     let line = "PerSourcePenaltyExemptList 203.0.113.0/24,127.0.0.1,2001:db8::/32\n";
@@ -75,7 +83,8 @@ penalty_exempt = ["203.0.113.0/24", "127.0.0.1", "2001:db8::/32"]
 
     // Before 9.8 the keyword does not exist (sshd -t refuses it): never written.
     for old in ["9.2", "9.7"] {
-        let r = Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), old);
+        let r = Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), old)
+            .with_admin_keys_files(&admin_keys);
         assert!(
             !r.sshd_dropin(true).unwrap().contains("PerSourcePenalty"),
             "{old}"
@@ -103,6 +112,21 @@ fn the_other_templates() {
     check("logrotate.conf", &r.logrotate().unwrap());
     check("sftpctl-watch.service", &r.watch_unit().unwrap());
     check("rsyslog-refresh.conf", &r.rsyslog_unit_dropin().unwrap());
+}
+
+#[test]
+fn the_admin_block_needs_the_hosts_key_files() {
+    let config = Config::parse("admin = \"boss\"").unwrap();
+    let r = Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), "9.2");
+    assert!(r.match_block().is_err());
+    let block = r
+        .with_admin_keys_files(&[".ssh/authorized_keys2".into(), "/k/%u".into()])
+        .match_block()
+        .unwrap();
+    assert!(
+        block.contains("Match User boss\n    AuthorizedKeysFile .ssh/authorized_keys2 /k/%u\n"),
+        "{block}"
+    );
 }
 
 #[test]
