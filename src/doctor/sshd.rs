@@ -408,10 +408,10 @@ mod tests {
 
     #[test]
     fn penalty_settings_are_shown_and_a_missing_exemption_warned() {
-        let s = parse_effective("persourcepenalties crash:90s authfail:5s noauth:1s grace-exceeded:10s max:600s\npersourcepenaltyexemptlist 203.0.113.0/24,127.0.0.1\n");
+        let s = parse_effective("persourcepenalties crash:90 authfail:5 noauth:1 grace-exceeded:10 refuseconnection:10 max:600 min:15 max-sources4:65536 max-sources6:65536 overflow:permissive overflow6:permissive\npersourcepenaltyexemptlist 203.0.113.0/24,127.0.0.1\n");
         let ok = judge_penalties("10.0", &["127.0.0.1".into()], &s);
         assert_eq!(ok.status, crate::doctor::model::Status::Ok);
-        assert!(ok.message.contains("authfail:5s"), "{}", ok.message);
+        assert!(ok.message.contains("authfail:5 "), "{}", ok.message);
         assert!(
             ok.message.contains("203.0.113.0/24,127.0.0.1"),
             "{}",
