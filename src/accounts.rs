@@ -122,13 +122,53 @@ pub fn require_managed(config: &Config, name: &str) -> anyhow::Result<()> {
         .map_err(|e| crate::error::usage(format!("{e:#}")))?;
     match account(config, name) {
         Account::Managed => Ok(()),
-        Account::Missing => Err(crate::error::usage(format!(
-            "there is no account {name}; `sftpctl list-users` shows the managed ones"
-        ))),
-        Account::Foreign => Err(crate::error::usage(format!(
-            "{name} is not a jailed sftpctl user; sftpctl leaves other accounts alone"
-        ))),
+        Account::Missing => Err(missing(config, name)),
+        Account::Foreign if config.admin.as_deref() == Some(name) => {
+            Err(crate::error::usage(format!(
+                "{name} is sftpctl's admin, not a jailed user: `sftpctl key add|remove|list {name}` manage its keys; this command is for jailed users (`sftpctl list-users` shows them)"
+            )))
+        }
+        Account::Foreign => Err(foreign(name)),
     }
+}
+
+/// Whose keys `sftpctl key` manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOwner {
+    Jailed,
+    /// The configured admin (an existing account that is not jailed).
+    Admin,
+}
+
+/// Refuses names whose keys sftpctl does not manage (exit code 2): only jailed users and the
+/// configured admin have a key file in `sshd.authorized_keys_dir`.
+pub fn require_key_owner(config: &Config, name: &str) -> anyhow::Result<KeyOwner> {
+    crate::names::check_user_name("user name", name)
+        .map_err(|e| crate::error::usage(format!("{e:#}")))?;
+    let is_admin = config.admin.as_deref() == Some(name);
+    match account(config, name) {
+        Account::Managed => Ok(KeyOwner::Jailed),
+        Account::Foreign if is_admin && !is_jailed(config, name) => Ok(KeyOwner::Admin),
+        Account::Missing => Err(missing(config, name)),
+        Account::Foreign => Err(foreign(name)),
+    }
+}
+
+fn missing(config: &Config, name: &str) -> anyhow::Error {
+    if config.admin.as_deref() == Some(name) {
+        return crate::error::usage(format!(
+            "the admin {name} has no account yet: `sftpctl init` creates it"
+        ));
+    }
+    crate::error::usage(format!(
+        "there is no account {name}: `sftpctl add-user {name}` creates one; `sftpctl list-users` shows the managed ones"
+    ))
+}
+
+fn foreign(name: &str) -> anyhow::Error {
+    crate::error::usage(format!(
+        "{name} is not an account sftpctl manages (neither a jailed user nor the admin), and sftpctl leaves other accounts alone: `sftpctl add-user` creates jailed users, `sftpctl init --admin {name}` makes {name} the admin"
+    ))
 }
 
 #[cfg(test)]

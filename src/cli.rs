@@ -38,7 +38,7 @@ pub enum Command {
     ListUsers(ListUsersArgs),
     /// Remove a jailed user: ends its sessions, removes account, keys and jail.
     RemoveUser(RemoveUserArgs),
-    /// Add, remove or list a user's authorized keys.
+    /// Add, remove or list the authorized keys of a jailed user or of the admin.
     #[command(subcommand)]
     Key(KeyCommand),
     /// Set a user's password (read from stdin or a prompt, never from the command line).
@@ -166,7 +166,7 @@ pub struct RemoveUserArgs {
 pub enum KeyCommand {
     /// Authorize more public keys (duplicates are refused).
     Add {
-        /// The managed user.
+        /// A jailed user or the admin.
         name: String,
         /// OpenSSH public key file(s).
         #[arg(required = true, value_name = "FILE")]
@@ -176,7 +176,7 @@ pub enum KeyCommand {
     },
     /// Remove a key, named by its SHA256 fingerprint (as `key list` shows) or its number.
     Remove {
-        /// The managed user.
+        /// A jailed user or the admin.
         name: String,
         /// `SHA256:…` fingerprint or the 1-based number from `key list`.
         key: String,
@@ -185,7 +185,7 @@ pub enum KeyCommand {
     },
     /// List the keys with their fingerprints.
     List {
-        /// The managed user.
+        /// A jailed user or the admin.
         name: String,
     },
 }

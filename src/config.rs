@@ -70,6 +70,11 @@ pub struct Sshd {
     pub binary: PathBuf,
     /// Command that makes sshd re-read its config; `[]` = do not reload.
     pub reload: Vec<String>,
+    /// Addresses and networks (`203.0.113.7`, `198.51.100.0/24`, `2001:db8::/32`) that
+    /// OpenSSH >= 9.8 never penalizes for failed logins (`PerSourcePenaltyExemptList`): a
+    /// NAT address many clients share, a monitoring host. Ignored on older OpenSSH, which
+    /// has no penalties.
+    pub penalty_exempt: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -264,6 +269,7 @@ impl Default for Sshd {
             authorized_keys_dir: "/etc/ssh/sftpctl/authorized_keys".into(),
             binary: "/usr/sbin/sshd".into(),
             reload: strings(&["systemctl", "reload", "ssh"]),
+            penalty_exempt: vec![],
         }
     }
 }
@@ -475,6 +481,9 @@ impl Config {
         check_abs_path("sshd.authorized_keys_dir", &self.sshd.authorized_keys_dir)?;
         check_abs_path("sshd.binary", &self.sshd.binary)?;
         check_command("sshd.reload", &self.sshd.reload)?;
+        for entry in &self.sshd.penalty_exempt {
+            check_address_or_network("sshd.penalty_exempt", entry)?;
+        }
         check_abs_path("pam.file", &self.pam.file)?;
         check_abs_path("rsyslog.config", &self.rsyslog.config)?;
         check_abs_path("rsyslog.main_config", &self.rsyslog.main_config)?;
@@ -640,6 +649,39 @@ pub fn check_abs_path(key: &str, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// An IPv4/IPv6 address, or a network `ADDR/LEN` with no host bits set: what sshd's
+/// address lists take, nothing that could add a second entry (`,`) or another line.
+pub fn check_address_or_network(key: &str, entry: &str) -> Result<()> {
+    use std::net::IpAddr;
+    let (addr, len) = match entry.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (entry, None),
+    };
+    let Ok(ip) = addr.parse::<IpAddr>() else {
+        anyhow::bail!(
+            "{key}: {entry:?} is not an IP address or network; write one per string, e.g. \"203.0.113.7\" or \"198.51.100.0/24\""
+        );
+    };
+    let Some(len) = len else {
+        return Ok(());
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let bits = match len.parse::<u32>() {
+        Ok(n) if n <= max && !len.starts_with('+') && (len == "0" || !len.starts_with('0')) => n,
+        _ => anyhow::bail!("{key}: {entry:?} needs a prefix length from 0 to {max} after the /"),
+    };
+    let host_bits_set = match ip {
+        IpAddr::V4(v4) => bits < 32 && u32::from(v4) & (u32::MAX >> bits) != 0,
+        IpAddr::V6(v6) => bits < 128 && u128::from(v6) & (u128::MAX >> bits) != 0,
+    };
+    if host_bits_set {
+        anyhow::bail!(
+            "{key}: {entry:?} has host bits set after the /{bits} (sshd refuses it): give the network address"
+        );
+    }
+    Ok(())
+}
+
 fn check_umask(umask: &str) -> Result<()> {
     let ok = umask.len() == 4
         && umask.starts_with('0')
@@ -728,6 +770,39 @@ mod tests {
             Path::new("/usr/local/sbin/sftpctl")
         );
         assert_eq!(d(None), Path::new("/usr/local/sbin/sftpctl"));
+    }
+
+    #[test]
+    fn penalty_exempt_takes_addresses_and_networks_only() {
+        let good = Config::parse(
+            "[sshd]\npenalty_exempt = [\"127.0.0.1\", \"203.0.113.0/24\", \"0.0.0.0/0\", \"2001:db8::/32\", \"::1\", \"10.1.2.3/32\"]",
+        )
+        .unwrap();
+        assert_eq!(good.sshd.penalty_exempt.len(), 6);
+        for bad in [
+            "",
+            "example.org",
+            "10.0.0.1,10.0.0.2",
+            "10.0.0.1 10.0.0.2",
+            "10.0.0.1\nPermitRootLogin yes",
+            "10.0.0.0/33",
+            "2001:db8::/129",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "10.0.0.0/08",
+            "10.0.0.0/-1",
+            "10.0.0.1/24",
+            "2001:db8::1/32",
+            "fe80::1%eth0",
+            "10.0.0.*",
+            "!10.0.0.1",
+            " 10.0.0.1",
+        ] {
+            let text = format!("[sshd]\npenalty_exempt = [{}]", toml::Value::from(bad));
+            let err = Config::parse(&text).expect_err(bad).to_string();
+            assert!(err.contains("sshd.penalty_exempt"), "{bad:?}: {err}");
+            assert!(!err.contains('\n'), "{bad:?}: {err}");
+        }
     }
 
     #[test]

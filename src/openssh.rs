@@ -24,6 +24,17 @@ impl Version {
     pub fn subsystem_may_repeat(self) -> bool {
         self >= Version { major: 9, minor: 5 }
     }
+
+    /// OpenSSH >= 9.8 penalizes addresses that fail logins (`PerSourcePenalties`, on by
+    /// default) and takes `PerSourcePenaltyExemptList`; 9.2's `sshd -t` refuses the keyword.
+    pub fn has_penalties(self) -> bool {
+        self >= Version { major: 9, minor: 8 }
+    }
+
+    /// `9.2`, `10.0` (as [`Version`]'s Display writes it).
+    pub fn parse_short(text: &str) -> Option<Version> {
+        parse_version(&format!("OpenSSH_{text}")).ok()
+    }
 }
 
 /// Runs `sshd -V` (it prints e.g. `OpenSSH_9.2p1 Debian-2, OpenSSL 3.0` on stderr).
@@ -73,6 +84,13 @@ pub fn is_sftp_subsystem(line: &str) -> bool {
         .next()
         .is_some_and(|k| k.eq_ignore_ascii_case("subsystem"))
         && words.next() == Some("sftp")
+}
+
+/// True for a `PerSourcePenaltyExemptList …` line.
+pub fn is_penalty_exempt_list(line: &str) -> bool {
+    line.split_whitespace()
+        .next()
+        .is_some_and(|k| k.eq_ignore_ascii_case("persourcepenaltyexemptlist"))
 }
 
 /// True for a `Match …` line.
@@ -144,6 +162,10 @@ mod tests {
             .unwrap()
             .subsystem_may_repeat());
         assert!(parse_version("garbage").is_err());
+        assert!(!v.has_penalties());
+        assert!(!Version::parse_short("9.7").unwrap().has_penalties());
+        assert!(Version::parse_short("9.8").unwrap().has_penalties());
+        assert!(Version::parse_short("10.0").unwrap().has_penalties());
     }
 
     #[test]

@@ -22,6 +22,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/sshd_match.conf"),
     ),
     (
+        "sshd_penalties.conf",
+        include_str!("../templates/sshd_penalties.conf"),
+    ),
+    (
         "sshd_subsystem.conf",
         include_str!("../templates/sshd_subsystem.conf"),
     ),
@@ -160,6 +164,10 @@ impl Renderer {
         );
         ctx.insert("rsyslog_unit", &config.systemd.rsyslog_unit);
         ctx.insert("openssh_version", openssh_version);
+        ctx.insert(
+            "penalty_exempt",
+            &penalty_exempt_value(config, openssh_version),
+        );
         Renderer {
             ctx,
             watch_sandbox: WatchSandbox::of(config),
@@ -178,6 +186,13 @@ impl Renderer {
 
     pub fn subsystem(&self) -> Result<String> {
         self.render("sshd_subsystem.conf", &[])
+    }
+
+    /// The global `PerSourcePenaltyExemptList` line(s) (with their comment), empty when
+    /// `sshd.penalty_exempt` is empty or this OpenSSH has no penalties. Global keywords must
+    /// come before any Match block.
+    pub fn penalties(&self) -> Result<String> {
+        self.render("sshd_penalties.conf", &[])
     }
 
     /// The admin block's `AuthorizedKeysFile` entries, computed from the host's own config
@@ -204,6 +219,7 @@ impl Renderer {
         let mut ctx = self.ctx.clone();
         ctx.insert("subsystem_in_dropin", &subsystem_in_dropin);
         ctx.insert("subsystem", self.subsystem()?.trim_end());
+        ctx.insert("penalties", self.penalties()?.trim_end());
         ctx.insert("match_block", self.match_block()?.trim_end());
         TERA.render("sshd_dropin.conf", &ctx)
             .context("cannot render template sshd_dropin.conf")
@@ -241,6 +257,18 @@ impl Renderer {
 
     pub fn rsyslog_unit_dropin(&self) -> Result<String> {
         self.render("rsyslog-refresh.conf", &[])
+    }
+}
+
+/// `a,b,c` for `PerSourcePenaltyExemptList`, or empty: nothing to write, or an OpenSSH before
+/// 9.8 (no penalties there, and its `sshd -t` refuses the keyword).
+fn penalty_exempt_value(config: &Config, openssh_version: &str) -> String {
+    let penalties = crate::openssh::Version::parse_short(openssh_version)
+        .is_some_and(crate::openssh::Version::has_penalties);
+    if penalties {
+        config.sshd.penalty_exempt.join(",")
+    } else {
+        String::new()
     }
 }
 

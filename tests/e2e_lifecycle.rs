@@ -383,3 +383,169 @@ fn add_user_takes_an_email_and_a_password_on_stdin() {
     assert_fails_one_line(&out, 2);
     snap.assert_same(&sb.snapshot(), "add-user with a bad --email");
 }
+
+/// Lines of /etc/subuid or /etc/subgid that give `user` a range.
+fn subordinate_lines(file: &str, user: &str) -> Vec<String> {
+    fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split(':').next() == Some(user))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn add_user_allocates_no_subordinate_ids_and_remove_user_drops_old_ones() {
+    let w = world();
+    let sb = &w.sb;
+    assert!(
+        Path::new("/etc/subuid").exists(),
+        "this test needs /etc/subuid (useradd allocates only when it exists)"
+    );
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let lines = subordinate_lines(file, &w.alice);
+        assert!(lines.is_empty(), "{file} gives {}: {lines:?}", w.alice);
+    }
+
+    // An account from before this fix still holds ranges: remove-user (userdel) drops them.
+    let start = 700_000_000 + (std::process::id() % 100_000) * 16;
+    let range = format!("{start}-{}", start + 15);
+    let out = Command::new("usermod")
+        .args(["--add-subuids", &range, "--add-subgids", &range, &w.alice])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "usermod\n{}", show(&out));
+    assert_eq!(subordinate_lines("/etc/subuid", &w.alice).len(), 1);
+    sb.sftpctl_ok(&["remove-user", &w.alice, "--remove-data"]);
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let lines = subordinate_lines(file, &w.alice);
+        assert!(
+            lines.is_empty(),
+            "{file} still gives {}: {lines:?}",
+            w.alice
+        );
+    }
+}
+
+/// Pids of sshd's processes whose title names `user` (`sshd: USER [priv]`, `sshd: USER@notty`,
+/// or the same with `sshd-session:` on OpenSSH >= 9.8).
+fn session_processes(user: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let title = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let title = title.trim_end();
+        let named = [format!("sshd: {user} "), format!("sshd: {user}@")]
+            .iter()
+            .chain(&[
+                format!("sshd-session: {user} "),
+                format!("sshd-session: {user}@"),
+            ])
+            .any(|p| title.starts_with(p.as_str()));
+        if named {
+            out.push(format!("{} {title}", entry.file_name().to_string_lossy()));
+        }
+    }
+    out
+}
+
+#[test]
+fn lock_ends_a_running_session_and_its_sshd_monitor() {
+    use std::process::Stdio;
+    let w = world();
+    let sb = &w.sb;
+    // A session that stays open: sftp reads its batch from a pipe we keep open.
+    let mut client = sb
+        .sftp_command(&w.alice, &w.key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the session's processes", DEADLINE, || {
+        let procs = session_processes(&w.alice);
+        procs.iter().any(|p| p.contains("[priv]")) && procs.iter().any(|p| p.contains('@'))
+    });
+    sb.sftpctl_ok(&["lock", &w.alice]);
+    let left = session_processes(&w.alice);
+    assert!(left.is_empty(), "left running after lock: {left:?}");
+    // The client finds its connection gone at its next request.
+    {
+        use std::io::Write;
+        let mut stdin = client.stdin.take().unwrap();
+        let _ = stdin.write_all(b"ls\n");
+    }
+    let mut status = None;
+    wait_until("the sftp client to end", DEADLINE, || {
+        status = client.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(!status.unwrap().success(), "the session went on after lock");
+}
+
+#[test]
+fn key_add_list_remove_work_for_the_admin_and_refusals_name_the_command() {
+    let mut sb = Sandbox::new();
+    let admin = sb.admin.clone();
+    sb.edit_config(
+        "umask = \"0007\"\n",
+        &format!("umask = \"0007\"\nadmin = \"{admin}\"\n"),
+    );
+    // Before init the admin has no account: the refusal names init.
+    let (key, key_pub) = sb.keygen("admin");
+    let out = sb.sftpctl(&["key", "add", &admin, key_pub.to_str().unwrap()]);
+    assert_fails_one_line(&out, 2);
+    assert!(stderr(&out).contains("sftpctl init"), "{}", show(&out));
+
+    sb.sftpctl_ok(&["init"]);
+    sb.start_rsyslogd();
+    sb.start_sshd();
+    assert!(
+        !sb.sftp(&admin, &key, "ls\n").status.success(),
+        "the admin logged in without a key"
+    );
+    sb.sftpctl_ok(&["key", "add", &admin, key_pub.to_str().unwrap()]);
+    sb.sftp_ok(&admin, &key, "ls\n");
+    let list = stdout(&sb.sftpctl_ok(&["key", "list", &admin]));
+    assert!(list.contains(&fingerprint(&key_pub)), "{list}");
+
+    let out = sb.sftpctl_ok(&["key", "remove", &admin, "1"]);
+    assert!(
+        stderr(&out).contains("has no key in"),
+        "no note about the admin's last key\n{}",
+        show(&out)
+    );
+    assert!(
+        !sb.sftp(&admin, &key, "ls\n").status.success(),
+        "a removed key still lets the admin in"
+    );
+
+    // Other accounts: refused, the refusal names the commands that do the job.
+    let other = sb.local_account("other");
+    let snap = sb.snapshot();
+    let out = sb.sftpctl(&["key", "add", &other.name, key_pub.to_str().unwrap()]);
+    assert_fails_one_line(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("not an account sftpctl manages")
+            && err.contains("sftpctl add-user")
+            && err.contains(&format!("sftpctl init --admin {}", other.name)),
+        "{}",
+        show(&out)
+    );
+    let ghost = sb.user("ghost");
+    let out = sb.sftpctl(&["key", "list", &ghost]);
+    assert_fails_one_line(&out, 2);
+    assert!(
+        stderr(&out).contains(&format!("sftpctl add-user {ghost}")),
+        "{}",
+        show(&out)
+    );
+    // The admin is no jailed user: lock names the key commands instead of failing vaguely.
+    let out = sb.sftpctl(&["lock", &admin]);
+    assert_fails_one_line(&out, 2);
+    assert!(stderr(&out).contains("sftpctl key"), "{}", show(&out));
+    snap.assert_same(&sb.snapshot(), "refused key commands");
+}

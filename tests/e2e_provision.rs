@@ -806,3 +806,85 @@ fn refresh_log_links_skips_symlinked_and_foreign_owned_jails() {
     }
     assert!(stdout(&out).contains("3 skipped"), "{}", show(&out));
 }
+
+/// `sshd.penalty_exempt` on this machine's OpenSSH 9.2 (no PerSourcePenalties): a bad entry is
+/// refused before anything changes; a good one is not written (9.2's `sshd -t` refuses the
+/// keyword, shown here) and init says so; doctor says why nothing needs it.
+#[test]
+fn penalty_exempt_is_validated_and_skipped_before_openssh_9_8() {
+    let sb = Sandbox::new();
+    let snap = sb.snapshot();
+    sb.edit_config(
+        "reload = []\n",
+        "reload = []\npenalty_exempt = [\"10.0.0.1/8\"]\n",
+    );
+    let out = sb.sftpctl(&["init"]);
+    support::assert_fails_one_line(&out, 2);
+    assert!(
+        stderr(&out).contains("sshd.penalty_exempt") && stderr(&out).contains("host bits"),
+        "{}",
+        show(&out)
+    );
+    sb.edit_config("\"10.0.0.1/8\"", "\"127.0.0.1,10.0.0.1\"");
+    let out = sb.sftpctl(&["init"]);
+    support::assert_fails_one_line(&out, 2);
+    let config_key = |k: &str| !k.ends_with("sftpctl.toml");
+    let unchanged = |a: &support::Snapshot| {
+        support::Snapshot(
+            a.0.clone()
+                .into_iter()
+                .filter(|(k, _)| config_key(k))
+                .collect(),
+        )
+    };
+    unchanged(&snap).assert_same(&unchanged(&sb.snapshot()), "init with a bad penalty_exempt");
+
+    sb.edit_config(
+        "\"127.0.0.1,10.0.0.1\"",
+        "\"127.0.0.1\", \"203.0.113.0/24\", \"2001:db8::/32\"",
+    );
+    let out = sb.sftpctl_ok(&["init"]);
+    assert!(
+        stderr(&out)
+            .contains("sshd.penalty_exempt is not written: OpenSSH 9.2 has no PerSourcePenalties"),
+        "{}",
+        show(&out)
+    );
+    let dropin = sb.path("etc/ssh/sshd_config.d/50-sftpctl.conf");
+    let main = sb.path("etc/ssh/sshd_config");
+    for file in [&dropin, &main] {
+        let text = fs::read_to_string(file).unwrap();
+        assert!(
+            !text.contains("PerSourcePenalty"),
+            "{}:\n{text}",
+            file.display()
+        );
+    }
+    let doctor = sb.sftpctl(&["doctor"]);
+    assert!(
+        stdout(&doctor).contains("OpenSSH 9.2 has no PerSourcePenalties"),
+        "{}",
+        show(&doctor)
+    );
+
+    // Why it is skipped: 9.2's sshd -t refuses the keyword.
+    let mut text = fs::read_to_string(&dropin).unwrap();
+    text = format!("PerSourcePenaltyExemptList 127.0.0.1\n{text}");
+    fs::write(&dropin, text).unwrap();
+    let check = Command::new(support::SSHD)
+        .arg("-t")
+        .arg("-f")
+        .arg(&main)
+        .output()
+        .unwrap();
+    assert!(
+        !check.status.success(),
+        "9.2 took the keyword\n{}",
+        show(&check)
+    );
+    assert!(
+        String::from_utf8_lossy(&check.stderr).contains("PerSourcePenaltyExemptList"),
+        "{}",
+        show(&check)
+    );
+}

@@ -41,7 +41,22 @@ pub fn lock(config: &Config, args: &NameArgs, locked: bool) -> Result<()> {
             name: args.name.clone(),
         });
     }
-    finish(command, plan, args.dry_run.dry_run)
+    finish(command, plan, args.dry_run.dry_run)?;
+    if let Some(note) = penalty_note(config) {
+        eprintln!("{note}");
+    }
+    Ok(())
+}
+
+/// On OpenSSH >= 9.8: the refused logins of a locked account penalize its client's address,
+/// which sshd then refuses for a while whoever connects from it, also after `unlock`.
+fn penalty_note(config: &Config) -> Option<String> {
+    let version = crate::openssh::detect_version(&config.sshd.binary).ok()?;
+    version.has_penalties().then(|| {
+        format!(
+            "sftpctl: note: OpenSSH {version} refuses, for a while, every connection from an address whose logins failed (PerSourcePenalties): a locked account's client, and every client behind the same NAT address, may be refused also right after unlock; sshd.penalty_exempt in sftpctl.toml exempts addresses, sftpctl doctor shows the settings"
+        )
+    })
 }
 
 pub fn set_email(config: &Config, args: &SetEmailArgs) -> Result<()> {

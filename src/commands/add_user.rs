@@ -98,6 +98,7 @@ pub(crate) fn jail_steps(plan: &mut Plan, config: &Config, name: &str, warn: boo
         home: format!("/{}", config.data_dir).into(),
         shell: config.nologin_shell.clone(),
         purpose: "jailed SFTP",
+        subordinate_ids: false,
     });
     plan.push(Dir::root(&jail.dir, 0o755));
     plan.push(Dir {

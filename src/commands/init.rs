@@ -64,6 +64,13 @@ fn build(config: &Config, source: &Source, admin_keys: &[keys::PublicKey]) -> Re
         check_admin(config, admin)?;
     }
     let version = openssh::detect_version(&config.sshd.binary)?;
+    if !config.sshd.penalty_exempt.is_empty() && !version.has_penalties() {
+        // Not an error: one sftpctl.toml may serve hosts on both sides of 9.8, and an
+        // OpenSSH without penalties already treats every address as the list asks.
+        eprintln!(
+            "sftpctl: note: sshd.penalty_exempt is not written: OpenSSH {version} has no PerSourcePenalties (they came with 9.8, which also takes PerSourcePenaltyExemptList); run init again after upgrading"
+        );
+    }
     let render = renderer(config, source, version)?;
     let mut plan = Plan::new();
 
@@ -91,6 +98,7 @@ fn build(config: &Config, source: &Source, admin_keys: &[keys::PublicKey]) -> Re
             home: config.root.clone(),
             shell: config.admin_shell.clone(),
             purpose: "admin",
+            subordinate_ids: true,
         });
     }
     parent_dirs(&mut plan, &config.sshd.authorized_keys_dir)?;
@@ -347,6 +355,19 @@ fn sshd_files(config: &Config, render: &Renderer, version: openssh::Version) -> 
             &render.subsystem()?,
             Placement::Replace {
                 line: openssh::is_sftp_subsystem,
+                before: openssh::is_match,
+            },
+        );
+    }
+    let penalties = render.penalties()?;
+    if !included && !penalties.trim().is_empty() {
+        // A global keyword: before the first Match, where the first value of it wins.
+        new_main = fenced::upsert(
+            &new_main,
+            "penalties",
+            &penalties,
+            Placement::Replace {
+                line: openssh::is_penalty_exempt_list,
                 before: openssh::is_match,
             },
         );

@@ -1,10 +1,11 @@
-//! `sftpctl key add|remove|list NAME`: a managed user's authorized keys.
+//! `sftpctl key add|remove|list NAME`: the authorized keys of a jailed user or of the admin,
+//! in `sshd.authorized_keys_dir/NAME` (the admin's other key files are the host's).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::accounts::require_managed;
+use crate::accounts::{require_key_owner, KeyOwner};
 use crate::cli::KeyCommand;
 use crate::commands::finish;
 use crate::config::Config;
@@ -22,7 +23,7 @@ pub fn run(config: &Config, command: &KeyCommand) -> Result<()> {
             dry_run,
         } => {
             require_root("sftpctl key add")?;
-            require_managed(config, name)?;
+            require_key_owner(config, name)?;
             let mut keys = current(config, name)?;
             for file in files {
                 for key in keys::read_key_file(file)? {
@@ -40,7 +41,7 @@ pub fn run(config: &Config, command: &KeyCommand) -> Result<()> {
         }
         KeyCommand::Remove { name, key, dry_run } => {
             require_root("sftpctl key remove")?;
-            require_managed(config, name)?;
+            let owner = require_key_owner(config, name)?;
             let mut keys = current(config, name)?;
             let index = match key.parse::<usize>() {
                 Ok(n) if (1..=keys.len()).contains(&n) => n - 1,
@@ -64,10 +65,18 @@ pub fn run(config: &Config, command: &KeyCommand) -> Result<()> {
                 "key remove",
                 write_plan(config, name, &keys),
                 dry_run.dry_run,
-            )
+            )?;
+            if owner == KeyOwner::Admin && keys.is_empty() {
+                // Not refused: root runs this and can add a key again; but say what is left.
+                eprintln!(
+                    "sftpctl: note: the admin {name} has no key in {} any more: it logs in only with a key in the host's own AuthorizedKeysFile (e.g. ~/.ssh/authorized_keys) or a password; `sftpctl key add {name} FILE` adds one",
+                    config.sshd.authorized_keys_dir.display()
+                );
+            }
+            Ok(())
         }
         KeyCommand::List { name } => {
-            require_managed(config, name)?;
+            require_key_owner(config, name)?;
             let keys = current(config, name)?;
             if keys.is_empty() {
                 println!("{name} has no authorized keys");

@@ -51,6 +51,8 @@ pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
         }
     }
 
+    out.extend(penalties(ctx));
+
     let mut names: Vec<(String, bool)> = ctx.users.iter().map(|u| (u.clone(), true)).collect();
     if let Some(admin) = &ctx.admin {
         if ctx.account(admin).is_some() {
@@ -111,6 +113,60 @@ pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
     }));
     out.extend(host_auth_kept(ctx));
     out
+}
+
+/// OpenSSH >= 9.8 refuses, for a while, every connection from an address whose logins failed
+/// (a locked account's client, every client behind one NAT address): the effective
+/// settings, as information, and whether `sshd.penalty_exempt` is in effect.
+fn penalties(ctx: &Ctx) -> Option<Check> {
+    let config = ctx.config;
+    let version = crate::openssh::detect_version(&config.sshd.binary).ok()?;
+    let configured = &config.sshd.penalty_exempt;
+    if !version.has_penalties() {
+        return (!configured.is_empty()).then(|| {
+            Check::ok(
+                AREA,
+                "penalties",
+                format!("OpenSSH {version} has no PerSourcePenalties (9.8 brought them): sshd.penalty_exempt is not written and nothing needs it"),
+            )
+        });
+    }
+    let settings = match sshd_t(&config.sshd.binary, &config.sshd.config, None) {
+        Ok(s) => s,
+        Err(e) => {
+            return Some(Check::warn(
+                AREA,
+                "penalties",
+                e,
+                "run the same sshd -T by hand to see why",
+            ))
+        }
+    };
+    Some(judge_penalties(&version.to_string(), configured, &settings))
+}
+
+fn judge_penalties(version: &str, configured: &[String], s: &HashMap<String, String>) -> Check {
+    let get = |k: &str| s.get(k).map(String::as_str).unwrap_or("none");
+    let exempt = get("persourcepenaltyexemptlist");
+    let message = format!(
+        "OpenSSH {version}: persourcepenalties {}; persourcepenaltyexemptlist {exempt} (an address whose logins fail is refused for a while, also right after sftpctl unlock)",
+        get("persourcepenalties")
+    );
+    let effective: Vec<&str> = exempt.split(',').collect();
+    let missing: Vec<&str> = configured
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !effective.contains(c))
+        .collect();
+    if missing.is_empty() {
+        return Check::ok(AREA, "penalties", message);
+    }
+    Check::warn(
+        AREA,
+        "penalties",
+        format!("{message}; sshd.penalty_exempt {} not in effect", missing.join(",")),
+        "sftpctl init writes sshd.penalty_exempt into the drop-in; a PerSourcePenaltyExemptList earlier in sshd's config (an earlier drop-in) wins over it",
+    )
 }
 
 /// The accounts sftpctl does not jail (the admin, root, other members of `jail_group`) get
@@ -278,18 +334,26 @@ fn effective_all(ctx: &Ctx, names: &[(String, bool)]) -> Vec<Effective> {
 /// `sshd -T -C user=NAME,host=localhost,addr=127.0.0.1 -f CONFIG`, parsed.
 fn effective(binary: &std::path::Path, config: &std::path::Path, name: &str) -> Effective {
     let spec = format!("user={name},host=localhost,addr=127.0.0.1");
-    let out = Command::new(binary)
-        .arg("-T")
-        .arg("-C")
-        .arg(&spec)
+    sshd_t(binary, config, Some(&spec))
+}
+
+/// `sshd -T [-C SPEC] -f CONFIG`, parsed; without a spec, the global settings.
+fn sshd_t(binary: &std::path::Path, config: &std::path::Path, spec: Option<&str>) -> Effective {
+    let mut cmd = Command::new(binary);
+    cmd.arg("-T");
+    if let Some(spec) = spec {
+        cmd.arg("-C").arg(spec);
+    }
+    let out = cmd
         .arg("-f")
         .arg(config)
         .output()
         .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
     if !out.status.success() {
         let text = String::from_utf8_lossy(&out.stderr);
+        let spec = spec.map(|s| format!(" -C {s}")).unwrap_or_default();
         return Err(format!(
-            "`{} -T -C {spec}` failed ({}): {}",
+            "`{} -T{spec}` failed ({}): {}",
             binary.display(),
             out.status,
             text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -340,6 +404,36 @@ mod tests {
             root: "/srv/x".into(),
             keys_dir: "/etc/k".into(),
         }
+    }
+
+    #[test]
+    fn penalty_settings_are_shown_and_a_missing_exemption_warned() {
+        let s = parse_effective("persourcepenalties crash:90 authfail:5 noauth:1 grace-exceeded:10 refuseconnection:10 max:600 min:15 max-sources4:65536 max-sources6:65536 overflow:permissive overflow6:permissive\npersourcepenaltyexemptlist 203.0.113.0/24,127.0.0.1\n");
+        let ok = judge_penalties("10.0", &["127.0.0.1".into()], &s);
+        assert_eq!(ok.status, crate::doctor::model::Status::Ok);
+        assert!(ok.message.contains("authfail:5 "), "{}", ok.message);
+        assert!(
+            ok.message.contains("203.0.113.0/24,127.0.0.1"),
+            "{}",
+            ok.message
+        );
+        let warn = judge_penalties("10.0", &["198.51.100.7".into()], &s);
+        assert_eq!(warn.status, crate::doctor::model::Status::Warn);
+        assert!(
+            warn.message.contains("198.51.100.7 not in effect"),
+            "{}",
+            warn.message
+        );
+        let none = judge_penalties(
+            "10.0",
+            &[],
+            &parse_effective("persourcepenalties crash:90s\n"),
+        );
+        assert!(
+            none.message.contains("persourcepenaltyexemptlist none"),
+            "{}",
+            none.message
+        );
     }
 
     #[test]

@@ -143,8 +143,11 @@ pub struct KillSessions {
     pub name: String,
 }
 
-/// Live (not zombie) processes whose real or effective uid is `uid`, from /proc.
-fn processes_of(uid: u32) -> Vec<i32> {
+/// Live (not zombie) processes of `name`'s sessions, from /proc: those whose real or
+/// effective uid is `uid`, and sshd's root-owned per-connection monitor titled for `name`
+/// (`sshd: NAME [priv]`; `sshd-session: NAME [priv]` on OpenSSH >= 9.8), which otherwise
+/// lives on between authentication and the start of the user's own process.
+fn processes_of(name: &str, uid: u32) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return vec![];
     };
@@ -163,12 +166,45 @@ fn processes_of(uid: u32) -> Vec<i32> {
                     .map(str::to_string)
                     .collect::<Vec<_>>()
             };
-            let zombie = field("State:").first().is_some_and(|s| s == "Z");
+            if field("State:").first().is_some_and(|s| s == "Z") {
+                return false;
+            }
             let uids = field("Uid:");
-            let mine = uids.iter().take(2).any(|u| *u == uid.to_string());
-            mine && !zombie
+            if uids.iter().take(2).any(|u| *u == uid.to_string()) {
+                return true;
+            }
+            // Only sshd's own root processes: anyone may name a process "sshd: alice [priv]".
+            let root = uids.first().is_some_and(|u| u == "0");
+            let sshd = field("Name:")
+                .first()
+                .is_some_and(|n| SSHD_PROCESS_NAMES.contains(&n.as_str()));
+            root && sshd
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| session_title_user(&c) == Some(name.as_bytes()))
         })
         .collect()
+}
+
+/// The process names (`comm`) of sshd's per-connection processes: OpenSSH >= 9.8 runs each
+/// connection as a separate binary, `sshd-session`.
+pub const SSHD_PROCESS_NAMES: [&str; 2] = ["sshd", "sshd-session"];
+
+/// The user a session process's title names: `sshd: alice [priv]`, `sshd: alice@notty`,
+/// `sshd-session: alice [priv]`, `sshd-session: alice@pts/0` (setproctitle pads with NULs or
+/// spaces). `unknown` and pre-authentication titles (`[net]`, `[preauth]`) name nobody.
+pub fn session_title_user(cmdline: &[u8]) -> Option<&[u8]> {
+    let end = cmdline
+        .iter()
+        .rposition(|b| *b != 0 && *b != b' ')
+        .map_or(0, |i| i + 1);
+    let title = &cmdline[..end];
+    let rest = title
+        .strip_prefix(b"sshd-session: ")
+        .or_else(|| title.strip_prefix(b"sshd: "))?;
+    let at = rest.iter().position(|b| *b == b' ' || *b == b'@')?;
+    let (user, tail) = rest.split_at(at);
+    let session = tail == b" [priv]" || (tail.len() > 1 && tail[0] == b'@');
+    (session && !user.is_empty()).then_some(user)
 }
 
 impl Step for KillSessions {
@@ -176,12 +212,12 @@ impl Step for KillSessions {
         format!("end the running sessions of {}", self.name)
     }
     fn is_satisfied(&self) -> Result<bool> {
-        Ok(uid_of(&self.name).is_none_or(|uid| processes_of(uid).is_empty()))
+        Ok(uid_of(&self.name).is_none_or(|uid| processes_of(&self.name, uid).is_empty()))
     }
     fn apply(&self, _journal: &mut Journal) -> Result<()> {
         let uid = uid_of(&self.name).context("no such account")?;
         for _ in 0..100 {
-            let pids = processes_of(uid);
+            let pids = processes_of(&self.name, uid);
             if pids.is_empty() {
                 return Ok(());
             }
@@ -291,5 +327,49 @@ impl Step for Archive {
     }
     fn apply(&self, _journal: &mut Journal) -> Result<()> {
         archive::write(&self.dir, &self.archive)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_titles_of_old_and_new_openssh() {
+        let user =
+            |t: &[u8]| session_title_user(t).map(|u| String::from_utf8_lossy(u).into_owned());
+        for title in [
+            &b"sshd: alice [priv]"[..],
+            b"sshd: alice@notty",
+            b"sshd: alice@pts/0\0\0\0",
+            b"sshd-session: alice [priv]",
+            b"sshd-session: alice@notty   ",
+            b"sshd-session: alice@notty\0",
+        ] {
+            assert_eq!(
+                user(title).as_deref(),
+                Some("alice"),
+                "{:?}",
+                String::from_utf8_lossy(title)
+            );
+        }
+        for title in [
+            &b"sshd: alice [net]"[..],
+            b"sshd: alice [preauth]",
+            b"sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups",
+            b"sshd-session: unknown [priv]x",
+            b"sshd: [accepted]",
+            b"sshd-auth: alice [net]",
+            b"bash",
+            b"",
+            b"xsshd: alice [priv]",
+        ] {
+            assert_ne!(
+                user(title).as_deref(),
+                Some("alice"),
+                "{:?}",
+                String::from_utf8_lossy(title)
+            );
+        }
     }
 }

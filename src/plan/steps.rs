@@ -127,6 +127,10 @@ pub struct User {
     pub home: PathBuf,
     pub shell: PathBuf,
     pub purpose: &'static str,
+    /// Whether useradd may give the account a range in /etc/subuid and /etc/subgid (what it
+    /// does for every non-system account when those files exist). Jailed accounts never
+    /// start user namespaces: they get none.
+    pub subordinate_ids: bool,
 }
 
 impl Step for User {
@@ -165,11 +169,34 @@ impl Step for User {
             argv.push("-G".into());
             argv.push(self.groups.join(","));
         }
+        if !self.subordinate_ids {
+            argv.extend(NO_SUBORDINATE_IDS.iter().map(|a| a.to_string()));
+        }
         argv.push(self.name.clone());
-        run_account_command(&argv)?;
+        match run_account_command(&argv) {
+            Err(e) if !self.subordinate_ids && is_old_shadow_refusal(&e) => {
+                // shadow < 4.9 (Ubuntu 22.04) cannot allocate zero ids and fails before it
+                // writes anything: create the account as that shadow always did.
+                argv.retain(|a| !NO_SUBORDINATE_IDS.contains(&a.as_str()));
+                run_account_command(&argv)?;
+            }
+            other => other?,
+        }
         journal.record(Undo::RunCommand(vec!["userdel".into(), self.name.clone()]));
         Ok(())
     }
+}
+
+/// useradd's override of login.defs that allocates no subordinate ids: honoured since shadow
+/// 4.9 (the -K values are read before the allocation is decided; Debian 12 has 4.13, Debian 13
+/// 4.17, RHEL 9 4.9).
+const NO_SUBORDINATE_IDS: [&str; 4] = ["-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0"];
+
+/// shadow < 4.9 takes `SUB_UID_COUNT=0` as a request for an empty range, finds none and stops:
+/// "useradd: can't create subordinate user IDs" (exit 16 or 18), before any file is written.
+fn is_old_shadow_refusal(error: &anyhow::Error) -> bool {
+    let text = format!("{error:#}");
+    text.contains("can't create subordinate")
 }
 
 /// A directory with exact owner and mode. Owners are names, resolved when checked or
@@ -553,4 +580,21 @@ impl Step for Activate {
 /// True when systemd runs as PID 1 (what `sd_booted()` checks).
 pub fn service_manager_running() -> bool {
     Path::new("/run/systemd/system").is_dir()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_old_shadow_refusal_triggers_the_retry() {
+        let old = anyhow::anyhow!(
+            "`useradd -K SUB_UID_COUNT=0 x` failed (exit status: 16): useradd: can't create subordinate user IDs"
+        );
+        assert!(is_old_shadow_refusal(&old));
+        let other = anyhow::anyhow!(
+            "`useradd x` failed (exit status: 9): useradd: user 'x' already exists"
+        );
+        assert!(!is_old_shadow_refusal(&other));
+    }
 }

@@ -56,6 +56,54 @@ fn sshd_dropin_for_new_openssh_carries_the_subsystem() {
 }
 
 #[test]
+fn sshd_dropin_for_openssh_with_penalties_exempts_before_any_match() {
+    let config = Config::parse(
+        r#"
+root = "/srv/exchange"
+admin = "boss"
+[sshd]
+penalty_exempt = ["203.0.113.0/24", "127.0.0.1", "2001:db8::/32"]
+"#,
+    )
+    .unwrap();
+    let admin_keys = [
+        ".ssh/authorized_keys".to_string(),
+        "/etc/ssh/sftpctl/authorized_keys/%u".into(),
+    ];
+    let r = Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), "10.0")
+        .with_admin_keys_files(&admin_keys);
+    let text = r.sshd_dropin(true).unwrap();
+    check("sshd_dropin_10.0.conf", &text);
+    let line = "PerSourcePenaltyExemptList 203.0.113.0/24,127.0.0.1,2001:db8::/32\n";
+    let at = text.find(line).expect("the exempt list");
+    assert!(
+        at < text.find("\nMatch ").unwrap(),
+        "global keyword after a Match:\n{text}"
+    );
+
+    // Before 9.8 the keyword does not exist (sshd -t refuses it): never written.
+    for old in ["9.2", "9.7"] {
+        let r = Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), old)
+            .with_admin_keys_files(&admin_keys);
+        assert!(
+            !r.sshd_dropin(true).unwrap().contains("PerSourcePenalty"),
+            "{old}"
+        );
+        assert_eq!(r.penalties().unwrap().trim(), "", "{old}");
+    }
+    // Nothing to exempt: nothing written, whatever the version.
+    let plain = Renderer::new(
+        &Config::default(),
+        Path::new("/etc/sftpctl/sftpctl.toml"),
+        "10.0",
+    );
+    assert!(!plain
+        .sshd_dropin(true)
+        .unwrap()
+        .contains("PerSourcePenalty"));
+}
+
+#[test]
 fn the_other_templates() {
     let r = sample();
     check("sshd_subsystem.conf", &r.subsystem().unwrap());

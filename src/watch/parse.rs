@@ -328,8 +328,9 @@ fn sftp_pid(tag: &[u8]) -> Option<u32> {
     bracketed_pid(tag, b"internal-sftp")
 }
 
+/// sshd's tag; OpenSSH >= 9.8 logs a connection's lines from `sshd-session`.
 fn sshd_pid(tag: &[u8]) -> Option<u32> {
-    bracketed_pid(tag, b"sshd")
+    bracketed_pid(tag, b"sshd").or_else(|| bracketed_pid(tag, b"sshd-session"))
 }
 
 fn looks_like_sftp(message: &[u8]) -> bool {
@@ -1197,6 +1198,16 @@ mod tests {
                 NOW
             ),
             Parsed::Foreign
+        );
+        // Fedora >= 41 (OpenSSH >= 9.8): the same monitor lines come from sshd-session.
+        let e = event(
+            "2026-11-27T16:04:18+00:00 vm sshd-session[42]: remove name \"/data/x\" [postauth]",
+        );
+        assert_eq!(
+            e,
+            Event::Remove {
+                path: "/data/x".into()
+            }
         );
     }
 

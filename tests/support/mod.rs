@@ -37,7 +37,7 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 /// The sftpctl binary under test.
 pub const SFTPCTL: &str = env!("CARGO_BIN_EXE_sftpctl");
 
-const SSHD: &str = "/usr/sbin/sshd";
+pub const SSHD: &str = "/usr/sbin/sshd";
 const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
 /// Debian's interpreter: the `python3` first on PATH may not see Debian's python3-aiosmtpd.
 const DEBIAN_PYTHON: &str = "/usr/bin/python3";
