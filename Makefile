@@ -2,7 +2,7 @@
 CARGO  ?= cargo
 PREFIX ?= /usr/local
 
-.PHONY: build test lint check install deb deb-package bench clean
+.PHONY: build test test-hosts lint check install deb deb-package bench clean
 
 build:
 	$(CARGO) build --release
@@ -11,6 +11,12 @@ build:
 test:
 	$(CARGO) build
 	$(CARGO) nextest run --no-fail-fast
+
+# The booted-host acceptance tests alone (Debian 12 and 13 under systemd-nspawn; root,
+# debootstrap and systemd-container; `make test` runs them too when SFTPCTL_TEST_BOOTED=1).
+test-hosts:
+	$(CARGO) build
+	SFTPCTL_TEST_BOOTED=1 $(CARGO) nextest run --no-fail-fast --test e2e_hosts --success-output final
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -123,6 +123,7 @@ pub fn run(ctx: &mut Ctx) -> Vec<Check> {
     checks.extend(ctx.timed("keys", keys::checks));
     checks.extend(ctx.timed("sshd", sshd::checks));
     checks.extend(ctx.timed("rsyslog", services::rsyslog));
+    checks.extend(ctx.timed("units", services::units));
     checks.extend(ctx.timed("logrotate", services::logrotate));
     checks.extend(ctx.timed("watcher", watcher::checks));
     checks.extend(ctx.timed("drift", drift::checks));

@@ -1,9 +1,126 @@
-//! rsyslog and logrotate validate their configs with sftpctl's files in place.
+//! rsyslog and logrotate validate their configs with sftpctl's files in place; under systemd,
+//! rsyslog's and the watcher's units are not stuck in systemd's start limit.
 
 use std::process::Command;
 
 use crate::doctor::{Check, Ctx};
 use crate::plan::fsops::{inspect, Kind};
+use crate::plan::steps::{service_manager_running, unit_states, ClearStartLimit, UnitState};
+
+/// The watcher's unit, as `init` writes it.
+pub const WATCH_UNIT: &str = "sftpctl-watch.service";
+
+/// What to run when a unit is stuck in systemd's start limit.
+/// `sockets`: rsyslog's socket units, cleared too (a failed one blocks rsyslog's start).
+pub fn start_limit_fix(rsyslog_unit: &str, sockets: &[String]) -> String {
+    let mut units = format!("{rsyslog_unit} {WATCH_UNIT}");
+    for s in sockets {
+        units.push(' ');
+        units.push_str(s);
+    }
+    format!("systemctl reset-failed {units} && systemctl start {rsyslog_unit}")
+}
+
+/// rsyslog's and the watcher's units under systemd. systemd refuses a unit more than
+/// StartLimitBurst starts within StartLimitIntervalSec (5 in 10 s by default) and leaves it
+/// `failed (start-limit-hit)` until `systemctl reset-failed`: six `systemctl restart rsyslog`
+/// in a row are enough, and the watcher (PartOf=rsyslog) goes down with it, rsyslog's socket
+/// in the jail root and the jails' links with them.
+///
+/// `--fix` clears the limit and starts rsyslog once when that is safe: every failed unit of
+/// the two was refused by the start limit (none crashed or exited with an error: starting a
+/// failing daemon again would only make a loop) and rsyslog's config validates
+/// (`rsyslogd -N1`). Otherwise the fix is said in words only.
+pub fn units(ctx: &mut Ctx) -> Vec<Check> {
+    if !service_manager_running() {
+        return Vec::new();
+    }
+    let rsyslog_unit = ctx.config.systemd.rsyslog_unit.clone();
+    let name = "systemd units";
+    let states = match unit_states(&[&rsyslog_unit, WATCH_UNIT]).and_then(|mut states| {
+        // rsyslog's socket unit (Debian: syslog.socket) fails with it and blocks its start.
+        let sockets: Vec<String> = states
+            .first()
+            .map(|u| u.triggered_by.clone())
+            .unwrap_or_default();
+        if !sockets.is_empty() {
+            let names: Vec<&str> = sockets.iter().map(String::as_str).collect();
+            states.extend(unit_states(&names)?);
+        }
+        Ok(states)
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            return vec![Check::warn(
+                "rsyslog",
+                name,
+                format!("{e:#}"),
+                "run sftpctl doctor as root on the host itself",
+            )]
+        }
+    };
+    let sockets: Vec<String> = states.iter().skip(2).map(|u| u.id.clone()).collect();
+    let fix = start_limit_fix(&rsyslog_unit, &sockets);
+    let failed: Vec<&UnitState> = states.iter().filter(|u| u.active == "failed").collect();
+    if failed.is_empty() {
+        let text: Vec<String> = states
+            .iter()
+            .map(|u| format!("{} {}", u.id, u.active))
+            .collect();
+        return vec![Check::ok("rsyslog", name, text.join(", "))];
+    }
+    let limited: Vec<&str> = failed
+        .iter()
+        .filter(|u| u.start_limit_hit())
+        .map(|u| u.id.as_str())
+        .collect();
+    let crashed: Vec<String> = failed
+        .iter()
+        .filter(|u| !u.start_limit_hit())
+        .map(|u| format!("{} (result: {})", u.id, u.result))
+        .collect();
+    if !crashed.is_empty() {
+        return vec![Check::fail(
+            "rsyslog",
+            name,
+            format!(
+                "{} failed: no session is logged or reported while it is down",
+                crashed.join(", ")
+            ),
+            format!(
+                "journalctl -u {rsyslog_unit} -u {WATCH_UNIT} -n 50 shows why; correct that, then {fix}"
+            ),
+        )];
+    }
+    let check = Check::fail(
+        "rsyslog",
+        name,
+        format!(
+            "{} failed (start-limit-hit): systemd refuses to start {} again after more than 5 starts in 10 s (StartLimitBurst, StartLimitIntervalSec; `systemctl restart rsyslog` six times in a row is enough, and {WATCH_UNIT} follows rsyslog); rsyslog's socket and the jails' links stay gone until the limit is cleared",
+            limited.join(" and "),
+            if limited.len() == 1 { "it" } else { "them" }
+        ),
+        fix,
+    );
+    let validates = matches!(
+        output(
+            Command::new(&ctx.config.rsyslog.binary)
+                .arg("-N1")
+                .arg("-f")
+                .arg(&ctx.config.rsyslog.main_config)
+        ),
+        Ok((true, _))
+    );
+    if !validates {
+        return vec![check];
+    }
+    let mut units = vec![rsyslog_unit.clone(), WATCH_UNIT.to_string()];
+    units.extend(sockets);
+    vec![check.repair(ClearStartLimit {
+        units,
+        start: rsyslog_unit,
+    })]
+}
 
 /// `rsyslogd -N1 -f <main config>` (the main config includes sftpctl's drop-in).
 pub fn rsyslog(ctx: &mut Ctx) -> Vec<Check> {

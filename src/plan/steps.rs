@@ -582,6 +582,119 @@ pub fn service_manager_running() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
+/// The state systemd shows for a unit (`systemctl show -p Id -p LoadState -p ActiveState -p
+/// Result`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UnitState {
+    pub id: String,
+    pub load: String,
+    pub active: String,
+    pub result: String,
+    /// Units whose activation starts this one (for rsyslog: `syslog.socket`).
+    pub triggered_by: Vec<String>,
+}
+
+impl UnitState {
+    /// Refused by systemd's start limit (StartLimitBurst starts within StartLimitIntervalSec):
+    /// it stays failed until `systemctl reset-failed`, whatever starts it.
+    pub fn start_limit_hit(&self) -> bool {
+        // A socket whose service was refused says `service-start-limit-hit`.
+        self.active == "failed"
+            && matches!(
+                self.result.as_str(),
+                "start-limit-hit" | "service-start-limit-hit"
+            )
+    }
+}
+
+/// The states of `units`, in that order, from one `systemctl show`.
+pub fn unit_states(units: &[&str]) -> Result<Vec<UnitState>> {
+    let mut argv: Vec<String> = ["systemctl", "show", "-p", "Id", "-p", "LoadState"]
+        .iter()
+        .chain(&["-p", "ActiveState", "-p", "Result", "-p", "TriggeredBy"])
+        .map(|s| s.to_string())
+        .collect();
+    argv.extend(units.iter().map(|u| u.to_string()));
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .output()
+        .context("cannot run systemctl show")?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            argv.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(parse_unit_states(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `systemctl show` prints one block of `Key=value` lines per unit, blocks separated by an
+/// empty line.
+pub fn parse_unit_states(text: &str) -> Vec<UnitState> {
+    text.split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .map(|block| {
+            let mut u = UnitState::default();
+            for line in block.lines() {
+                let Some((k, v)) = line.split_once('=') else {
+                    continue;
+                };
+                let v = v.trim().to_string();
+                match k {
+                    "Id" => u.id = v,
+                    "LoadState" => u.load = v,
+                    "ActiveState" => u.active = v,
+                    "Result" => u.result = v,
+                    "TriggeredBy" => {
+                        u.triggered_by = v.split_whitespace().map(str::to_string).collect()
+                    }
+                    _ => {}
+                }
+            }
+            u
+        })
+        .collect()
+}
+
+/// Clears systemd's start limit of `units` and starts `start` once: one `systemctl
+/// reset-failed` and one `systemctl start`, never a loop (doctor --fix runs it only when every
+/// failed unit was refused by the start limit and rsyslog's config validates).
+pub struct ClearStartLimit {
+    pub units: Vec<String>,
+    pub start: String,
+}
+
+impl ClearStartLimit {
+    fn reset_argv(&self) -> Vec<String> {
+        let mut argv = vec!["systemctl".to_string(), "reset-failed".to_string()];
+        argv.extend(self.units.iter().cloned());
+        argv
+    }
+    fn start_argv(&self) -> Vec<String> {
+        vec!["systemctl".into(), "start".into(), self.start.clone()]
+    }
+}
+
+impl Step for ClearStartLimit {
+    fn describe(&self) -> String {
+        format!(
+            "{} && {}",
+            self.reset_argv().join(" "),
+            self.start_argv().join(" ")
+        )
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        let units: Vec<&str> = self.units.iter().map(String::as_str).collect();
+        Ok(!unit_states(&units)?.iter().any(UnitState::start_limit_hit))
+    }
+    fn apply(&self, _journal: &mut Journal) -> Result<()> {
+        run_command(&self.reset_argv())?;
+        run_command(&self.start_argv())?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -153,3 +153,18 @@ fn an_isolated_failure_reverts_only_itself_and_the_rest_applies() {
     assert!(!b.exists(), "the failed step's own change was reverted");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn systemctl_show_blocks_become_unit_states() {
+    use crate::plan::steps::parse_unit_states;
+    let text = "Id=rsyslog.service\nLoadState=loaded\nActiveState=failed\nResult=start-limit-hit\n\nId=sftpctl-watch.service\nLoadState=loaded\nActiveState=active\nResult=success\n";
+    let states = parse_unit_states(text);
+    assert_eq!(states.len(), 2);
+    assert_eq!(states[0].id, "rsyslog.service");
+    assert!(states[0].start_limit_hit());
+    assert_eq!(states[1].active, "active");
+    assert!(!states[1].start_limit_hit());
+    // A unit that crashed is failed, but not refused by the start limit.
+    let crashed = parse_unit_states("Id=rsyslog.service\nActiveState=failed\nResult=exit-code\n");
+    assert!(!crashed[0].start_limit_hit());
+}

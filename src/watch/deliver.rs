@@ -33,13 +33,31 @@ const BATCH: usize = 256;
 /// `syncfs` + `fdatasync` pairs; 1024 = one outbox segment).
 const FILE_BATCH: usize = 1024;
 
+/// Batches up to this many mails are made durable file by file (fdatasync each, then the
+/// spool dir); larger ones (a replay, a flood) with one `syncfs`. `syncfs` writes back every
+/// dirty page of the whole filesystem, other programs' too: behind a large upload or a package
+/// install it took seconds, and a watcher told to stop meanwhile cannot exit before it returns
+/// (the thread is in uninterruptible sleep) — rsyslog's restart waited for it (issue 10).
+/// One fdatasync costs about what the mail's own bytes cost.
+const SYNC_EACH_MAX: usize = 16;
+
+/// What a file transport wrote that is not durable yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsynced {
+    Nothing,
+    /// The mails are synced, their names (the spool dir) are not.
+    Dir,
+    /// Mails written without a sync of their own: the whole filesystem is synced.
+    Filesystem,
+}
+
 /// Where mail goes.
 pub enum Mailer {
     /// One `<report id>.eml` per report in the spool dir; rewriting one is harmless, so a
     /// report delivered again after a crash does not become a second file.
     File {
         spool: PathBuf,
-        unsynced: bool,
+        unsynced: Unsynced,
     },
     Sendmail(SendmailTransport),
     Smtp(Box<SmtpClient>),
@@ -54,7 +72,7 @@ impl Mailer {
                 outbox::ensure_private_dir(&spool)?;
                 Ok(Mailer::File {
                     spool,
-                    unsynced: false,
+                    unsynced: Unsynced::Nothing,
                 })
             }
             Transport::Sendmail => Ok(Mailer::Sendmail(SendmailTransport::new_with_command(
@@ -67,8 +85,10 @@ impl Mailer {
     fn send(&mut self, id: &str, message: &Message) -> Result<()> {
         match self {
             Mailer::File { spool, unsynced } => {
-                write_eml(spool, id, &message.formatted())?;
-                *unsynced = true;
+                write_eml(spool, id, &message.formatted(), true)?;
+                if *unsynced == Unsynced::Nothing {
+                    *unsynced = Unsynced::Dir;
+                }
                 Ok(())
             }
             Mailer::Sendmail(t) => t
@@ -81,13 +101,17 @@ impl Mailer {
     /// Makes what `send` wrote durable before it is acknowledged.
     fn flush(&mut self) -> Result<()> {
         if let Mailer::File { spool, unsynced } = self {
-            if *unsynced {
-                let dir = std::fs::File::open(&*spool)
-                    .with_context(|| format!("cannot open {}", spool.display()))?;
-                nix::unistd::syncfs(dir.as_raw_fd())
-                    .with_context(|| format!("cannot sync {}", spool.display()))?;
-                *unsynced = false;
+            match *unsynced {
+                Unsynced::Nothing => {}
+                Unsynced::Dir => outbox::sync_dir(spool)?,
+                Unsynced::Filesystem => {
+                    let dir = std::fs::File::open(&*spool)
+                        .with_context(|| format!("cannot open {}", spool.display()))?;
+                    nix::unistd::syncfs(dir.as_raw_fd())
+                        .with_context(|| format!("cannot sync {}", spool.display()))?;
+                }
             }
+            *unsynced = Unsynced::Nothing;
         }
         Ok(())
     }
@@ -258,8 +282,9 @@ fn prepare(
 }
 
 /// `<spool>/<id>.eml`, written under a temporary name and renamed: a reader of the spool
-/// never sees half a mail, and a repeat replaces the file.
-fn write_eml(spool: &Path, id: &str, bytes: &[u8]) -> Result<()> {
+/// never sees half a mail, and a repeat replaces the file. `sync`: its bytes are made durable
+/// before the rename (the caller syncs the directory).
+fn write_eml(spool: &Path, id: &str, bytes: &[u8], sync: bool) -> Result<()> {
     let tmp = spool.join(format!(".{id}.tmp"));
     let mut file = OpenOptions::new()
         .create(true)
@@ -270,6 +295,10 @@ fn write_eml(spool: &Path, id: &str, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot create {}", tmp.display()))?;
     file.write_all(bytes)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
+    if sync {
+        file.sync_data()
+            .with_context(|| format!("cannot sync {}", tmp.display()))?;
+    }
     drop(file);
     let target = spool.join(format!("{id}.eml"));
     fs_err::rename(&tmp, &target).context("cannot move the mail into the spool")?;
@@ -558,7 +587,11 @@ impl Delivery {
         if todo.is_empty() {
             return Vec::new();
         }
-        *unsynced = true;
+        let sync_each = todo.len() <= SYNC_EACH_MAX;
+        *unsynced = match (*unsynced, sync_each) {
+            (Unsynced::Filesystem, _) | (_, false) => Unsynced::Filesystem,
+            _ => Unsynced::Dir,
+        };
         let (spool, templates, addresses) = (&*spool, &self.templates, &self.addresses);
         let next = AtomicUsize::new(0);
         // One worker at a time creates files in the spool: both would contend for the
@@ -575,8 +608,8 @@ impl Delivery {
             let write_ready = |ready: &mut Vec<(usize, String, Vec<u8>)>,
                                out: &mut Vec<(usize, Result<()>)>| {
                 for (i, id, bytes) in ready.drain(..) {
-                    let outcome =
-                        write_eml(spool, &id, &bytes).with_context(|| format!("report {id}"));
+                    let outcome = write_eml(spool, &id, &bytes, sync_each)
+                        .with_context(|| format!("report {id}"));
                     out.push((i, outcome));
                 }
             };
@@ -673,7 +706,7 @@ mod tests {
             writer.shared(),
             Mailer::File {
                 spool: spool.clone(),
-                unsynced: false,
+                unsynced: Unsynced::Nothing,
             },
             Templates::load(None).unwrap(),
             Addresses::from_config(&crate::config::Config::default()).unwrap(),

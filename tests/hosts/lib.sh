@@ -1,0 +1,218 @@
+# Shared by the booted-host tests (sourced, bash): boot a Debian root filesystem with systemd as
+# PID 1 in systemd-nspawn, run commands inside, power it off and boot it again, and run named
+# steps that print PASS/FAIL with their time. FACTS.md "Booted hosts" has why the flags are
+# these: `-b --register=no --keep-unit` (no system bus here) and `--private-network` (the
+# guest's port 22 and watcher stay off this machine's loopback).
+#
+# Globals: GUEST_DIR (the root filesystem), GUEST_NAME, GUEST_LOG (console), NSPAWN_PID,
+# INIT_PID (the guest's systemd, for nsenter), TIMINGS (lines "name seconds status").
+
+GUEST_DIR=
+GUEST_NAME=
+GUEST_LOG=
+NSPAWN_PID=
+INIT_PID=
+TIMINGS=()
+STEP_FAILURES=()
+STEP_RC=0
+STEP_XFAIL=()
+
+# Steps run in subshells: what a step must hand to later ones is kept in this file
+# (`keep VAR…`) and read back after each step.
+STATE_FILE=$(mktemp /tmp/sftpctl-hosts-state.XXXXXX)
+keep() { declare -p "$@" | sed "s/^declare /declare -g /" >>"$STATE_FILE"; }
+
+now() { echo "${EPOCHREALTIME/,/.}"; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+
+# Unpacks TAR into a new directory under /srv (never /tmp: FACTS.md) and gives it a machine id.
+guest_unpack() {
+    local tarball=$1 label=$2
+    GUEST_DIR=$(mktemp -d "/srv/sftpctl-host-$label.XXXXXX")
+    GUEST_NAME=$(basename "$GUEST_DIR" | tr -c 'a-zA-Z0-9\n' -)
+    GUEST_LOG=$GUEST_DIR.console
+    tar -C "$GUEST_DIR" -xf "$tarball"
+    systemd-machine-id-setup --root="$GUEST_DIR" >/dev/null
+    keep GUEST_DIR GUEST_NAME GUEST_LOG
+}
+
+# Boots GUEST_DIR and waits until systemd says running (or degraded) and ssh is active.
+guest_boot() {
+    : >>"$GUEST_LOG"
+    echo "--- boot $(date -u +%T) ---" >>"$GUEST_LOG"
+    systemd-nspawn -q -D "$GUEST_DIR" -M "$GUEST_NAME" -b --register=no --keep-unit --private-network >>"$GUEST_LOG" 2>&1 &
+    NSPAWN_PID=$!
+    INIT_PID=
+    local p child
+    for _ in $(seq 150); do
+        # The guest's PID 1 is nspawn's child (or grandchild) named systemd.
+        for child in $(pgrep -P "$NSPAWN_PID" || true); do
+            for p in "$child" $(pgrep -P "$child" || true); do
+                [[ $(cat "/proc/$p/comm" 2>/dev/null) == systemd ]] && INIT_PID=$p
+            done
+        done
+        [[ -n $INIT_PID ]] && break
+        kill -0 "$NSPAWN_PID" 2>/dev/null || break
+        sleep 0.2
+    done
+    keep NSPAWN_PID INIT_PID
+    if [[ -z $INIT_PID ]]; then
+        echo "the guest's systemd did not start; console:" >&2
+        tail -40 "$GUEST_LOG" >&2
+        return 1
+    fi
+    local state=
+    for _ in $(seq 300); do
+        state=$(in_guest systemctl is-system-running 2>/dev/null || true)
+        if [[ $state == running || $state == degraded ]] && in_guest systemctl is-active --quiet ssh.service; then
+            keep NSPAWN_PID INIT_PID
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "the guest did not finish booting (systemctl is-system-running: $state)" >&2
+    return 1
+}
+
+# Runs a command in every namespace of the guest, with a clean environment.
+in_guest() {
+    nsenter -t "$INIT_PID" -a env -i PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"
+}
+
+# `sh -c SCRIPT` in the guest.
+guest_sh() { in_guest sh -c "$1"; }
+
+# Clean shutdown: systemctl poweroff, then wait for nspawn to exit (SIGKILL after 40 s).
+guest_poweroff() {
+    [[ -n $NSPAWN_PID ]] || return 0
+    if kill -0 "$NSPAWN_PID" 2>/dev/null; then
+        if [[ -n $INIT_PID ]]; then
+            in_guest systemctl poweroff --no-block >/dev/null 2>&1 || kill -TERM "$NSPAWN_PID" 2>/dev/null || true
+        else
+            kill -TERM "$NSPAWN_PID" 2>/dev/null || true
+        fi
+        for _ in $(seq 200); do kill -0 "$NSPAWN_PID" 2>/dev/null || break; sleep 0.2; done
+        if kill -0 "$NSPAWN_PID" 2>/dev/null; then
+            echo "the guest did not power off within 40 s: killed" >&2
+            kill -KILL "$NSPAWN_PID" 2>/dev/null || true
+        fi
+    fi
+    wait "$NSPAWN_PID" 2>/dev/null || true
+    NSPAWN_PID=
+    INIT_PID=
+    keep NSPAWN_PID INIT_PID
+    # /run is not a tmpfs on these machines: nspawn leaves this empty dir behind.
+    rmdir "/run/systemd/nspawn/propagate/$GUEST_NAME" 2>/dev/null || true
+}
+
+guest_cleanup() {
+    guest_poweroff
+    if [[ -n $GUEST_DIR && -d $GUEST_DIR ]]; then
+        rm -rf --one-file-system "$GUEST_DIR" "$GUEST_LOG"
+    fi
+    rm -f "$STATE_FILE"
+}
+
+# What to read when something failed: the end of the console and of the guest's journal.
+guest_diagnostics() {
+    echo "--- console (last 30 lines) ---"
+    tail -30 "$GUEST_LOG" 2>/dev/null || true
+    if [[ -n $INIT_PID ]] && kill -0 "$INIT_PID" 2>/dev/null; then
+        echo "--- guest: systemctl --failed ---"
+        in_guest systemctl --failed --no-pager 2>&1 || true
+        echo "--- guest journal (last 120 lines) ---"
+        in_guest journalctl -b --no-pager -n 120 2>&1 || true
+    fi
+}
+
+# step NAME FUNCTION [ARGS]: runs FUNCTION in a subshell with errexit (a failing command
+# fails the step and is named), prints "PASS NAME (1.23 s)" or "FAIL NAME (…)", records the
+# time. A step named in XFAIL (name=reason) is expected to fail until another branch is
+# merged: its failure prints XFAIL and does not fail the run; its success prints XPASS and does
+# (remove it from XFAIL). Always returns 0 and leaves the step's status in STEP_RC: called
+# inside `||`/`&&`/`if`, bash would ignore errexit in the step's subshell too.
+declare -A XFAIL=()
+step() {
+    local name=$1 start rc
+    shift
+    start=$(now)
+    echo "=== $name"
+    set +e
+    (
+        set -eE
+        trap 'echo "  failed: $BASH_COMMAND (line $LINENO, exit $?)" >&2' ERR
+        "$@"
+    )
+    rc=$?
+    set -e
+    # shellcheck disable=SC1090
+    . "$STATE_FILE"
+    local took status
+    took=$(elapsed "$start")
+    if [[ $rc == 0 ]]; then
+        status=PASS
+        if [[ -n ${XFAIL[$name]:-} ]]; then
+            status=XPASS
+            STEP_FAILURES+=("$name (passes now: remove it from XFAIL in tests/hosts/acceptance.sh)")
+        fi
+    elif [[ -n ${XFAIL[$name]:-} ]]; then
+        status=XFAIL
+        STEP_XFAIL+=("$name: ${XFAIL[$name]}")
+    else
+        status=FAIL
+        STEP_FAILURES+=("$name")
+        guest_diagnostics >&2
+    fi
+    TIMINGS+=("$name $took $status")
+    echo "$status $name ($took s)"
+    STEP_RC=$rc
+}
+
+# After a step the later ones cannot do without: stop here when it failed.
+needed() {
+    if [[ $STEP_RC != 0 ]]; then
+        summary || true
+        exit 1
+    fi
+}
+
+# fail MESSAGE: ends the current step.
+fail() {
+    echo "  $*" >&2
+    exit 1
+}
+
+# wait_for WHAT SECONDS COMMAND...: polls every 0.1 s. A single COMMAND string is eval'ed
+# each time (for conditions with $(…) that must be read again).
+wait_for() {
+    local what=$1 seconds=$2
+    shift 2
+    local deadline
+    deadline=$(awk -v n="$(now)" -v s="$seconds" 'BEGIN { printf "%.3f", n + s }')
+    while :; do
+        if (($# == 1)); then
+            if eval "$1" >/dev/null 2>&1; then return 0; fi
+        elif "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        if awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n > d) }'; then
+            echo "  timed out after $seconds s waiting for $what" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+summary() {
+    echo "--- timings (seconds) ---"
+    printf '%s\n' "${TIMINGS[@]}" | awk '{ printf "%-34s %7s  %s\n", $1, $2, $3 }'
+    if ((${#STEP_XFAIL[@]})); then
+        echo "--- expected failures (wait for other branches) ---"
+        printf '  %s\n' "${STEP_XFAIL[@]}"
+    fi
+    if ((${#STEP_FAILURES[@]})); then
+        echo "--- failed ---"
+        printf '  %s\n' "${STEP_FAILURES[@]}"
+        return 1
+    fi
+}
