@@ -41,7 +41,7 @@ pub fn email_of(config: &Config, name: &str) -> Option<String> {
 
 /// The steps that make `user_dir` exist (root 0700) with its missing parents.
 pub fn dir_steps(plan: &mut crate::plan::Plan, config: &Config) -> Result<()> {
-    crate::commands::parent_dirs(plan, &config.user_dir)?;
+    crate::plan::parent_dirs(plan, &config.user_dir)?;
     plan.push(crate::plan::steps::Dir::root(&config.user_dir, 0o700));
     Ok(())
 }

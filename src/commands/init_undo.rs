@@ -10,7 +10,6 @@ use users::os::unix::UserExt;
 
 use crate::accounts;
 use crate::commands::finish;
-use crate::commands::init::rsyslog_dropin_dir;
 use crate::config::{Config, Source};
 use crate::error::{require_root, usage};
 use crate::jail;
@@ -21,6 +20,7 @@ use crate::plan::removal::{
 };
 use crate::plan::steps::{service_manager_running, Activate, Validate};
 use crate::plan::Plan;
+use crate::setup::rsyslog_dropin_dir;
 
 pub fn run(config: &Config, source: &Source, dry_run: bool) -> Result<()> {
     require_root("sftpctl init --undo")?;
@@ -79,11 +79,7 @@ fn build(config: &Config) -> Result<Plan> {
         (watch_unit, Some("systemd")),
         (rsyslog_dropin_dir.join("50-sftpctl.conf"), Some("systemd")),
     ] {
-        plan.push(RemoveManaged {
-            path,
-            require_marker: true,
-            topic,
-        });
+        plan.push(RemoveManaged::new(path, true, topic));
     }
     for (path, topic) in [
         (&config.sshd.config, "sshd"),
@@ -93,11 +89,7 @@ fn build(config: &Config) -> Result<Plan> {
         plan.push(RestoreFenced::new(path.clone(), topic));
     }
     for path in key_files {
-        plan.push(RemoveManaged {
-            path,
-            require_marker: false,
-            topic: None,
-        });
+        plan.push(RemoveManaged::new(path, false, None));
     }
     for dir in [&config.sshd.authorized_keys_dir, &config.user_dir] {
         plan.push(RemoveEmptyDir { path: dir.clone() });

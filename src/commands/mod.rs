@@ -16,16 +16,12 @@ mod report;
 mod watch;
 
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::Result;
 
 use crate::cli::{Cli, Command};
 use crate::config::Config;
-use crate::plan::steps::Dir;
 use crate::plan::Plan;
-
-pub use refresh_log_links::RefreshLinksStep;
 
 /// Loads the config and runs the chosen subcommand.
 pub fn run(cli: Cli) -> Result<()> {
@@ -94,21 +90,6 @@ pub(crate) fn finish(command: &str, plan: Plan, dry_run: bool) -> Result<()> {
             "sftpctl {command}: {} change(s) applied, {} already in place",
             outcome.changed, outcome.unchanged
         )?;
-    }
-    Ok(())
-}
-
-/// Adds root-owned 0755 directory steps for the missing ancestors of `path`.
-pub fn parent_dirs(plan: &mut Plan, path: &Path) -> Result<()> {
-    let mut missing = Vec::new();
-    for dir in path.ancestors().skip(1) {
-        if dir.as_os_str().is_empty() || std::fs::symlink_metadata(dir).is_ok() {
-            break;
-        }
-        missing.push(dir.to_path_buf());
-    }
-    for dir in missing.into_iter().rev() {
-        plan.push(Dir::root(dir, 0o755));
     }
     Ok(())
 }

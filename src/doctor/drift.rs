@@ -1,11 +1,11 @@
 //! Drift: the files sftpctl manages still say what `sftpctl init` would write now (the same
-//! rendering, [`crate::commands::init::managed_files`]); a difference is shown as a diff and
+//! rendering, [`crate::setup::managed_files`]); a difference is shown as a diff and
 //! `--fix` writes the file again (followed by the validators and reloads init runs).
 
-use crate::commands::init::managed_files;
 use crate::doctor::{collapse, Check, Ctx};
 use crate::plan::fsops::{self, Kind};
 use crate::plan::Step;
+use crate::setup::managed_files;
 
 const AREA: &str = "drift";
 

@@ -153,7 +153,7 @@ pub fn repair_plan(checks: &mut [Check], config: &Config) -> anyhow::Result<Plan
         }
     }
     if files_changed {
-        crate::commands::init::validate_and_activate(&mut plan, config, "doctor --fix")?;
+        crate::setup::validate_and_activate(&mut plan, config, "doctor --fix")?;
     }
     Ok(plan)
 }

@@ -10,6 +10,7 @@ pub mod account_steps;
 pub mod archive;
 pub mod fsops;
 pub mod journal;
+mod parents;
 pub mod removal;
 pub mod steps;
 pub mod tree_removal;
@@ -21,6 +22,7 @@ use std::io::Write;
 use anyhow::Result;
 
 pub use journal::Journal;
+pub use parents::parent_dirs;
 
 /// What a step is for, which decides when it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -66,9 +66,20 @@ pub struct RemoveManaged {
     pub path: PathBuf,
     pub require_marker: bool,
     pub topic: Option<&'static str>,
+    /// Set by `apply` when it put the original back, so the line printed after it says so
+    /// (the original is gone from its kept name by then).
+    pub restored: std::cell::Cell<bool>,
 }
 
 impl RemoveManaged {
+    pub fn new(path: PathBuf, require_marker: bool, topic: Option<&'static str>) -> Self {
+        RemoveManaged {
+            path,
+            require_marker,
+            topic,
+            restored: std::cell::Cell::new(false),
+        }
+    }
     fn ours(&self) -> Result<bool> {
         Ok(match fsops::read_regular(&self.path)? {
             None => false,
@@ -82,7 +93,7 @@ impl RemoveManaged {
 impl Step for RemoveManaged {
     fn describe(&self) -> String {
         let orig = orig_path(&self.path);
-        if matches!(exists(&orig), Ok(true)) {
+        if self.restored.get() || matches!(exists(&orig), Ok(true)) {
             format!("restore {} from {}", self.path.display(), orig.display())
         } else {
             format!("remove {}", self.path.display())
@@ -94,7 +105,9 @@ impl Step for RemoveManaged {
     fn apply(&self, journal: &mut Journal) -> Result<()> {
         let orig = orig_path(&self.path);
         if exists(&orig)? {
-            return restore_orig(&self.path, &orig, journal);
+            restore_orig(&self.path, &orig, journal)?;
+            self.restored.set(true);
+            return Ok(());
         }
         remove_revertibly(&self.path, journal)
     }

@@ -105,6 +105,26 @@ fn the_original_of_a_foreign_file_is_kept_once() {
 }
 
 #[test]
+fn undo_says_it_restored_a_whole_file_from_its_kept_original() {
+    let dir = tempdir("restore");
+    let a = dir.join("a.conf");
+    std::fs::write(&a, "theirs\n").unwrap();
+    let mut plan = Plan::new();
+    plan.push(file(&a, "mine\n"));
+    plan.apply(&mut Vec::new()).unwrap();
+    let mut undo = Plan::new();
+    undo.push(super::removal::RemoveManaged::new(a.clone(), false, None));
+    let mut out = Vec::new();
+    undo.apply(&mut out).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    let orig = dir.join(format!("a.conf{ORIG_SUFFIX}"));
+    let line = format!("  + restore {} from {}\n", a.display(), orig.display());
+    assert!(out.contains(&line), "{out}");
+    assert_eq!(std::fs::read_to_string(&a).unwrap(), "theirs\n");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn a_symlink_is_never_written_through() {
     let dir = tempdir("link");
     let victim = dir.join("victim");
