@@ -360,7 +360,7 @@ s_doctor_faults() {
     grep -E '^FAIL' <<<"$out" | grep -q '/sftp-root/alice/dev/log is missing' || fail "doctor does not name the missing /sftp-root/alice/dev/log"
     grep -E '^FAIL' <<<"$out" | grep '/sftp-root/alice/data' | grep -q 'mode 2777' || fail "doctor does not name /sftp-root/alice/data's mode 2777"
     in_guest sftpctl doctor --fix >/dev/null 2>&1 || true
-    # Once in ~10 runs systemd 257 in nspawn fails this start with "Failed to spawn executor: No
+    # Seen once (Debian 13, 2026-12-03): systemd 257 in nspawn failed this start with "Failed to spawn executor: No
     # such file or directory" (result 'resources', not the unit's doing); a second start works.
     in_guest systemctl is-active --quiet sftpctl-watch.service || in_guest systemctl start sftpctl-watch.service ||
         { sleep 1; in_guest systemctl start sftpctl-watch.service; }
