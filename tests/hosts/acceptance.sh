@@ -30,6 +30,10 @@ MAIL_PY=/usr/bin/python3
 # ---------------------------------------------------------------------------------------------
 # helpers
 
+# `grep -q` for pipes: reads all its input, so under pipefail the writer never dies of SIGPIPE
+# (grep -q exits at the first match and made such checks fail at random).
+grep_all() { grep "$@" >/dev/null; }
+
 # A journal position: later lines are read with `journal_after CURSOR [journalctl args]`.
 journal_mark() { in_guest journalctl --show-cursor -n 0 -q 2>/dev/null | sed -n 's/^-- cursor: //p'; }
 journal_after() {
@@ -56,7 +60,7 @@ reports_naming() {
     local f n=0
     for f in "$GUEST_DIR$SPOOL"/*.eml; do
         [[ -e $f ]] || continue
-        report_text "${f#"$GUEST_DIR"}" | grep -qF -- "$1" && n=$((n + 1))
+        report_text "${f#"$GUEST_DIR"}" | grep_all -F -- "$1" && n=$((n + 1))
     done
     echo "$n"
 }
@@ -141,7 +145,7 @@ s_install() {
     if [[ -n $deb ]]; then
         cp "$deb" "$GUEST_DIR/root/"
         in_guest dpkg -i "/root/$(basename "$deb")"
-        in_guest dpkg -s sftpctl | grep -q '^Status: install ok installed'
+        in_guest dpkg -s sftpctl | grep_all '^Status: install ok installed'
     else
         # Without a package: where `make install` puts it (the default sftpctl_bin).
         install -m 0755 "$bin" "$GUEST_DIR/usr/local/sbin/sftpctl"
@@ -175,7 +179,7 @@ s_init() {
     mark=$(journal_mark)
     starts=$(rsyslog_starts)
     in_guest sftpctl init --admin sftpadmin --admin-key /root/keys/admin_init.pub
-    journal_after "$mark" -u ssh.service | grep -q 'Received SIGHUP' || fail "no 'Received SIGHUP' in ssh.service's journal: ssh was not reloaded"
+    journal_after "$mark" -u ssh.service | grep_all 'Received SIGHUP' || fail "no 'Received SIGHUP' in ssh.service's journal: ssh was not reloaded"
     [[ $(in_guest systemctl is-enabled sftpctl-watch.service) == enabled ]] || fail "sftpctl-watch.service is not enabled"
     watcher_steady
     local restarts=$(($(rsyslog_starts) - starts))
@@ -202,7 +206,7 @@ s_init_again() {
     grep -q 'nothing to change' <<<"$out" || fail "the second init changed something: $out"
     after=$(etc_sums)
     [[ $before == "$after" ]] || fail "files under /etc changed: $(diff <(echo "$before") <(echo "$after") | grep '^[<>]' | head)"
-    ! journal_after "$mark" -u ssh.service | grep -q 'Received SIGHUP' || fail "the second init reloaded ssh"
+    ! journal_after "$mark" -u ssh.service | grep_all 'Received SIGHUP' || fail "the second init reloaded ssh"
     [[ $(rsyslog_starts) == "$starts" ]] || fail "the second init restarted rsyslog"
 }
 
@@ -384,7 +388,7 @@ s_reboot() {
     guest_poweroff
     echo "  power-off took $(elapsed "$t0") s"
     grep -q 'open-at-poweroff.txt' "$GUEST_DIR/var/lib/sftpctl/sessions.json" || fail "alice's open session was not saved"
-    cat "$GUEST_DIR"/var/lib/sftpctl/outbox/*.seg | grep -q pending.txt || fail "bob's undelivered report is not in the outbox"
+    cat "$GUEST_DIR"/var/lib/sftpctl/outbox/*.seg | grep_all pending.txt || fail "bob's undelivered report is not in the outbox"
     rm "$GUEST_DIR$SPOOL"
     mv "$GUEST_DIR$SPOOL.held" "$GUEST_DIR$SPOOL"
     t0=$(now)
@@ -397,7 +401,7 @@ s_reboot() {
     local mark
     mark=$(journal_mark)
     in_guest systemctl restart sftpctl-watch.service
-    journal_after "$mark" -u sftpctl-watch.service | grep -E 'stopped; [1-9][0-9]* open sessions saved' | sed 's/^/  /' | grep -q . ||
+    journal_after "$mark" -u sftpctl-watch.service | grep -E 'stopped; [1-9][0-9]* open sessions saved' | sed 's/^/  /' | grep_all . ||
         fail "the session open at power-off was not restored"
     wait_for "sftpctl-watch.service active" 10 in_guest systemctl is-active --quiet sftpctl-watch.service
     : "$client"
@@ -411,9 +415,12 @@ penalty_exempt() {
     in_guest sftpctl init >/dev/null || fail "sftpctl init with sshd.penalty_exempt"
     in_guest grep -q "^PerSourcePenaltyExemptList $1\$" /etc/ssh/sshd_config.d/50-sftpctl.conf ||
         fail "the drop-in has no PerSourcePenaltyExemptList $1"
-    in_guest sshd -T -C user=alice,host=localhost,addr=127.0.0.1 | grep -q "^persourcepenaltyexemptlist $1\$" ||
-        fail "sshd -T does not show the exempt list"
-    in_guest sftpctl doctor 2>&1 | grep -m1 'penalties' | sed 's/^/  doctor: /'
+    # Whole outputs first: `cmd | grep -q` under pipefail fails when grep's early exit SIGPIPEs cmd.
+    local effective report
+    effective=$(in_guest sshd -T -C user=alice,host=localhost,addr=127.0.0.1)
+    grep -q "^persourcepenaltyexemptlist $1\$" <<<"$effective" || fail "sshd -T does not show the exempt list"
+    report=$(in_guest sftpctl doctor 2>&1 || true)
+    grep 'penalties' <<<"$report" | sed 's/^/  doctor: /'
 }
 
 refused_logins_then_unlock() {
@@ -436,7 +443,7 @@ s_penalties() {
     if echo pwd | sftp_as alice alice >/dev/null 2>&1; then
         echo "  (not blocked without the exempt list: the penalty was not reached)"
     else
-        journal_after "$mark" -u ssh.service | grep -m1 'penalty' | sed 's/^/  sshd: /'
+        journal_after "$mark" -u ssh.service | awk '/penalty/ && !n++ { print "  sshd: " $0 }'
         echo "  blocked by penalties after unlock, as OpenSSH 10 does by default"
     fi
     penalty_exempt 127.0.0.1
@@ -470,8 +477,9 @@ s_remove_kills() {
 
 s_package_removal() {
     local out rc=0
-    out=$(in_guest dpkg -r sftpctl 2>&1) || rc=$?
-    ((rc != 0)) || fail "dpkg -r removed sftpctl while it is set up"
+    out=$(in_guest env DEBIAN_FRONTEND=noninteractive apt-get remove -y sftpctl 2>&1) || rc=$?
+    ((rc != 0)) || fail "apt-get remove removed sftpctl while it is set up"
+    in_guest dpkg -s sftpctl | grep_all '^Status: install ok installed' || fail "the refused removal left sftpctl half-installed"
     grep -q 'sftpctl init --undo' <<<"$out" || fail "the refusal does not name sftpctl init --undo: $out"
     local u
     for u in $(in_guest sftpctl list-users --json | "$MAIL_PY" -c 'import json,sys; [print(u["name"]) for u in json.load(sys.stdin)]'); do
@@ -485,7 +493,8 @@ s_package_removal() {
         in_guest runuser -u sftpadmin -- sh -c 'mkdir -p -m 700 ~/.ssh && cat >> ~/.ssh/authorized_keys' <"$GUEST_DIR/etc/ssh/sftpctl/authorized_keys/sftpadmin"
         in_guest sftpctl init --undo
     fi
-    in_guest dpkg -r sftpctl
+    in_guest env DEBIAN_FRONTEND=noninteractive apt-get remove -y sftpctl >/dev/null
+    in_guest dpkg -s sftpctl >/dev/null 2>&1 && fail "apt-get remove left sftpctl installed"
     echo pwd | sftp_as sftpadmin admin_init >/dev/null || fail "the admin's --admin-key key no longer logs in after the uninstall"
     in_guest sshd -t
     in_guest systemctl is-active --quiet ssh.service
