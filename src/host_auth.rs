@@ -19,7 +19,6 @@ mod view;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{bail, Result};
 
@@ -72,30 +71,9 @@ pub const GUARDED: &[&str] = &[
 /// as `sshd -T` prints one `allowusers` line per name). A keyword sshd does not print is absent.
 pub type AuthSettings = BTreeMap<String, String>;
 
-/// `sshd -T -C user=NAME,host=localhost,addr=127.0.0.1 -f CONFIG`: its standard output, or
-/// why it failed. OpenSSH 9.2 accepts `user=` alone; host and addr are given as well because
-/// older sshd required all three and a `Match Address`/`Host` block then sees loopback.
+/// `sshd -T -C <match spec of NAME> -f CONFIG`: its standard output, or why it failed.
 pub fn sshd_t(binary: &Path, config: &Path, name: &str) -> Result<String, String> {
-    let spec = format!("user={name},host=localhost,addr=127.0.0.1");
-    let out = Command::new(binary)
-        .arg("-T")
-        .arg("-C")
-        .arg(&spec)
-        .arg("-f")
-        .arg(config)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
-    if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stderr);
-        return Err(format!(
-            "`{} -T -C {spec} -f {}` failed ({}): {}",
-            binary.display(),
-            config.display(),
-            out.status,
-            text.split_whitespace().collect::<Vec<_>>().join(" ")
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::openssh::sshd_t(binary, config, Some(&crate::openssh::match_spec(name)))
 }
 
 /// The guarded keywords of `sshd -T` output.

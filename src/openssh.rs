@@ -5,6 +5,40 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+/// The `-C` spec sftpctl evaluates an account with. OpenSSH 9.2 accepts `user=` alone; host
+/// and addr are given as well because older sshd required all three and a `Match
+/// Address`/`Host` block then sees loopback.
+pub fn match_spec(user: &str) -> String {
+    format!("user={user},host=localhost,addr=127.0.0.1")
+}
+
+/// `sshd -T [-C SPEC] -f CONFIG`: its standard output, or why it failed (one line); without a
+/// spec, the global settings.
+pub fn sshd_t(binary: &Path, config: &Path, spec: Option<&str>) -> Result<String, String> {
+    let mut cmd = Command::new(binary);
+    cmd.arg("-T");
+    if let Some(spec) = spec {
+        cmd.arg("-C").arg(spec);
+    }
+    let out = cmd
+        .arg("-f")
+        .arg(config)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stderr);
+        let spec = spec.map(|s| format!(" -C {s}")).unwrap_or_default();
+        return Err(format!(
+            "`{} -T{spec} -f {}` failed ({}): {}",
+            binary.display(),
+            config.display(),
+            out.status,
+            text.split_whitespace().collect::<Vec<_>>().join(" ")
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// An OpenSSH version, e.g. 9.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Version {

@@ -2,8 +2,8 @@
 //! (`sshd -T -C user=NAME,...`) chroot and force internal-sftp for every jailed user and not
 //! for the admin. The per-user calls run in parallel threads.
 
+use crate::openssh;
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -331,35 +331,14 @@ fn effective_all(ctx: &Ctx, names: &[(String, bool)]) -> Vec<Effective> {
         .collect()
 }
 
-/// `sshd -T -C user=NAME,host=localhost,addr=127.0.0.1 -f CONFIG`, parsed.
+/// `sshd -T -C <match spec of NAME> -f CONFIG`, parsed.
 fn effective(binary: &std::path::Path, config: &std::path::Path, name: &str) -> Effective {
-    let spec = format!("user={name},host=localhost,addr=127.0.0.1");
-    sshd_t(binary, config, Some(&spec))
+    sshd_t(binary, config, Some(&openssh::match_spec(name)))
 }
 
 /// `sshd -T [-C SPEC] -f CONFIG`, parsed; without a spec, the global settings.
 fn sshd_t(binary: &std::path::Path, config: &std::path::Path, spec: Option<&str>) -> Effective {
-    let mut cmd = Command::new(binary);
-    cmd.arg("-T");
-    if let Some(spec) = spec {
-        cmd.arg("-C").arg(spec);
-    }
-    let out = cmd
-        .arg("-f")
-        .arg(config)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
-    if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stderr);
-        let spec = spec.map(|s| format!(" -C {s}")).unwrap_or_default();
-        return Err(format!(
-            "`{} -T{spec}` failed ({}): {}",
-            binary.display(),
-            out.status,
-            text.split_whitespace().collect::<Vec<_>>().join(" ")
-        ));
-    }
-    Ok(parse_effective(&String::from_utf8_lossy(&out.stdout)))
+    openssh::sshd_t(binary, config, spec).map(|text| parse_effective(&text))
 }
 
 /// `sshd -T` output: one `keyword value...` a line, keywords in lower case. The first line
