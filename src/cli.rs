@@ -49,6 +49,13 @@ pub enum Command {
     Unlock(NameArgs),
     /// Set the address that gets a copy of this user's session reports ("" to clear).
     SetEmail(SetEmailArgs),
+    /// Change a client's settings: `sftpctl set alice access=read-only quota=5G`
+    /// (docs/policy.md has every key).
+    Set(SetArgs),
+    /// Run the policy service's job once: quota usage and warnings, expiry and idle-lock
+    /// notices, retention, pending notices (the systemd timer runs it).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Make the managed users match a declarative USERS.toml (create, change, and --prune).
     Apply(ApplyArgs),
     /// Check the live system (jails, log links, sshd, accounts, keys, rsyslog, logrotate, the
@@ -120,6 +127,10 @@ pub struct AddUserArgs {
     /// Address that gets a copy of this user's session reports.
     #[arg(long, value_name = "ADDR")]
     pub email: Option<String>,
+
+    /// Settings of the client, as `sftpctl set` takes them: `access=upload-only quota=5G`.
+    #[arg(value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
 
     #[command(flatten)]
     pub dry_run: DryRun,
@@ -202,6 +213,26 @@ pub struct SetEmailArgs {
     pub name: String,
     /// The address, e.g. alice@client.example; "" removes it.
     pub address: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The managed user.
+    pub name: String,
+    /// KEY=VALUE: email=ADDR|"", access=rw|read-only|upload-only|download-only,
+    /// allow_from=NET[,NET…]|"", expires=YYYY-MM-DD|never, retention=90d|off|default,
+    /// quota=5G|none, notify_client=true|false|default.
+    #[arg(required = true, value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
+
+    #[command(flatten)]
+    pub dry_run: DryRun,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Do every policy job that is due now, then exit.
+    Run(DryRun),
 }
 
 #[derive(Debug, Args)]

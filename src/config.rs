@@ -55,6 +55,7 @@ pub struct Config {
     pub watch: Watch,
     pub mail: Mail,
     pub perms: Perms,
+    pub policy: Policy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -180,6 +181,43 @@ pub struct Perms {
     pub scan_interval_secs: u64,
 }
 
+/// Per-client policy (docs/policy.md): defaults for every client and when the policy
+/// service acts. Each client's own settings are in its user file (`sftpctl set`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Files older than this (last modification) are deleted once a day: "90d", "12w" or
+    /// "off" (the default). A client's own `retention` overrides it.
+    pub retention: crate::policy::values::Retention,
+    /// Days before a file is deleted that the warning mail lists it.
+    pub retention_warn_days: u32,
+    /// Clients get their retention warnings too (a client's own `notify_client` overrides).
+    pub notify_client: bool,
+    /// Days before an account expires that the admin is told.
+    pub expiry_warn_days: u32,
+    /// Lock a client that had no session for this many days (0, the default: never).
+    pub idle_lock_days: u32,
+    /// Usage of a quota, in percent, at which the admin is told (each once until usage
+    /// drops below it again).
+    pub quota_warn_percent: Vec<u8>,
+    /// Minutes between two full rescans of the usage of clients with a quota.
+    pub rescan_minutes: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            retention: crate::policy::values::Retention::Off,
+            retention_warn_days: 7,
+            notify_client: false,
+            expiry_warn_days: 7,
+            idle_lock_days: 0,
+            quota_warn_percent: vec![80, 95],
+            rescan_minutes: 60,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Mail {
@@ -257,6 +295,7 @@ impl Default for Config {
             watch: Watch::default(),
             mail: Mail::default(),
             perms: Perms::default(),
+            policy: Policy::default(),
         }
     }
 }
@@ -464,6 +503,16 @@ impl Config {
             names::check_user_name("admin", admin)?;
         }
         check_umask(&self.umask)?;
+        let p = &self.policy;
+        if p.quota_warn_percent.iter().any(|&v| v == 0 || v >= 100) {
+            anyhow::bail!("policy.quota_warn_percent: each value must be from 1 to 99 (at 100 % uploads stop anyway)");
+        }
+        if p.rescan_minutes == 0 {
+            anyhow::bail!("policy.rescan_minutes must be at least 1");
+        }
+        if p.retention_warn_days > 3650 || p.expiry_warn_days > 3650 || p.idle_lock_days > 36500 {
+            anyhow::bail!("policy: a number of days is out of range (at most 3650 for warnings)");
+        }
         if !["INFO", "VERBOSE"].contains(&self.sftp_log_level.as_str()) {
             anyhow::bail!(
                 "sftp_log_level: {:?} must be \"INFO\" or \"VERBOSE\"",

@@ -17,6 +17,7 @@ pub mod names;
 pub mod openssh;
 pub mod perms;
 pub mod plan;
+pub mod policy;
 pub mod registry;
 pub mod render;
 pub mod setup;

@@ -1,5 +1,7 @@
 //! Per-user settings the account database cannot hold, one root-only TOML file per user in
-//! `user_dir` (e.g. `/etc/sftpctl/users/alice.toml`). Today: the report address.
+//! `user_dir` (e.g. `/etc/sftpctl/users/alice.toml`): the report address and the client's
+//! policy (docs/policy.md). The one settings model that commands, apply, doctor and the
+//! watcher's service read.
 
 use std::path::PathBuf;
 
@@ -9,16 +11,47 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::plan::fsops::{self, Meta};
 use crate::plan::steps::File;
+use crate::policy::values::{Access, Day, Network, Retention, Size};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UserSettings {
     /// Gets a copy of this user's session reports.
     pub email: Option<String>,
+    /// What the client may do in its jail.
+    #[serde(skip_serializing_if = "Access::is_default")]
+    pub access: Access,
+    /// Addresses the client may log in from; empty = anywhere.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_from: Vec<Network>,
+    /// The last day (UTC) the account works.
+    pub expires: Option<Day>,
+    /// How long files stay in the data tree; `None` = `policy.retention` of the config.
+    pub retention: Option<Retention>,
+    /// Most bytes the data tree may hold.
+    pub quota: Option<Size>,
+    /// The client gets policy notices too (retention warnings); `None` = the config's.
+    pub notify_client: Option<bool>,
+}
+
+impl UserSettings {
+    /// Retention in effect: the user's, else the config's default.
+    pub fn retention(&self, config: &Config) -> Retention {
+        self.retention.unwrap_or(config.policy.retention)
+    }
+
+    pub fn notify_client(&self, config: &Config) -> bool {
+        self.notify_client.unwrap_or(config.policy.notify_client)
+    }
 }
 
 pub fn path(config: &Config, name: &str) -> PathBuf {
     config.user_dir.join(format!("{name}.toml"))
+}
+
+/// Whether `name` has a user file.
+pub fn exists(config: &Config, name: &str) -> bool {
+    std::fs::symlink_metadata(path(config, name)).is_ok()
 }
 
 /// The stored settings of `name` (defaults when there is no file).

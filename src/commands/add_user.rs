@@ -34,6 +34,8 @@ pub fn run(config: &Config, args: &AddUserArgs) -> Result<()> {
     if let Some(email) = &args.email {
         registry::check_email(email).map_err(|e| usage(format!("--email: {e:#}")))?;
     }
+    let assignments =
+        crate::policy::assign::parse_all(&args.settings).map_err(|e| usage(format!("{e:#}")))?;
     let password = if args.password_stdin {
         Some(crate::commands::account::read_password(false)?)
     } else {
@@ -72,12 +74,20 @@ pub fn run(config: &Config, args: &AddUserArgs) -> Result<()> {
             topic: None,
         });
     }
+    let before = registry::load(config, name)?;
+    let mut after = before.clone();
     if let Some(email) = &args.email {
-        let mut settings = registry::load(config, name)?;
-        settings.email = Some(email.clone());
-        registry::dir_steps(&mut plan, config)?;
-        plan.push(registry::file_step(config, name, &settings)?);
+        after.email = Some(email.clone());
     }
+    for a in &assignments {
+        a.apply(&mut after);
+    }
+    let change = crate::policy::steps::Change {
+        name: name.to_string(),
+        before,
+        after,
+    };
+    crate::policy::steps::push(&mut plan, config, &[change], false)?;
     if let Some(password) = password {
         plan.push(SetPassword {
             name: name.to_string(),

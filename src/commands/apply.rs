@@ -7,6 +7,12 @@
 //! email = "alice@client.example"             # absent: untouched; "" clears it
 //! password_hash = "$y$j9T$…"                  # as in /etc/shadow, or "*" (absent: untouched)
 //! locked = false                              # absent: untouched
+//! access = "upload-only"                      # policy keys (docs/policy.md): absent = as is
+//! allow_from = ["203.0.113.0/24"]
+//! expires = 2027-03-31
+//! retention = "90d"
+//! quota = "5G"
+//! notify_client = true
 //! ```
 //!
 //! The whole file is validated before anything changes. Fields that are absent are left as
@@ -32,6 +38,9 @@ use crate::names;
 use crate::plan::account_steps::{SetLocked, SetPasswordHash};
 use crate::plan::steps::Dir;
 use crate::plan::Plan;
+use crate::policy::assign::{self, Assignment};
+use crate::policy::steps::{self as policy_steps, Change};
+use crate::policy::values::{Access, Network};
 use crate::registry;
 
 /// Exit code of `--dry-run --exit-code` when changes would be made.
@@ -52,15 +61,25 @@ struct Entry {
     email: Option<String>,
     password_hash: Option<String>,
     locked: Option<bool>,
+    access: Option<Access>,
+    allow_from: Option<Vec<Network>>,
+    /// A date, or "never".
+    expires: Option<String>,
+    /// A duration, "off" or "default".
+    retention: Option<String>,
+    /// A size, or "none".
+    quota: Option<String>,
+    notify_client: Option<bool>,
 }
 
 /// One validated entry.
 struct Wanted {
     name: String,
     keys: Option<Vec<PublicKey>>,
-    email: Option<String>,
     password_hash: Option<String>,
     locked: Option<bool>,
+    /// The policy keys (and email) the file gives, as `set` would take them.
+    settings: Vec<Assignment>,
 }
 
 pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
@@ -72,9 +91,22 @@ pub fn run(config: &Config, args: &ApplyArgs) -> Result<()> {
         }
     }
     let mut plan = Plan::new();
+    let mut changes = Vec::with_capacity(wanted.len());
     for w in &wanted {
         user_steps(&mut plan, config, w)?;
+        let before =
+            registry::load(config, &w.name).with_context(|| format!("settings of {}", w.name))?;
+        let mut after = before.clone();
+        for a in &w.settings {
+            a.apply(&mut after);
+        }
+        changes.push(Change {
+            name: w.name.clone(),
+            before,
+            after,
+        });
     }
+    policy_steps::push(&mut plan, config, &changes, true)?;
     if args.prune {
         let listed: HashSet<&str> = wanted.iter().map(|w| w.name.as_str()).collect();
         for name in accounts::managed_names(config) {
@@ -168,8 +200,27 @@ fn load(config: &Config, path: &Path) -> Result<Vec<Wanted>> {
             ),
             None => None,
         };
-        if let Some(email) = e.email.as_deref().filter(|m| !m.is_empty()) {
-            registry::check_email(email).map_err(|err| bad(format!("{err:#}")))?;
+        let mut settings = Vec::new();
+        let mut setting = |key: &str, value: Option<String>| -> Result<()> {
+            if let Some(v) = value {
+                settings.push(assign::parse(key, &v).map_err(|err| bad(format!("{err:#}")))?);
+            }
+            Ok(())
+        };
+        setting("email", e.email)?;
+        setting("expires", e.expires)?;
+        setting("retention", e.retention)?;
+        setting("quota", e.quota)?;
+        if let Some(access) = e.access {
+            settings.push(Assignment::Access(access));
+        }
+        if let Some(mut nets) = e.allow_from {
+            nets.sort();
+            nets.dedup();
+            settings.push(Assignment::AllowFrom(nets));
+        }
+        if let Some(notify) = e.notify_client {
+            settings.push(Assignment::NotifyClient(Some(notify)));
         }
         if let Some(hash) = &e.password_hash {
             check_hash(hash).map_err(|err| bad(format!("{err:#}")))?;
@@ -177,9 +228,9 @@ fn load(config: &Config, path: &Path) -> Result<Vec<Wanted>> {
         wanted.push(Wanted {
             name: e.name,
             keys,
-            email: e.email,
             password_hash: e.password_hash,
             locked: e.locked,
+            settings,
         });
     }
     Ok(wanted)
@@ -205,13 +256,6 @@ fn user_steps(plan: &mut Plan, config: &Config, w: &Wanted) -> Result<()> {
     if let Some(keys) = &w.keys {
         plan.push(Dir::root(&config.sshd.authorized_keys_dir, 0o755));
         plan.push(key_file_step(config, &w.name, keys));
-    }
-    if let Some(email) = &w.email {
-        let mut settings =
-            registry::load(config, &w.name).with_context(|| format!("settings of {}", w.name))?;
-        settings.email = (!email.is_empty()).then(|| email.clone());
-        registry::dir_steps(plan, config)?;
-        plan.push(registry::file_step(config, &w.name, &settings)?);
     }
     if let Some(hash) = &w.password_hash {
         plan.push(SetPasswordHash {

@@ -23,6 +23,12 @@ struct Row {
     locked: Option<bool>,
     email: Option<String>,
     last_session: Option<String>,
+    access: String,
+    allow_from: Vec<String>,
+    expires: Option<String>,
+    /// In effect: the user's own or the config's default.
+    retention: String,
+    quota_bytes: Option<u64>,
 }
 
 pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
@@ -31,7 +37,13 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
         .into_iter()
         .map(|name| {
             let jail = Jail::new(config, &name);
+            let settings = registry::load(config, &name).unwrap_or_default();
             Row {
+                access: settings.access.to_string(),
+                allow_from: settings.allow_from.iter().map(|n| n.to_string()).collect(),
+                expires: settings.expires.map(|d| d.to_string()),
+                retention: settings.retention(config).to_string(),
+                quota_bytes: settings.quota.map(|q| q.bytes),
                 data_bytes: data_size(&jail),
                 keys: key::current(config, &name).map(|k| k.len()).unwrap_or(0),
                 locked: shadow.as_ref().map(|s| {
@@ -54,12 +66,12 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:>10} {:>4} {:<7} {:<28} {:<24} JAIL",
-        "NAME", "DATA", "KEYS", "LOCKED", "EMAIL", "LAST SESSION"
+        "{:<20} {:>10} {:>4} {:<7} {:<28} {:<24} {:<40} JAIL",
+        "NAME", "DATA", "KEYS", "LOCKED", "EMAIL", "LAST SESSION", "POLICY"
     );
     for r in &rows {
         let row = format!(
-            "{:<20} {:>10} {:>4} {:<7} {:<28} {:<24} {}",
+            "{:<20} {:>10} {:>4} {:<7} {:<28} {:<24} {:<40} {}",
             r.name,
             human(r.data_bytes),
             r.keys,
@@ -70,6 +82,7 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
             },
             r.email.as_deref().unwrap_or("-"),
             r.last_session.as_deref().unwrap_or("-"),
+            policy_summary(r),
             r.jail
         );
         println!("{}", crate::display::visible(&row));
@@ -81,6 +94,31 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `read-only, from 203.0.113.0/24, expires 2027-03-31, keep 90d, quota 5G`; `-` = defaults.
+fn policy_summary(r: &Row) -> String {
+    let mut parts = Vec::new();
+    if r.access != "rw" {
+        parts.push(r.access.clone());
+    }
+    if !r.allow_from.is_empty() {
+        parts.push(format!("from {}", r.allow_from.join(",")));
+    }
+    if let Some(day) = &r.expires {
+        parts.push(format!("expires {day}"));
+    }
+    if r.retention != "off" {
+        parts.push(format!("keep {}", r.retention));
+    }
+    if let Some(q) = r.quota_bytes {
+        parts.push(format!("quota {}", human(q)));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// Bytes of regular files in the data tree; symlinks are not followed.

@@ -10,9 +10,11 @@ mod init_undo;
 mod key;
 mod list_users;
 mod perms_watch;
+mod policy;
 mod refresh_log_links;
 mod remove_user;
 mod report;
+mod set;
 mod watch;
 
 use std::io::Write;
@@ -43,6 +45,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Lock(args) => account::lock(&config, &args, true),
         Command::Unlock(args) => account::lock(&config, &args, false),
         Command::SetEmail(args) => account::set_email(&config, &args),
+        Command::Set(args) => set::run(&config, &args),
+        Command::Policy(command) => policy::run(&config, &source, &command),
         Command::Apply(args) => apply::run(&config, &args),
         Command::Watch(args) => watch::run(&config, &source, &args),
         Command::Report(args) => report::run(&config, &args),

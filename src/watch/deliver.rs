@@ -82,7 +82,7 @@ impl Mailer {
         }
     }
 
-    fn send(&mut self, id: &str, message: &Message) -> Result<()> {
+    pub fn send(&mut self, id: &str, message: &Message) -> Result<()> {
         match self {
             Mailer::File { spool, unsynced } => {
                 write_eml(spool, id, &message.formatted(), true)?;
@@ -99,7 +99,7 @@ impl Mailer {
     }
 
     /// Makes what `send` wrote durable before it is acknowledged.
-    fn flush(&mut self) -> Result<()> {
+    pub fn flush(&mut self) -> Result<()> {
         if let Mailer::File { spool, unsynced } = self {
             match *unsynced {
                 Unsynced::Nothing => {}
@@ -117,7 +117,7 @@ impl Mailer {
     }
 
     /// A batch is done: an SMTP connection kept open for it is closed.
-    fn end_batch(&mut self) {
+    pub fn end_batch(&mut self) {
         if let Mailer::Smtp(t) = self {
             t.close();
         }

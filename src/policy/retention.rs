@@ -1,0 +1,13 @@
+//! Retention: old files deleted once a day, no-follow and beneath the jail.
+//! (Being built: issue 11, item 4.)
+
+/// This job of `sftpctl policy run`: acts only when it is due (state in
+/// `state_dir/policy/`); with `dry_run` it says what it would do and changes nothing.
+pub fn run(
+    _config: &crate::config::Config,
+    _source: &crate::config::Source,
+    _dry_run: bool,
+    _out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    Ok(())
+}
