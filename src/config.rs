@@ -119,7 +119,7 @@ pub struct Systemd {
     pub rsyslog_unit: String,
     /// Run after unit files changed; `[]` = do not.
     pub daemon_reload: Vec<String>,
-    /// Enables and starts the watcher unit; `[]` = do not.
+    /// Enables and starts the watcher unit and the policy timer and path units; `[]` = do not.
     pub enable_watch: Vec<String>,
     /// Stops and disables it (`init --undo`); `[]` = do not.
     pub disable_watch: Vec<String>,
@@ -349,8 +349,22 @@ impl Default for Systemd {
             unit_dir: "/etc/systemd/system".into(),
             rsyslog_unit: "rsyslog.service".into(),
             daemon_reload: strings(&["systemctl", "daemon-reload"]),
-            enable_watch: strings(&["systemctl", "enable", "--now", "sftpctl-watch.service"]),
-            disable_watch: strings(&["systemctl", "disable", "--now", "sftpctl-watch.service"]),
+            enable_watch: strings(&[
+                "systemctl",
+                "enable",
+                "--now",
+                "sftpctl-watch.service",
+                "sftpctl-policy.timer",
+                "sftpctl-policy.path",
+            ]),
+            disable_watch: strings(&[
+                "systemctl",
+                "disable",
+                "--now",
+                "sftpctl-watch.service",
+                "sftpctl-policy.timer",
+                "sftpctl-policy.path",
+            ]),
         }
     }
 }

@@ -46,6 +46,18 @@ const TEMPLATES: &[(&str, &str)] = &[
         "rsyslog-refresh.conf",
         include_str!("../templates/rsyslog-refresh.conf"),
     ),
+    (
+        "sftpctl-policy.service",
+        include_str!("../templates/sftpctl-policy.service"),
+    ),
+    (
+        "sftpctl-policy.timer",
+        include_str!("../templates/sftpctl-policy.timer"),
+    ),
+    (
+        "sftpctl-policy.path",
+        include_str!("../templates/sftpctl-policy.path"),
+    ),
 ];
 
 static TERA: LazyLock<Tera> = LazyLock::new(|| {
@@ -163,6 +175,12 @@ impl Renderer {
             ),
         );
         ctx.insert("rsyslog_unit", &config.systemd.rsyslog_unit);
+        ctx.insert(
+            "dirty_dir",
+            &crate::policy::runner::dirty_dir(config)
+                .display()
+                .to_string(),
+        );
         ctx.insert("openssh_version", openssh_version);
         ctx.insert(
             "penalty_exempt",
@@ -257,6 +275,24 @@ impl Renderer {
 
     pub fn rsyslog_unit_dropin(&self) -> Result<String> {
         self.render("rsyslog-refresh.conf", &[])
+    }
+
+    /// The policy service and the two units that start it (`sftpctl policy run`).
+    pub fn policy_units(&self) -> Result<[(&'static str, String); 3]> {
+        Ok([
+            (
+                "sftpctl-policy.service",
+                self.render("sftpctl-policy.service", &[])?,
+            ),
+            (
+                "sftpctl-policy.timer",
+                self.render("sftpctl-policy.timer", &[])?,
+            ),
+            (
+                "sftpctl-policy.path",
+                self.render("sftpctl-policy.path", &[])?,
+            ),
+        ])
     }
 }
 

@@ -141,6 +141,9 @@ fn build(config: &Config, source: &Source, admin_keys: &[keys::PublicKey]) -> Re
     parent_dirs(&mut plan, &config.systemd.unit_dir)?;
     plan.push(Dir::root(&config.systemd.unit_dir, 0o755));
     plan.push(files.watch_unit);
+    for unit in files.policy_units {
+        plan.push(unit);
+    }
     plan.push(Dir::root(rsyslog_dropin_dir(config), 0o755));
     plan.push(files.rsyslog_unit_dropin);
 

@@ -77,6 +77,18 @@ fn build(config: &Config) -> Result<Plan> {
         (config.rsyslog.config.clone(), Some("rsyslog")),
         (config.logrotate.config.clone(), None),
         (watch_unit, Some("systemd")),
+        (
+            config.systemd.unit_dir.join("sftpctl-policy.service"),
+            Some("systemd"),
+        ),
+        (
+            config.systemd.unit_dir.join("sftpctl-policy.timer"),
+            Some("systemd"),
+        ),
+        (
+            config.systemd.unit_dir.join("sftpctl-policy.path"),
+            Some("systemd"),
+        ),
         (rsyslog_dropin_dir.join("50-sftpctl.conf"), Some("systemd")),
     ] {
         plan.push(RemoveManaged::new(path, true, topic));

@@ -8,7 +8,7 @@ use crate::cli::WatchArgs;
 use crate::config::{Config, Source};
 use crate::watch::run::{watch, Input, Options};
 
-pub fn run(config: &Config, _source: &Source, args: &WatchArgs) -> Result<()> {
+pub fn run(config: &Config, source: &Source, args: &WatchArgs) -> Result<()> {
     let input = if args.stdin {
         Input::Stream(Box::new(std::io::stdin()))
     } else if let Some(path) = &args.follow {
@@ -20,6 +20,8 @@ pub fn run(config: &Config, _source: &Source, args: &WatchArgs) -> Result<()> {
         foreground: args.foreground || args.stdin,
         retry_first: Duration::from_secs(1),
         trust_unverified: args.trust_unverified,
+        run_policy: true,
+        config_path: source.exists.then(|| source.path.clone()),
     };
     watch(config, input, options)
 }

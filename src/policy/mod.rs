@@ -12,6 +12,7 @@
 
 pub mod assign;
 pub mod expiry;
+pub mod kick;
 pub mod notices;
 pub mod quota;
 pub mod retention;

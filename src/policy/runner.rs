@@ -64,6 +64,31 @@ pub fn mark_dirty(config: &Config, user: &str) -> Result<()> {
     std::fs::write(&path, b"").with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// After a session of `user`: marks the users whose usage it may have changed — `user`
+/// itself when it has a quota; every client with a quota after the admin's sessions (the
+/// admin writes into their trees). True when any was marked.
+pub fn mark_after_session(config: &Config, user: &str) -> Result<bool> {
+    let users: Vec<String> = if config.admin.as_deref() == Some(user) {
+        crate::accounts::managed_names(config)
+    } else {
+        vec![user.to_string()]
+    };
+    let mut marked = false;
+    for name in users {
+        if crate::names::check_user_name("user", &name).is_err() {
+            continue;
+        }
+        let has_quota = crate::registry::load(config, &name)
+            .map(|s| s.quota.is_some())
+            .unwrap_or(false);
+        if has_quota {
+            mark_dirty(config, &name)?;
+            marked = true;
+        }
+    }
+    Ok(marked)
+}
+
 /// Users marked since the last run; the marks are removed (a user marked again meanwhile
 /// is seen by the next run).
 pub fn take_dirty(config: &Config) -> Result<Vec<String>> {

@@ -112,6 +112,9 @@ fn the_other_templates() {
     check("logrotate.conf", &r.logrotate().unwrap());
     check("sftpctl-watch.service", &r.watch_unit().unwrap());
     check("rsyslog-refresh.conf", &r.rsyslog_unit_dropin().unwrap());
+    for (name, content) in r.policy_units().unwrap() {
+        check(name, &content);
+    }
 }
 
 #[test]

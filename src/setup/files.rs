@@ -29,6 +29,8 @@ pub struct ManagedFiles {
     pub logrotate: File,
     pub watch_unit: File,
     pub rsyslog_unit_dropin: File,
+    /// `sftpctl-policy.service` and its timer and path units.
+    pub policy_units: Vec<File>,
 }
 
 impl ManagedFiles {
@@ -38,6 +40,7 @@ impl ManagedFiles {
         all.push(self.rsyslog);
         all.extend(self.rsyslog_main);
         all.extend([self.logrotate, self.watch_unit, self.rsyslog_unit_dropin]);
+        all.extend(self.policy_units);
         all
     }
 }
@@ -92,6 +95,16 @@ pub fn render_files(
             meta: Some(Meta::root(0o644)),
             topic: Some("systemd"),
         },
+        policy_units: render
+            .policy_units()?
+            .into_iter()
+            .map(|(name, content)| File {
+                path: config.systemd.unit_dir.join(name),
+                content,
+                meta: Some(Meta::root(0o644)),
+                topic: Some("systemd"),
+            })
+            .collect(),
     })
 }
 

@@ -42,6 +42,10 @@ pub struct Options {
     pub retry_first: Duration,
     /// Take lines without credentials (logs written before the trusted feed) as they are.
     pub trust_unverified: bool,
+    /// The live watcher runs the policy jobs where systemd does not.
+    pub run_policy: bool,
+    /// The config file they are given (`None`: the built-in defaults, no file).
+    pub config_path: Option<PathBuf>,
 }
 
 /// Where a line came from: what its credentials are worth.
@@ -75,6 +79,8 @@ pub struct Engine {
     trust_unverified: bool,
     /// Untrusted lines already said in the log, and when.
     untrusted_logged: (u64, Option<Instant>),
+    /// Runs `sftpctl policy run` where no systemd unit does (live only).
+    policy: Option<crate::policy::kick::Kicker>,
 }
 
 impl Engine {
@@ -96,7 +102,13 @@ impl Engine {
             config: config.clone(),
             trust_unverified: false,
             untrusted_logged: (0, None),
+            policy: None,
         }
+    }
+
+    /// The policy jobs are run from here (no systemd): after sessions, and periodically.
+    pub fn run_policy_with(&mut self, kicker: crate::policy::kick::Kicker) {
+        self.policy = Some(kicker);
     }
 
     /// One line from rsyslog (feed socket, log file). `live`: time is the wall clock; else
@@ -193,6 +205,9 @@ impl Engine {
         self.clock = self.wall;
         self.sessions
             .expire(self.clock, self.idle_secs, &mut self.finished);
+        if let Some(kicker) = &mut self.policy {
+            kicker.tick();
+        }
         self.queue_finished()
     }
 
@@ -226,9 +241,21 @@ impl Engine {
             return;
         }
         self.last_sessions_written = Some(Instant::now());
+        let mut marked = false;
         for (user, when) in std::mem::take(&mut self.last_sessions) {
             if let Err(e) = crate::registry::record_last_session(&self.config, &user, &when) {
                 eprintln!("sftpctl: warning: cannot record the last session of {user}: {e:#}");
+            }
+            match crate::policy::runner::mark_after_session(&self.config, &user) {
+                Ok(m) => marked |= m,
+                Err(e) => {
+                    eprintln!("sftpctl: warning: cannot mark {user} for the policy jobs: {e:#}")
+                }
+            }
+        }
+        if marked {
+            if let Some(kicker) = &mut self.policy {
+                kicker.request();
             }
         }
     }
@@ -321,6 +348,13 @@ pub fn watch(config: &Config, input: Input, options: Options) -> Result<()> {
     let shared = writer.shared();
     let mut engine = Engine::new(config, writer);
     engine.trust_unverified = options.trust_unverified;
+    if live && options.run_policy {
+        if let Some(kicker) =
+            crate::policy::kick::Kicker::for_watcher(options.config_path.as_deref())
+        {
+            engine.run_policy_with(kicker);
+        }
+    }
     engine.sessions.restore(saved.sessions, now_unix());
     let policy = RetryPolicy {
         first: options.retry_first,
