@@ -40,7 +40,7 @@ use crate::plan::steps::Dir;
 use crate::plan::Plan;
 use crate::policy::assign::{self, Assignment};
 use crate::policy::steps::{self as policy_steps, Change};
-use crate::policy::values::{Access, Network};
+use crate::policy::values::{Access, Network, Text};
 use crate::registry;
 
 /// Exit code of `--dry-run --exit-code` when changes would be made.
@@ -63,8 +63,8 @@ struct Entry {
     locked: Option<bool>,
     access: Option<Access>,
     allow_from: Option<Vec<Network>>,
-    /// A date, or "never".
-    expires: Option<String>,
+    /// A date (TOML date or string), or "never".
+    expires: Option<Text>,
     /// A duration, "off" or "default".
     retention: Option<String>,
     /// A size, or "none".
@@ -208,7 +208,7 @@ fn load(config: &Config, path: &Path) -> Result<Vec<Wanted>> {
             Ok(())
         };
         setting("email", e.email)?;
-        setting("expires", e.expires)?;
+        setting("expires", e.expires.map(|t| t.0))?;
         setting("retention", e.retention)?;
         setting("quota", e.quota)?;
         if let Some(access) = e.access {

@@ -317,7 +317,8 @@ impl fmt::Display for Access {
 }
 
 /// A string, or a TOML date (`expires = 2027-03-31` unquoted) taken as its text.
-struct Text(String);
+#[derive(Debug)]
+pub struct Text(pub String);
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
