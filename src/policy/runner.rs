@@ -15,6 +15,7 @@ use crate::config::{Config, Source};
 pub fn run(config: &Config, source: &Source, dry_run: bool) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    let started = std::time::SystemTime::now();
     let mut failed = Vec::new();
     type Job = fn(&Config, &Source, bool, &mut dyn Write) -> Result<()>;
     let jobs: [(&str, Job); 3] = [
@@ -30,6 +31,12 @@ pub fn run(config: &Config, source: &Source, dry_run: bool) -> Result<()> {
         }
     }
     if !dry_run {
+        // The path unit starts this run again while marks remain: marks from before the run
+        // that a failed job left would make that a loop (and systemd's start limit would
+        // then stop the path unit). Marks made during the run stay and start the next one.
+        if let Err(e) = drop_marks_before(config, started) {
+            writeln!(out, "sftpctl policy run: marks: {e:#}")?;
+        }
         match super::notices::deliver_pending(config) {
             Ok(0) => {}
             Ok(n) => writeln!(out, "sftpctl policy run: {n} notice(s) delivered")?,
@@ -87,6 +94,27 @@ pub fn mark_after_session(config: &Config, user: &str) -> Result<bool> {
         }
     }
     Ok(marked)
+}
+
+/// Removes the marks made before `when`.
+fn drop_marks_before(config: &Config, when: std::time::SystemTime) -> Result<()> {
+    let dir = dirty_dir(config);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t <= when);
+        if old {
+            fs_err::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Users marked since the last run; the marks are removed (a user marked again meanwhile

@@ -243,6 +243,25 @@ SFTP
     grep -A2 '^DELETED' <<<"$text" | grep -q 'scratch.txt' || fail "scratch.txt is not under DELETED"
 }
 
+# The policy service (issue 11): init enabled its timer and path units; a session of a client
+# with a quota marks it, and the path unit runs `sftpctl policy run` at once.
+s_policy_service() {
+    local unit mark out
+    for unit in sftpctl-policy.timer sftpctl-policy.path; do
+        [[ $(in_guest systemctl is-enabled "$unit" 2>&1) == enabled ]] || fail "$unit is not enabled: $(in_guest systemctl is-enabled "$unit" 2>&1)"
+        in_guest systemctl is-active --quiet "$unit" || fail "$unit is not active: $(in_guest systemctl status "$unit" 2>&1 | head -5)"
+    done
+    out=$(in_guest sftpctl set alice quota=1G 2>&1) || fail "sftpctl set alice quota=1G: $out"
+    mark=$(journal_mark)
+    sftp_as alice alice >/dev/null <<<'put report.txt /data/policy-probe.txt' || fail "alice's upload failed"
+    wait_for "sftpctl-policy.service run by the path unit" 20 \
+        "journal_after '$mark' -u sftpctl-policy.service | grep -q 'Deactivated successfully\|Finished'"
+    [[ $(in_guest systemctl show -p Result --value sftpctl-policy.service) == success ]] ||
+        fail "sftpctl-policy.service: $(in_guest systemctl show -p Result --value sftpctl-policy.service)"
+    [[ -z $(guest_sh 'ls -A /var/lib/sftpctl/policy/dirty 2>/dev/null') ]] || fail "the dirty marks were not taken"
+    echo "  $(journal_after "$mark" -u sftpctl-policy.service | tail -2 | tr '\n' ' ')"
+}
+
 s_shared_write() {
     local mode dmode denied
     wait_for "shared write to fix the upload and the directory" 10 guest_sh \
@@ -522,6 +541,7 @@ step login-admin-custom-key s_login_admin_custom
 step login-admin-init-key s_login_admin_init
 step session-reported s_session
 needed
+step policy-service s_policy_service
 step shared-write s_shared_write
 step admin-and-alice-share s_share
 step rsyslog-restart s_rsyslog_restart
