@@ -79,7 +79,13 @@ pub fn units(ctx: &mut Ctx) -> Vec<Check> {
         .filter(|u| !u.start_limit_hit())
         .map(|u| format!("{} (result: {})", u.id, u.result))
         .collect();
-    if !crashed.is_empty() {
+    // Result 'resources': systemd could not start the process at all (systemd 257 in nspawn
+    // now and then: "Failed to spawn executor"), nothing the unit or its config did; starting
+    // again is the repair, as for the start limit.
+    let spawn_failed_only = failed
+        .iter()
+        .all(|u| u.start_limit_hit() || u.result == "resources");
+    if !crashed.is_empty() && !spawn_failed_only {
         return vec![Check::fail(
             "rsyslog",
             name,
@@ -92,7 +98,18 @@ pub fn units(ctx: &mut Ctx) -> Vec<Check> {
             ),
         )];
     }
-    let check = Check::fail(
+    let check = if !crashed.is_empty() {
+        Check::fail(
+            "rsyslog",
+            name,
+            format!(
+                "{} failed: systemd could not start the process (result 'resources', e.g. \"Failed to spawn executor\" in the journal), so no session is logged or reported while it is down",
+                crashed.join(", ")
+            ),
+            format!("journalctl -u {rsyslog_unit} -n 20 shows it; then {fix}"),
+        )
+    } else {
+        Check::fail(
         "rsyslog",
         name,
         format!(
@@ -101,7 +118,8 @@ pub fn units(ctx: &mut Ctx) -> Vec<Check> {
             if limited.len() == 1 { "it" } else { "them" }
         ),
         fix,
-    );
+        )
+    };
     let validates = matches!(
         output(
             Command::new(&ctx.config.rsyslog.binary)
