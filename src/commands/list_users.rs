@@ -11,6 +11,7 @@ use crate::accounts;
 use crate::cli::ListUsersArgs;
 use crate::commands::key;
 use crate::config::Config;
+use crate::display::human;
 use crate::jail::Jail;
 use crate::registry;
 
@@ -131,22 +132,6 @@ fn data_size(jail: &Jail) -> u64 {
         .filter_map(|e| e.metadata().ok())
         .map(|m| m.size())
         .sum()
-}
-
-/// 1536 → "1.5 KiB".
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 #[cfg(test)]
