@@ -175,8 +175,7 @@ impl Step for Render {
         Ok(self.plan()?.print_dry_run(&mut std::io::sink())? == 0)
     }
     fn apply(&self, _journal: &mut Journal) -> Result<()> {
-        let mut out = Vec::new();
-        self.plan()?.apply(&mut out)?;
+        crate::policy::sshd::resync(&self.config, &mut std::io::sink())?;
         Ok(())
     }
 }

@@ -7,7 +7,7 @@
 mod assess;
 pub mod state;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
 
 use anyhow::{Context, Result};
@@ -18,7 +18,6 @@ pub use state::State;
 use super::notices::{self, Notice};
 use crate::config::{Config, Source};
 use crate::display::human;
-use crate::plan::Plan;
 use crate::policy::values::Size;
 use crate::registry::{self, UserSettings};
 
@@ -189,18 +188,9 @@ fn one(
 
 /// Renders sshd's blocks with every client's full state and records what was enforced.
 fn rerender(config: &Config, out: &mut dyn Write) -> Result<()> {
-    let mut plan = Plan::new();
-    super::sshd::steps(&mut plan, config, &BTreeMap::new())?;
-    let outcome = plan.apply(out).context(
+    super::sshd::resync(config, out).context(
         "sshd's blocks could not be rendered with the quota state (the next run tries again)",
     )?;
-    if !outcome.manual.is_empty() {
-        writeln!(
-            out,
-            "quota: note: no service manager is running, so sshd was not reloaded; run: {}",
-            outcome.manual.join("; ")
-        )?;
-    }
     for name in crate::accounts::managed_names(config) {
         if let Some(mut s) = state::load(config, &name)? {
             let full = is_full(config, &name);

@@ -20,7 +20,7 @@ use crate::render::UserBlock;
 /// quota not full). Every value comes from a validated type: the name was checked, the
 /// networks are [`crate::policy::values::Network`]s, the flags fixed strings.
 pub fn block(config: &Config, name: &str, settings: &UserSettings) -> Option<UserBlock> {
-    let full = settings.quota.is_some() && crate::policy::quota::is_full(config, name);
+    let full = crate::policy::quota::is_full_with(config, name, settings);
     let sftp_flags = lists::sftp_flags(settings.access, full);
     let deny_outside = (!settings.allow_from.is_empty()).then(|| {
         let mut list = vec!["*".to_string()];
