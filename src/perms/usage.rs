@@ -148,3 +148,40 @@ mod tests {
         std::fs::remove_dir_all(&base).unwrap();
     }
 }
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::PathBuf;
+
+    /// `cargo nextest run --lib --run-ignored only usage::bench`: the cost of one count.
+    #[test]
+    #[ignore]
+    fn count_100k_files() {
+        let base = PathBuf::from(format!("/srv/sftpctl-usage-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        for d in 0..100 {
+            let dir = base.join(format!("d{d}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in 0..1000 {
+                std::fs::write(dir.join(format!("f{f}")), b"0123456789").unwrap();
+            }
+        }
+        let md = std::fs::metadata(&base).unwrap();
+        let owners = super::super::policy::Owners {
+            user: md.uid(),
+            admin: None,
+            group: md.gid(),
+            dev: md.dev(),
+        };
+        let fd = fsx::open_dir_path(&base).unwrap();
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let u = count(&fd, &owners);
+            eprintln!("100,100 entries: {:?} ({u:?})", t.elapsed());
+            assert_eq!(u.files, 100_100);
+        }
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
