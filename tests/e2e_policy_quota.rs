@@ -120,6 +120,15 @@ fn warnings_then_no_uploads_at_the_quota_then_uploads_again_after_deletes() {
     // 85 %: one 80 % notice, and only one after a second run.
     w.local("a.bin", 85 * K);
     w.sftp_ok("put a.bin\n");
+    // A dry run counts and says so, and records and sends nothing.
+    let dry = stdout(&w.sb.sftpctl_ok(&["policy", "run", "--dry-run"]));
+    assert!(dry.contains("85 %") && dry.contains("dry run"), "{dry}");
+    assert!(!w
+        .sb
+        .path(&format!("state/policy/quota/{}.json", w.alice))
+        .exists());
+    assert!(w.notices("80").is_empty());
+    assert_eq!(w.row()["quota_usage"], "not counted yet / 100K");
     let out = w.policy_run();
     assert!(out.contains("85 %"), "{out}");
     assert_eq!(w.notices("80").len(), 1, "{out}");
@@ -136,6 +145,8 @@ fn warnings_then_no_uploads_at_the_quota_then_uploads_again_after_deletes() {
     assert_eq!(row["quota_percent"], 85);
     assert_eq!(row["quota_full"], false);
     assert_eq!(row["quota_usage"], "85.0 KiB / 100K (85 %)");
+    let table = stdout(&w.sb.sftpctl_ok(&["list-users"]));
+    assert!(table.contains("quota 85.0 KiB / 100K (85 %)"), "{table}");
 
     // A symlink to a big file outside, planted over SFTP, and a hard link of a.bin: neither
     // adds to the usage.
