@@ -311,4 +311,14 @@ fn doctor_fails_when_sshd_still_allows_uploads_of_a_full_client_and_fix_repairs(
     assert!(out.contains("(9 %)"), "{out}");
     assert_eq!(w.notices("below").len(), 1, "{out}");
     assert_eq!(fs::read_to_string(&dropin).unwrap(), raised);
+    // The reverse: the no-write block of a client that is not full.
+    fs::write(&dropin, &rendered_full).unwrap();
+    let text = stdout(&w.sb.sftpctl(&["doctor"]));
+    assert!(
+        text.lines().any(|l| l.starts_with("FAIL quota ")
+            && l.contains("the quota is not full but sshd refuses the client's uploads")),
+        "{text}"
+    );
+    w.sb.sftpctl(&["doctor", "--fix"]);
+    assert_eq!(fs::read_to_string(&dropin).unwrap(), raised);
 }
