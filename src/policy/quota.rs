@@ -78,6 +78,7 @@ fn now() -> i64 {
 /// another quota; tells the admin about each level crossed; re-renders sshd when a client's
 /// full state changed. With `dry_run` it counts and says what it would do, changing nothing.
 pub fn run(config: &Config, _source: &Source, dry_run: bool, out: &mut dyn Write) -> Result<()> {
+    let _serialized = if dry_run { None } else { Some(lock(config)?) };
     let dirty: BTreeSet<String> = if dry_run {
         peek_dirty(config)
     } else {
@@ -201,6 +202,25 @@ fn rerender(config: &Config, out: &mut dyn Write) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The timer and the watcher may both start `policy run`: their counts and renders take
+/// turns, so one run's record is never written over by an older count of the other.
+fn lock(config: &Config) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = state::dir(config);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", path.display()))
 }
 
 fn peek_dirty(config: &Config) -> BTreeSet<String> {
