@@ -37,17 +37,22 @@ pub fn is_full_with(config: &Config, name: &str, settings: &UserSettings) -> boo
     matches!(state::load(config, name), Ok(Some(s)) if s.bytes >= quota.bytes)
 }
 
-/// The line a session report of `name` carries while its quota is full, from the record
-/// alone (the watcher reads nothing else): `uploads refused: quota 5G reached (5.1 GiB used)`.
+/// The line a session report of `name` carries while its quota is full:
+/// `uploads refused: quota 5G reached (5.1 GiB used)`. Full as sshd's block sees it: the last
+/// count against the quota of the user file (a quota raised since the count lets uploads in).
 pub fn report_note(config: &Config, name: &str) -> Option<String> {
     if crate::names::check_user_name("user", name).is_err() {
         return None; // a name from a log line never becomes a path unchecked
     }
     let s = state::load(config, name).ok()??;
-    s.full.then(|| {
+    let quota = match registry::load(config, name) {
+        Ok(settings) => settings.quota?.bytes,
+        Err(_) => s.quota,
+    };
+    (s.bytes >= quota).then(|| {
         format!(
             "uploads refused: quota {} reached ({} used)",
-            Size { bytes: s.quota },
+            Size { bytes: quota },
             human(s.bytes)
         )
     })
@@ -98,6 +103,9 @@ pub fn run(config: &Config, _source: &Source, dry_run: bool, out: &mut dyn Write
                 }
             }
         }
+    }
+    if !dry_run {
+        forget_unmanaged(config)?;
     }
     if render && !dry_run {
         rerender(config, out)?;
@@ -198,6 +206,27 @@ fn rerender(config: &Config, out: &mut dyn Write) -> Result<()> {
             if s.enforced != Some(full) {
                 s.enforced = Some(full);
                 state::save(config, &name, &s)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes the records of accounts that are gone: an account made again with the same name
+/// starts without the old count (which would refuse its uploads from the start).
+fn forget_unmanaged(config: &Config) -> Result<()> {
+    let managed: BTreeSet<String> = crate::accounts::managed_names(config).into_iter().collect();
+    if managed.is_empty() {
+        return Ok(()); // an account database that cannot be read is no reason to forget
+    }
+    let Ok(entries) = std::fs::read_dir(state::dir(config)) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if let Some(name) = file.strip_suffix(".json") {
+            if crate::names::check_user_name("user", name).is_ok() && !managed.contains(name) {
+                state::remove(config, name)?;
             }
         }
     }
