@@ -68,6 +68,18 @@ static TERA: LazyLock<Tera> = LazyLock::new(|| {
     tera
 });
 
+/// One client's lines in sshd's config (docs/policy.md), built only from validated values
+/// ([`crate::policy::sshd::block`]): a user name, networks and fixed request lists.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UserBlock {
+    pub name: String,
+    /// `*,!NET,…`: the addresses this client is refused from; `None` = from anywhere.
+    pub deny_outside: Option<String>,
+    /// internal-sftp's flags after `-l` and `-u` (`-R`, `-p LIST`, `-P LIST`); `None` = the
+    /// jail group's ForceCommand.
+    pub sftp_flags: Option<String>,
+}
+
 /// The values every template may use.
 pub struct Renderer {
     ctx: Context,
@@ -181,6 +193,7 @@ impl Renderer {
                 .display()
                 .to_string(),
         );
+        ctx.insert("users", &Vec::<UserBlock>::new());
         ctx.insert("openssh_version", openssh_version);
         ctx.insert(
             "penalty_exempt",
@@ -218,6 +231,12 @@ impl Renderer {
     /// admin, so it must carry it.
     pub fn with_admin_keys_files(mut self, files: &[String]) -> Renderer {
         self.ctx.insert("admin_keys_files", &files.join(" "));
+        self
+    }
+
+    /// The per-client blocks, placed before the jail group's block.
+    pub fn with_user_blocks(mut self, blocks: &[UserBlock]) -> Renderer {
+        self.ctx.insert("users", blocks);
         self
     }
 

@@ -11,8 +11,11 @@ use crate::accounts;
 use crate::cli::ListUsersArgs;
 use crate::commands::key;
 use crate::config::Config;
+use crate::display::human;
 use crate::jail::Jail;
+use crate::policy::quota;
 use crate::registry;
+use crate::watch::time::format_utc;
 
 #[derive(Debug, Serialize)]
 struct Row {
@@ -29,6 +32,21 @@ struct Row {
     /// In effect: the user's own or the config's default.
     retention: String,
     quota_bytes: Option<u64>,
+    /// The last count of `policy run` (docs/policy.md, "Quota"); absent without a quota.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota_used_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota_files: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota_percent: Option<u64>,
+    /// Uploads are refused from the next session on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota_full: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota_counted: Option<String>,
+    /// `1.2 GiB / 5G (24 %)`, `, full` when full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota_usage: Option<String>,
 }
 
 pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
@@ -38,7 +56,21 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
         .map(|name| {
             let jail = Jail::new(config, &name);
             let settings = registry::load(config, &name).unwrap_or_default();
+            let count = settings
+                .quota
+                .and_then(|_| quota::state::load(config, &name).ok().flatten());
             Row {
+                quota_used_bytes: count.as_ref().map(|c| c.bytes),
+                quota_files: count.as_ref().map(|c| c.files),
+                quota_percent: settings
+                    .quota
+                    .zip(count.as_ref())
+                    .map(|(q, c)| quota::state::percent(c.bytes, q.bytes)),
+                quota_full: settings
+                    .quota
+                    .map(|_| quota::is_full_with(config, &name, &settings)),
+                quota_counted: count.as_ref().map(|c| format_utc(c.scanned_at)),
+                quota_usage: quota::summary(config, &name, &settings),
                 access: settings.access.to_string(),
                 allow_from: settings.allow_from.iter().map(|n| n.to_string()).collect(),
                 expires: settings.expires.map(|d| d.to_string()),
@@ -111,8 +143,8 @@ fn policy_summary(r: &Row) -> String {
     if r.retention != "off" {
         parts.push(format!("keep {}", r.retention));
     }
-    if let Some(q) = r.quota_bytes {
-        parts.push(format!("quota {}", human(q)));
+    if let Some(usage) = &r.quota_usage {
+        parts.push(format!("quota {usage}"));
     }
     if parts.is_empty() {
         "-".into()
@@ -131,22 +163,6 @@ fn data_size(jail: &Jail) -> u64 {
         .filter_map(|e| e.metadata().ok())
         .map(|m| m.size())
         .sum()
-}
-
-/// 1536 → "1.5 KiB".
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 #[cfg(test)]

@@ -51,12 +51,14 @@ pub fn run(config: &Config, args: &RemoveUserArgs) -> Result<()> {
     if args.dry_run.dry_run {
         let mut plan = Plan::new();
         removal_steps(&mut plan, config, &args.name, fate, archive);
+        drop_policy_blocks(&mut plan, config, &args.name)?;
         return finish("remove-user", plan, true);
     }
     let mut before = Plan::new();
     for step in reversible_steps(config, &args.name, archive) {
         before.push_boxed(step);
     }
+    drop_policy_blocks(&mut before, config, &args.name)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let first = before.apply(&mut out).with_context(|| {
@@ -90,6 +92,14 @@ pub fn run(config: &Config, args: &RemoveUserArgs) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// sshd's config without the user's Match blocks; before the point of no return (the
+/// account is locked by then), so that a failing `sshd -t` reverts the whole removal.
+fn drop_policy_blocks(plan: &mut Plan, config: &Config, name: &str) -> Result<()> {
+    let gone =
+        std::collections::BTreeMap::from([(name.to_string(), registry::UserSettings::default())]);
+    crate::policy::sshd::steps(plan, config, &gone)
 }
 
 /// The steps that remove a managed user, in a safe order: no new logins, no running

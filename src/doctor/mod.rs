@@ -14,6 +14,7 @@ pub mod keys;
 pub mod logs;
 pub mod model;
 pub mod perms;
+pub mod quota;
 pub mod services;
 pub mod sshd;
 pub mod watcher;
@@ -128,6 +129,7 @@ pub fn run(ctx: &mut Ctx) -> Vec<Check> {
     checks.extend(ctx.timed("watcher", watcher::checks));
     checks.extend(ctx.timed("drift", drift::checks));
     checks.extend(ctx.timed("perms", perms::checks));
+    checks.extend(ctx.timed("quota", quota::checks));
     checks
 }
 

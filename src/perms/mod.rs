@@ -24,10 +24,12 @@ pub mod migrate;
 pub mod mounts;
 pub mod policy;
 mod scan;
+mod usage;
 mod watcher;
 
 pub use jails::UserCheck;
 pub use scan::{
     scan, scan_jail, scan_with, short, Finding, FindingKind, JailScan, ScanReport, MAX_LISTED,
 };
+pub use usage::{usage, usage_with, Usage};
 pub use watcher::{Stats, Watcher, MAX_WATCHED_PATH};

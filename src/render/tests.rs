@@ -198,3 +198,42 @@ fn watch_unit_sandbox_follows_the_config() {
         assert!(err.contains("ReadWritePaths"), "{bad:?}: {err}");
     }
 }
+
+#[test]
+fn client_blocks_come_before_the_jail_groups_block() {
+    let config = Config::parse("root = \"/srv/exchange\"\n").unwrap();
+    let settings = |access: &str, nets: &[&str]| crate::registry::UserSettings {
+        access: access.parse().unwrap(),
+        allow_from: nets.iter().map(|n| n.parse().unwrap()).collect(),
+        ..Default::default()
+    };
+    let blocks: Vec<UserBlock> = [
+        (
+            "alice",
+            settings("read-only", &["203.0.113.0/24", "2001:db8::/32"]),
+        ),
+        ("bob", settings("upload-only", &[])),
+        ("carol", settings("download-only", &[])),
+        ("dave", settings("rw", &["192.0.2.7"])),
+        ("erin", settings("rw", &[])),
+    ]
+    .iter()
+    .filter_map(|(n, s)| crate::policy::sshd::block(&config, n, s))
+    .collect();
+    assert_eq!(blocks.len(), 4, "erin has the default policy: no block");
+    let text = Renderer::new(&config, Path::new("/etc/sftpctl/sftpctl.toml"), "9.2")
+        .with_user_blocks(&blocks)
+        .sshd_dropin(false)
+        .unwrap();
+    check("sshd_dropin_clients.conf", &text);
+    let group = text.find("Match Group").unwrap();
+    for needle in [
+        "Match User alice Address *,!203.0.113.0/24,!2001:db8::/32\n    DenyUsers alice\n",
+        "ForceCommand internal-sftp -l VERBOSE -u 0007 -R\n",
+        "Match User dave Address *,!192.0.2.7\n",
+    ] {
+        let at = text.find(needle).unwrap_or_else(|| panic!("no {needle:?}"));
+        assert!(at < group, "{needle:?} after the group block");
+    }
+    assert!(!text.contains("erin"));
+}

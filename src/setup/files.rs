@@ -1,16 +1,19 @@
 //! The files sftpctl renders, whole or as fenced blocks: what `init` writes and `doctor`
 //! compares with the disk.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::config::{Config, Source};
+use crate::config::{Config, Source, DEFAULT_PATH};
 use crate::fenced::{self, Placement};
 use crate::host_auth;
 use crate::openssh;
 use crate::plan::fsops::{self, Meta};
 use crate::plan::steps::File;
+use crate::policy;
+use crate::registry::UserSettings;
 use crate::render::Renderer;
 use crate::setup::imuxsock::rsyslog_main_file;
 
@@ -52,13 +55,38 @@ pub fn managed_files(config: &Config, source: &Source) -> Result<ManagedFiles> {
     render_files(config, &render, version)
 }
 
-/// The renderer, with the admin block's key files computed from the host's own config.
+/// The renderer, with the admin block's key files computed from the host's own config and
+/// the per-client blocks of the users' files as they are on disk.
 pub fn renderer(config: &Config, source: &Source, version: openssh::Version) -> Result<Renderer> {
-    let render = Renderer::new(config, &source.path, &version.to_string());
+    renderer_with(config, &source.path, version, &BTreeMap::new())
+}
+
+/// [`renderer`], with `overrides` in place of those users' files (a plan that has not
+/// written them yet).
+fn renderer_with(
+    config: &Config,
+    config_path: &Path,
+    version: openssh::Version,
+    overrides: &BTreeMap<String, UserSettings>,
+) -> Result<Renderer> {
+    let render = Renderer::new(config, config_path, &version.to_string())
+        .with_user_blocks(&policy::sshd::blocks(config, overrides)?);
     Ok(match &config.admin {
         Some(admin) => render.with_admin_keys_files(&host_auth::admin_block_keys(config, admin)?),
         None => render,
     })
+}
+
+/// Only sshd's files (drop-in, main config's fenced blocks), as `init` would write them with
+/// `overrides` in place of those users' files.
+pub fn sshd_managed_files(
+    config: &Config,
+    overrides: &BTreeMap<String, UserSettings>,
+) -> Result<Vec<File>> {
+    let version = openssh::detect_version(&config.sshd.binary)?;
+    // sshd's templates do not name the config file (only the units and logrotate's do).
+    let render = renderer_with(config, Path::new(DEFAULT_PATH), version, overrides)?;
+    sshd_files(config, &render, version)
 }
 
 /// What `init` writes with `render`, for OpenSSH `version`.

@@ -7,4 +7,6 @@ mod files;
 mod imuxsock;
 
 pub use activation::validate_and_activate;
-pub use files::{managed_files, render_files, renderer, rsyslog_dropin_dir, ManagedFiles};
+pub use files::{
+    managed_files, render_files, renderer, rsyslog_dropin_dir, sshd_managed_files, ManagedFiles,
+};

@@ -110,6 +110,9 @@ pub struct Report {
     pub download_size: String,
     /// Lines of this session that could not be read (cut at 500 bytes or garbled).
     pub unreadable_lines: u64,
+    /// What the client's policy did to this session (e.g. why uploads were refused).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
@@ -254,6 +257,7 @@ impl Report {
             download_size: total_size(s.totals.download_bytes, s.totals.downloads_size_unknown),
             totals: s.totals,
             unreadable_lines: s.unreadable_lines,
+            notes: Vec::new(),
         }
     }
 }
@@ -311,6 +315,7 @@ pub fn example() -> Report {
     r.rmdirs = shown.rmdirs;
     r.changes = shown.changes;
     r.failures = shown.failures;
+    r.notes = vec!["uploads refused: quota 5G reached (5.1 GiB used)".into()];
     r
 }
 

@@ -190,7 +190,11 @@ impl Engine {
     }
 
     fn queue_finished(&mut self) -> Result<()> {
-        for report in self.finished.drain(..) {
+        for mut report in self.finished.drain(..) {
+            report.notes.extend(crate::policy::quota::report_note(
+                &self.config,
+                &report.user,
+            ));
             self.writer.append(&report)?;
             self.last_sessions
                 .insert(report.user.clone(), report.end_text.clone());
