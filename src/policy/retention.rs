@@ -53,21 +53,51 @@ pub fn run_now(
     out: &mut dyn Write,
 ) -> Result<()> {
     let mut work = Vec::new();
+    let mut failed = Vec::new();
     for name in names {
-        let settings = crate::registry::load(config, name)?;
+        let settings = match crate::registry::load(config, name) {
+            Ok(s) => s,
+            Err(e) => {
+                writeln!(out, "retention: {name}: {e:#}")?;
+                failed.push(name.as_str());
+                continue;
+            }
+        };
         match settings.retention(config) {
             Retention::Off if explicit => writeln!(out, "retention: {name}: off, nothing to do")?,
             Retention::Off => {}
             Retention::Days(days) => work.push((name, days, settings.notify_client(config))),
         }
     }
-    if work.is_empty() {
-        return Ok(());
+    if !work.is_empty() {
+        sweep_all(config, work, dry_run, &mut failed, out)?;
     }
+    anyhow::ensure!(
+        failed.is_empty(),
+        "retention failed for {} (the others were done): see the lines above",
+        failed.join(", ")
+    );
+    Ok(())
+}
+
+fn sweep_all<'a>(
+    config: &Config,
+    work: Vec<(&'a String, u32, bool)>,
+    dry_run: bool,
+    failed: &mut Vec<&'a str>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    // The job and `sftpctl retention` may run at once: one at a time reads and writes the
+    // announcements. A dry run writes nothing (not even the lock file), and state files are
+    // replaced atomically, so it needs no lock.
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(state::lock(config)?)
+    };
     let ids = Ids::load(config, UserCheck::Accounts)?;
     let root = fsx::open_dir_path(&config.root)
         .with_context(|| format!("cannot open the jail root {}", config.root.display()))?;
-    let mut failed = Vec::new();
     for (name, days, to_client) in work {
         let client = Client {
             config,
@@ -81,11 +111,6 @@ pub fn run_now(
             failed.push(name.as_str());
         }
     }
-    anyhow::ensure!(
-        failed.is_empty(),
-        "retention failed for {} (the others were done): see the lines above",
-        failed.join(", ")
-    );
     Ok(())
 }
 

@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use std::os::unix::fs::OpenOptionsExt;
+
 use anyhow::{Context, Result};
 
 use super::walk::Key;
@@ -76,6 +78,22 @@ pub fn set_last_run(config: &Config, day: i64) -> Result<()> {
         format!("{day}\n").as_bytes(),
         Meta::current_user(0o600),
     )
+}
+
+/// An exclusive lock on `state_dir/policy/retention/lock`, held until dropped (the kernel
+/// drops it when the process dies).
+pub fn lock(config: &Config) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    private_dir(&dir(config))?;
+    let path = dir(config).join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", path.display()))
 }
 
 fn private_dir(path: &std::path::Path) -> Result<()> {
