@@ -414,4 +414,94 @@ mod tests {
             .status()
             .unwrap();
     }
+
+    /// The client's swaps, done deterministically in the middle of the walk (from
+    /// `may_delete`, while the walk holds its descriptors): every directory of the tree is
+    /// moved away and replaced by a symlink to a directory outside full of old files of the
+    /// same owner. The walk finishes in the directories it holds and never goes outside.
+    #[test]
+    fn directories_swapped_for_symlinks_mid_walk_never_lead_outside() {
+        let base = tmp("swap");
+        let data = base.join("data");
+        let outside = base.join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        let now = crate::watch::time::now_unix();
+        let old = now - 40 * 86_400;
+        for i in 0..50 {
+            let p = outside.join(format!("o{i}"));
+            std::fs::write(&p, "x").unwrap();
+            set_mtime(None, &p, old);
+        }
+        for d in ["a", "b", "c", "a/x", "b/y"] {
+            std::fs::create_dir_all(data.join(d)).unwrap();
+            for i in 0..5 {
+                let p = data.join(d).join(format!("f{i}"));
+                std::fs::write(&p, "x").unwrap();
+                set_mtime(None, &p, old);
+            }
+        }
+        let rules = rules_for(&data, now);
+        let fd = fsx::open_dir_path(&data).unwrap();
+        let mut swapped = false;
+        let mut deleted = 0;
+        let stats = walk(
+            &fd,
+            &rules,
+            false,
+            &mut |_| {
+                if !swapped {
+                    swapped = true;
+                    for d in ["a/x", "b/y", "a", "b", "c"] {
+                        let moved = data.join(format!("{}.moved", d.replace('/', "-")));
+                        std::fs::rename(data.join(d), moved).unwrap();
+                        std::os::unix::fs::symlink(&outside, data.join(d)).unwrap();
+                    }
+                }
+                true
+            },
+            &mut |_, d| {
+                assert_eq!(d, Done::Deleted);
+                deleted += 1;
+            },
+        );
+        assert!(swapped && deleted > 0, "{stats:?}");
+        let left = std::fs::read_dir(&outside).unwrap().count();
+        assert_eq!(left, 50, "files outside were deleted");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// An ancestor whose descriptor the walk gave up is moved elsewhere in the tree while the
+    /// walk is below it: climbing back finds another inode through `..` and stops there.
+    #[test]
+    fn a_moved_ancestor_stops_the_walk_instead_of_climbing_elsewhere() {
+        let base = tmp("climb");
+        let data = base.join("data");
+        let mut deep = data.clone();
+        for i in 0..40 {
+            deep.push(format!("l{i}"));
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        let now = crate::watch::time::now_unix();
+        std::fs::write(deep.join("f"), "x").unwrap();
+        set_mtime(None, &deep.join("f"), now - 40 * 86_400);
+        let rules = rules_for(&data, now);
+        let fd = fsx::open_dir_path(&data).unwrap();
+        let mut moved = false;
+        let stats = walk(
+            &fd,
+            &rules,
+            true,
+            &mut |_| {
+                let l5: PathBuf = (0..=5).map(|i| format!("l{i}")).collect();
+                std::fs::rename(data.join(&l5), data.join("moved")).unwrap();
+                moved = true;
+                true
+            },
+            &mut |_, _| {},
+        );
+        assert!(moved);
+        let why = stats.stopped.expect("the walk went on");
+        assert!(why.contains("was moved during the walk"), "{why}");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }
