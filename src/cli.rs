@@ -56,6 +56,9 @@ pub enum Command {
     /// notices, retention, pending notices (the systemd timer runs it).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Delete now the files that retention says are due (the daily job does the same);
+    /// `--dry-run` lists them and changes nothing.
+    Retention(RetentionArgs),
     /// Make the managed users match a declarative USERS.toml (create, change, and --prune).
     Apply(ApplyArgs),
     /// Check the live system (jails, log links, sshd, accounts, keys, rsyslog, logrotate, the
@@ -233,6 +236,17 @@ pub struct SetArgs {
 pub enum PolicyCommand {
     /// Do every policy job that is due now, then exit.
     Run(DryRun),
+}
+
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// Managed users to act on [default: every managed user with a retention].
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+
+    /// List what would be deleted now, change nothing (no deletion, no notice, no state).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

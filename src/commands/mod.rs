@@ -14,6 +14,7 @@ mod policy;
 mod refresh_log_links;
 mod remove_user;
 mod report;
+mod retention;
 mod set;
 mod watch;
 
@@ -47,6 +48,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::SetEmail(args) => account::set_email(&config, &args),
         Command::Set(args) => set::run(&config, &args),
         Command::Policy(command) => policy::run(&config, &source, &command),
+        Command::Retention(args) => retention::run(&config, &args),
         Command::Apply(args) => apply::run(&config, &args),
         Command::Watch(args) => watch::run(&config, &source, &args),
         Command::Report(args) => report::run(&config, &args),

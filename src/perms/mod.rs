@@ -17,9 +17,9 @@
 //! each parent's descriptor. See `docs/shared-write.md` for the race analysis and measured
 //! cost.
 
-mod fsx;
+pub(crate) mod fsx;
 mod inotify;
-mod jails;
+pub(crate) mod jails;
 pub mod migrate;
 pub mod mounts;
 pub mod policy;
