@@ -207,6 +207,13 @@ fn old_files_go_new_and_foreign_ones_stay_and_a_download_does_not_keep_a_file() 
     let before = sb.snapshot();
     let dry = sb.sftpctl_ok(&["retention", "--dry-run", &w.alice]);
     before.assert_same(&sb.snapshot(), "retention --dry-run");
+    let job_dry = sb.sftpctl_ok(&["policy", "run", "--dry-run"]);
+    before.assert_same(&sb.snapshot(), "policy run --dry-run");
+    assert!(
+        stdout(&job_dry).contains("would delete 4 file(s)"),
+        "{}",
+        show(&job_dry)
+    );
     let dry_text = stdout(&dry);
     for gone in ["old.txt", "sub/old2.txt", "read.txt", "admin.txt"] {
         assert!(

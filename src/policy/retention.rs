@@ -131,6 +131,8 @@ struct Found {
     failures: Listed<Failure>,
     announce: Listed<Line>,
     announce_keys: Vec<Key>,
+    /// The earliest day a newly announced file goes.
+    first_day: Option<Day>,
     waiting: usize,
 }
 
@@ -232,6 +234,7 @@ impl Client<'_> {
                                 .max(day + i64::from(warn_days)),
                         };
                         found.announce_keys.push(c.key);
+                        found.first_day = Some(found.first_day.map_or(goes, |d| d.min(goes)));
                         found.announce.push(|| Line::new(&c, goes));
                     } else {
                         found.waiting += 1;
@@ -299,7 +302,8 @@ impl Client<'_> {
             files
                 .items
                 .sort_by(|a, b| (&a.day, &a.name).cmp(&(&b.day, &b.name)));
-            let notice = mail::warning(&about, warn_days, &found.announce_keys, &files)?;
+            let first = found.first_day.unwrap_or(today);
+            let notice = mail::warning(&about, warn_days, first, &found.announce_keys, &files)?;
             notices::queue(self.config, &notice)?;
         }
         if found.deleted.count > 0 || found.failures.count > 0 {

@@ -147,6 +147,7 @@ pub struct About<'a> {
 pub fn warning(
     about: &About<'_>,
     warn_days: u32,
+    first_day: Day,
     keys: &[Key],
     files: &Listed<Line>,
 ) -> Result<Notice> {
@@ -154,7 +155,7 @@ pub fn warning(
     ctx.insert("user", about.user);
     ctx.insert("retention", &about.retention.to_string());
     ctx.insert("count", &files.count);
-    ctx.insert("first_day", &files.items.iter().map(|l| &l.day).min());
+    ctx.insert("first_day", &first_day.to_string());
     ctx.insert("files", &files.items);
     ctx.insert("more", &files.more());
     ctx.insert("warn_days", &warn_days);
@@ -242,7 +243,7 @@ mod tests {
             files.push(|| Line::new(&c, Day { days: 20_007 }));
             keys.push(c.key);
         }
-        let n = warning(&about, 7, &keys, &files).unwrap();
+        let n = warning(&about, 7, Day { days: 20_007 }, &keys, &files).unwrap();
         assert_eq!(
             n.subject,
             "Retention: 1001 file(s) of alice will be deleted from 2024-10-11"
@@ -264,9 +265,9 @@ mod tests {
             "{}",
             n.id
         );
-        let again = warning(&about, 7, &keys, &files).unwrap();
+        let again = warning(&about, 7, Day { days: 20_007 }, &keys, &files).unwrap();
         assert_eq!(again.id, n.id, "stable id");
-        let other = warning(&about, 7, &keys[1..], &files).unwrap();
+        let other = warning(&about, 7, Day { days: 20_007 }, &keys[1..], &files).unwrap();
         assert_ne!(other.id, n.id);
         let r = report(
             &about,

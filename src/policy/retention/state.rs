@@ -89,6 +89,7 @@ pub fn lock(config: &Config) -> Result<nix::fcntl::Flock<std::fs::File>> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
