@@ -12,6 +12,8 @@ use crate::cli::ListUsersArgs;
 use crate::commands::key;
 use crate::config::Config;
 use crate::jail::Jail;
+use crate::policy::expiry;
+use crate::policy::values::Day;
 use crate::registry;
 
 #[derive(Debug, Serialize)]
@@ -20,12 +22,19 @@ struct Row {
     jail: String,
     data_bytes: u64,
     keys: usize,
+    /// Locked (`sftpctl lock`, the idle lock, `usermod -L`): `!` before the password field;
+    /// `None` when the shadow file cannot be read. An expiry is not a lock: see `expired`.
     locked: Option<bool>,
     email: Option<String>,
     last_session: Option<String>,
     access: String,
     allow_from: Vec<String>,
     expires: Option<String>,
+    /// The `expires` day has passed (UTC): logins are refused.
+    expired: bool,
+    /// Days after today the account still works (0: today is its last day; negative: days
+    /// since it expired); `None`: it never expires.
+    expires_in_days: Option<i64>,
     /// In effect: the user's own or the config's default.
     retention: String,
     quota_bytes: Option<u64>,
@@ -33,12 +42,16 @@ struct Row {
 
 pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
     let shadow = accounts::read_shadow(config).ok();
+    let today = Day::today();
     let rows: Vec<Row> = accounts::managed_names(config)
         .into_iter()
         .map(|name| {
             let jail = Jail::new(config, &name);
             let settings = registry::load(config, &name).unwrap_or_default();
+            let expiry = expiry::state(settings.expires, today);
             Row {
+                expired: matches!(expiry, expiry::State::Expired { .. }),
+                expires_in_days: settings.expires.map(|d| d.days - today.days),
                 access: settings.access.to_string(),
                 allow_from: settings.allow_from.iter().map(|n| n.to_string()).collect(),
                 expires: settings.expires.map(|d| d.to_string()),
@@ -46,10 +59,9 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
                 quota_bytes: settings.quota.map(|q| q.bytes),
                 data_bytes: data_size(&jail),
                 keys: key::current(config, &name).map(|k| k.len()).unwrap_or(0),
-                locked: shadow.as_ref().map(|s| {
-                    s.get(&name)
-                        .is_some_and(|e| e.locked() || e.expire.is_some())
-                }),
+                locked: shadow
+                    .as_ref()
+                    .map(|s| s.get(&name).is_some_and(|e| e.locked())),
                 email: registry::email_of(config, &name),
                 last_session: registry::last_session(config, &name),
                 jail: jail.dir.display().to_string(),
@@ -106,7 +118,12 @@ fn policy_summary(r: &Row) -> String {
         parts.push(format!("from {}", r.allow_from.join(",")));
     }
     if let Some(day) = &r.expires {
-        parts.push(format!("expires {day}"));
+        parts.push(match r.expires_in_days {
+            Some(n) if n < 0 => format!("EXPIRED {day}"),
+            Some(0) => format!("expires {day} (last day)"),
+            Some(n) => format!("expires {day} (in {n} d)"),
+            None => format!("expires {day}"),
+        });
     }
     if r.retention != "off" {
         parts.push(format!("keep {}", r.retention));
