@@ -63,7 +63,8 @@ struct Entry {
     locked: Option<bool>,
     access: Option<Access>,
     allow_from: Option<Vec<Network>>,
-    /// A date, or "never".
+    /// A date (TOML's `2027-03-31` or a string), or "never".
+    #[serde(default, deserialize_with = "crate::policy::values::text_or_date")]
     expires: Option<String>,
     /// A duration, "off" or "default".
     retention: Option<String>,
