@@ -146,6 +146,29 @@ fn logins_refused(sb: &Sandbox, user: &str, key: &std::path::Path, why: &str) {
     );
 }
 
+/// A live (not zombie) process of `user`'s, or sshd's monitor titled for it.
+fn session_running(user: &str) -> bool {
+    let uid = uid_of(user).to_string();
+    fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        let status = fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .unwrap_or("")
+                .split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        if field("State:").first().is_some_and(|s| s == "Z") {
+            return false;
+        }
+        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+        field("Uid:").first() == Some(&uid)
+            || String::from_utf8_lossy(&cmdline).starts_with(&format!("sshd: {user}"))
+    })
+}
+
 fn today() -> i64 {
     (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -253,7 +276,39 @@ fn boundary(pam: bool) {
     assert_eq!(shadow_expire(user), Some(field(t)));
     logins_work(sb, user, key, "unlocked, expires today");
 
+    // A session opened on its last day is ended by the first policy run after the end.
+    let started = sb.sshd_log().matches("Starting session").count();
+    let mut open = sb
+        .sftp_command(user, key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the open session to start", DEADLINE, || {
+        sb.sshd_log().matches("Starting session").count() > started
+    });
     sb.sftpctl_ok(&["set", user, &format!("expires={}", date(t - 1))]);
+    assert!(
+        open.try_wait().unwrap().is_none(),
+        "the session ended before the run"
+    );
+    let run = sb.sftpctl_ok(&["policy", "run"]);
+    assert!(
+        stdout(&run).contains(&format!("ending the sessions of {user}")),
+        "{}",
+        show(&run)
+    );
+    // The client notices when it next talks to the server.
+    use std::io::Write as _;
+    let _ = open.stdin.as_mut().unwrap().write_all(b"ls\n");
+    wait_until("the expired client's session to end", DEADLINE, || {
+        open.try_wait().unwrap().is_some()
+    });
+    assert!(
+        !open.wait().unwrap().success(),
+        "the session went on after the run"
+    );
     logins_refused(sb, user, key, "expired again");
     sb.sftpctl_ok(&["set", user, "expires=never"]);
     assert_eq!(shadow_expire(user), None);
@@ -359,6 +414,10 @@ fn idle_lock_locks_notifies_and_unlock_restarts_the_clock() {
     );
     snap.assert_same(&sb.snapshot(), "policy run --dry-run");
     logins_work(sb, user, key, "before the idle lock");
+    // A session still running is not idle: let sshd's processes of those logins go.
+    wait_until("the test logins' processes to end", DEADLINE, || {
+        !session_running(user)
+    });
 
     let run = sb.sftpctl_ok(&["policy", "run"]);
     assert!(
@@ -381,7 +440,9 @@ fn idle_lock_locks_notifies_and_unlock_restarts_the_clock() {
 
     sb.sftpctl_ok(&["unlock", user]);
     assert_eq!(shadow_expire(user), None);
-    logins_work(sb, user, key, "unlocked");
+    // Right after unlock, before any session: only the restarted clock keeps it unlocked
+    // (its last session is still two days old).
+    assert!(!session_running(user));
     let rerun = sb.sftpctl_ok(&["policy", "run"]);
     assert!(
         !stdout(&rerun).contains("locking"),
@@ -389,7 +450,7 @@ fn idle_lock_locks_notifies_and_unlock_restarts_the_clock() {
         show(&rerun)
     );
     assert_eq!(user_row(sb, user)["locked"], false);
-    logins_work(sb, user, key, "the run after unlock");
+    logins_work(sb, user, key, "unlocked, after the next run");
 }
 
 /// Bad dates: one line, exit 2, nothing changed (set and add-user).

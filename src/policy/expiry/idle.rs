@@ -5,8 +5,8 @@
 //! recorded it) and its clock file `state_dir/policy/idle/NAME` (one line, Unix seconds).
 //! The clock file is (re)started: by the first run that sees a client without any session
 //! (sftpctl cannot know sessions its watcher did not see, so a client is never locked for
-//! days before that), by `sftpctl unlock`, and by every run while the client is locked or
-//! expired (the clock does not run while the client cannot log in, so extending an expired
+//! days before that), by `sftpctl unlock`, and by every run while the client is locked,
+//! expired or in a session (the clock does not run while the client cannot log in, so extending an expired
 //! account does not lock it at once).
 
 use std::io::Write;
@@ -77,7 +77,11 @@ pub fn check(
         super::State::Expired { .. }
     );
     let start = clock_start(config, name);
-    if shadow.locked() || expired || start.is_none() {
+    // A session still running (the watcher records a session when it ends) is not idle.
+    let in_session = !crate::plan::Step::is_satisfied(&KillSessions {
+        name: name.to_string(),
+    })?;
+    if shadow.locked() || expired || in_session || start.is_none() {
         if !dry_run {
             restart_clock(config, name)?;
         }

@@ -19,8 +19,8 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 
 use crate::config::Config;
-use crate::plan::account_steps::SetExpiry;
-use crate::plan::Plan;
+use crate::plan::account_steps::{KillSessions, SetExpiry};
+use crate::plan::{Plan, Step};
 use crate::policy::values::Day;
 use crate::registry::UserSettings;
 
@@ -142,6 +142,9 @@ pub fn run(
         };
         let mut one = || -> Result<()> {
             notices::queue_for(config, &name, &settings, today, dry_run, out)?;
+            if let State::Expired { day } = state(settings.expires, today) {
+                end_sessions(&name, day, dry_run, out)?;
+            }
             if let Some(shadow) = &shadow {
                 idle::check(config, &name, &settings, shadow.get(&name), dry_run, out)?;
             }
@@ -159,6 +162,26 @@ pub fn run(
         failed.join(", ")
     );
     Ok(())
+}
+
+/// sshd and PAM check the expiry at login only: a session opened before the end of the
+/// day would go on. Ended here, on the first run after it.
+fn end_sessions(name: &str, day: Day, dry_run: bool, out: &mut dyn std::io::Write) -> Result<()> {
+    let step = KillSessions {
+        name: name.to_string(),
+    };
+    if step.is_satisfied()? {
+        return Ok(());
+    }
+    if dry_run {
+        writeln!(out, "would end the sessions of {name} (expired {day})")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "ending the sessions of {name}: it expired at the end of {day}"
+    )?;
+    step.apply(&mut crate::plan::Journal::default())
 }
 
 #[cfg(test)]
