@@ -45,7 +45,8 @@ pub enum Command {
     Passwd(PasswdArgs),
     /// Lock a user out (password and keys) and end its sessions.
     Lock(NameArgs),
-    /// Unlock a user locked with `sftpctl lock`.
+    /// Unlock a user locked with `sftpctl lock` or by the idle lock (its `expires` date comes
+    /// back; an expired account is refused: extend it with `sftpctl set NAME expires=…`).
     Unlock(NameArgs),
     /// Set the address that gets a copy of this user's session reports ("" to clear).
     SetEmail(SetEmailArgs),

@@ -11,6 +11,8 @@ use crate::config::Config;
 use crate::error::{require_root, usage};
 use crate::plan::account_steps::{KillSessions, SetLocked, SetPassword};
 use crate::plan::{Journal, Plan, Step};
+use crate::policy::expiry;
+use crate::policy::values::Day;
 use crate::registry;
 
 pub fn passwd(config: &Config, args: &PasswdArgs) -> Result<()> {
@@ -30,18 +32,32 @@ pub fn lock(config: &Config, args: &NameArgs, locked: bool) -> Result<()> {
     let command = if locked { "lock" } else { "unlock" };
     require_root(&format!("sftpctl {command}"))?;
     require_managed(config, &args.name)?;
+    let name = &args.name;
+    let settings = registry::load(config, name)?;
+    if !locked {
+        if let expiry::State::Expired { day } = expiry::state(settings.expires, Day::today()) {
+            return Err(usage(format!(
+                "{name} expired at the end of {day} (UTC), so unlocking would not let it log in and nothing was changed: extend it with `sftpctl set {name} expires=YYYY-MM-DD` (or expires=never), then run `sftpctl unlock {name}` if it is still locked"
+            )));
+        }
+    }
     let mut plan = Plan::new();
     plan.push(SetLocked {
         config: config.clone(),
-        name: args.name.clone(),
+        name: name.clone(),
         locked,
     });
     if locked {
-        plan.push(KillSessions {
-            name: args.name.clone(),
-        });
+        plan.push(KillSessions { name: name.clone() });
+    } else {
+        // The lock held the expiry field: the client's own expiry comes back.
+        expiry::steps(&mut plan, config, name, &settings)?;
     }
     finish(command, plan, args.dry_run.dry_run)?;
+    if !locked && !args.dry_run.dry_run {
+        // The idle lock counts from here, so the next `policy run` does not lock it again.
+        expiry::idle::restart_clock(config, name)?;
+    }
     if let Some(note) = penalty_note(config) {
         eprintln!("{note}");
     }

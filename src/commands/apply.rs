@@ -40,7 +40,7 @@ use crate::plan::steps::Dir;
 use crate::plan::Plan;
 use crate::policy::assign::{self, Assignment};
 use crate::policy::steps::{self as policy_steps, Change};
-use crate::policy::values::{Access, Network, Text};
+use crate::policy::values::{Access, Network};
 use crate::registry;
 
 /// Exit code of `--dry-run --exit-code` when changes would be made.
@@ -63,8 +63,9 @@ struct Entry {
     locked: Option<bool>,
     access: Option<Access>,
     allow_from: Option<Vec<Network>>,
-    /// A date (TOML date or string), or "never".
-    expires: Option<Text>,
+    /// A date (TOML's `2027-03-31` or a string), or "never".
+    #[serde(default, deserialize_with = "crate::policy::values::text_or_date")]
+    expires: Option<String>,
     /// A duration, "off" or "default".
     retention: Option<String>,
     /// A size, or "none".
@@ -208,7 +209,7 @@ fn load(config: &Config, path: &Path) -> Result<Vec<Wanted>> {
             Ok(())
         };
         setting("email", e.email)?;
-        setting("expires", e.expires.map(|t| t.0))?;
+        setting("expires", e.expires)?;
         setting("retention", e.retention)?;
         setting("quota", e.quota)?;
         if let Some(access) = e.access {

@@ -13,7 +13,9 @@ use crate::commands::key;
 use crate::config::Config;
 use crate::display::human;
 use crate::jail::Jail;
+use crate::policy::expiry;
 use crate::policy::quota;
+use crate::policy::values::Day;
 use crate::registry;
 use crate::watch::time::format_utc;
 
@@ -23,12 +25,19 @@ struct Row {
     jail: String,
     data_bytes: u64,
     keys: usize,
+    /// Locked (`sftpctl lock`, the idle lock, `usermod -L`): `!` before the password field;
+    /// `None` when the shadow file cannot be read. An expiry is not a lock: see `expired`.
     locked: Option<bool>,
     email: Option<String>,
     last_session: Option<String>,
     access: String,
     allow_from: Vec<String>,
     expires: Option<String>,
+    /// The `expires` day has passed (UTC): logins are refused.
+    expired: bool,
+    /// Days after today the account still works (0: today is its last day; negative: days
+    /// since it expired); `None`: it never expires.
+    expires_in_days: Option<i64>,
     /// In effect: the user's own or the config's default.
     retention: String,
     quota_bytes: Option<u64>,
@@ -51,6 +60,7 @@ struct Row {
 
 pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
     let shadow = accounts::read_shadow(config).ok();
+    let today = Day::today();
     let rows: Vec<Row> = accounts::managed_names(config)
         .into_iter()
         .map(|name| {
@@ -59,7 +69,10 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
             let count = settings
                 .quota
                 .and_then(|_| quota::state::load(config, &name).ok().flatten());
+            let expiry = expiry::state(settings.expires, today);
             Row {
+                expired: matches!(expiry, expiry::State::Expired { .. }),
+                expires_in_days: settings.expires.map(|d| d.days - today.days),
                 quota_used_bytes: count.as_ref().map(|c| c.bytes),
                 quota_files: count.as_ref().map(|c| c.files),
                 quota_percent: settings
@@ -78,10 +91,9 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
                 quota_bytes: settings.quota.map(|q| q.bytes),
                 data_bytes: data_size(&jail),
                 keys: key::current(config, &name).map(|k| k.len()).unwrap_or(0),
-                locked: shadow.as_ref().map(|s| {
-                    s.get(&name)
-                        .is_some_and(|e| e.locked() || e.expire.is_some())
-                }),
+                locked: shadow
+                    .as_ref()
+                    .map(|s| s.get(&name).is_some_and(|e| e.locked())),
                 email: registry::email_of(config, &name),
                 last_session: registry::last_session(config, &name),
                 jail: jail.dir.display().to_string(),
@@ -138,7 +150,12 @@ fn policy_summary(r: &Row) -> String {
         parts.push(format!("from {}", r.allow_from.join(",")));
     }
     if let Some(day) = &r.expires {
-        parts.push(format!("expires {day}"));
+        parts.push(match r.expires_in_days {
+            Some(n) if n < 0 => format!("EXPIRED {day}"),
+            Some(0) => format!("expires {day} (last day)"),
+            Some(n) => format!("expires {day} (in {n} d)"),
+            None => format!("expires {day}"),
+        });
     }
     if r.retention != "off" {
         parts.push(format!("keep {}", r.retention));

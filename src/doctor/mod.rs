@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod drift;
+pub mod expiry;
 pub mod jails;
 pub mod keys;
 pub mod logs;
@@ -121,6 +122,7 @@ pub fn run(ctx: &mut Ctx) -> Vec<Check> {
     checks.extend(ctx.timed("jails", jails::checks));
     checks.extend(ctx.timed("logs", logs::checks));
     checks.extend(ctx.timed("accounts", accounts::checks));
+    checks.extend(ctx.timed("expiry", expiry::checks));
     checks.extend(ctx.timed("keys", keys::checks));
     checks.extend(ctx.timed("sshd", sshd::checks));
     checks.extend(ctx.timed("rsyslog", services::rsyslog));

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use crate::accounts;
 use crate::config::Config;
 use crate::plan::fsops::{self, Kind};
+use crate::plan::journal::Undo;
 use crate::plan::steps::{run_command, uid_of};
 use crate::plan::{archive, tree_removal};
 use crate::plan::{Journal, Step};
@@ -91,8 +92,13 @@ impl Step for SetPasswordHash {
     }
 }
 
-/// Locked: `!` before the password field (no password login) and the account expired
-/// (sshd and PAM refuse keys too). Unlocked: both undone.
+/// The expiry day `sftpctl lock` writes (1970-01-02): in the past for sshd and PAM alike, and
+/// never a day a client's `expires` maps to, so a lock can be told from an expiry.
+pub const LOCK_EXPIRE: u64 = 1;
+
+/// Locked: `!` before the password field (no password login) and the account expired on
+/// [`LOCK_EXPIRE`] (sshd and PAM refuse keys too). Unlocked: both undone; a client's own
+/// expiry is then put back by the [`SetExpiry`] step that follows in the same plan.
 pub struct SetLocked {
     pub config: Config,
     pub name: String,
@@ -108,11 +114,11 @@ impl Step for SetLocked {
         let Some(s) = accounts::shadow_of(&self.config, &self.name)? else {
             return Ok(false);
         };
-        let expired = s.expire.is_some();
+        let lock_expiry = s.expire == Some(LOCK_EXPIRE);
         Ok(if self.locked {
-            s.locked() && expired
+            s.locked() && lock_expiry
         } else {
-            !s.locked() && !expired
+            !s.locked() && !lock_expiry
         })
     }
     fn apply(&self, _journal: &mut Journal) -> Result<()> {
@@ -122,7 +128,7 @@ impl Step for SetLocked {
             if !s.locked() {
                 argv.push("-L".into());
             }
-            argv.extend(["-e".into(), "1".into()]);
+            argv.extend(["-e".into(), LOCK_EXPIRE.to_string()]);
         } else {
             if s.password.trim_start_matches('!').is_empty() {
                 // `!` alone (useradd's default): `usermod -U` would leave it locked
@@ -131,10 +137,67 @@ impl Step for SetLocked {
             } else if s.locked() {
                 argv.push("-U".into());
             }
-            argv.extend(["-e".into(), String::new()]);
+            if s.expire == Some(LOCK_EXPIRE) {
+                argv.extend(["-e".into(), String::new()]);
+            }
+        }
+        if argv.len() == 1 {
+            return Ok(());
         }
         argv.push(self.name.clone());
         run_command(&argv).map(|_| ())
+    }
+}
+
+/// Shadow's account expiry field of `name` holds `field` (days since 1970-01-01; `None`:
+/// no expiry). An account locked by [`SetLocked`] keeps its lock's day: `unlock` puts the
+/// client's expiry back. Revert restores the field as it was.
+pub struct SetExpiry {
+    pub config: Config,
+    pub name: String,
+    pub field: Option<u64>,
+    /// What the field means, for the plan's line (e.g. "works through 2027-03-31 (UTC)").
+    pub meaning: String,
+}
+
+impl SetExpiry {
+    fn locked(s: &accounts::Shadow) -> bool {
+        s.locked() && s.expire == Some(LOCK_EXPIRE)
+    }
+}
+
+impl Step for SetExpiry {
+    fn describe(&self) -> String {
+        match self.field {
+            Some(day) => format!(
+                "set the account expiry of {}: {} (shadow expire field {day})",
+                self.name, self.meaning
+            ),
+            None => format!("clear the account expiry of {}", self.name),
+        }
+    }
+    fn is_satisfied(&self) -> Result<bool> {
+        Ok(accounts::shadow_of(&self.config, &self.name)?
+            .is_some_and(|s| Self::locked(&s) || s.expire == self.field))
+    }
+    fn apply(&self, journal: &mut Journal) -> Result<()> {
+        let old = accounts::shadow_of(&self.config, &self.name)?
+            .with_context(|| format!("{} has no line in the shadow file", self.name))?
+            .expire;
+        let text = |f: Option<u64>| f.map(|d| d.to_string()).unwrap_or_default();
+        run_command(&[
+            "usermod".into(),
+            "-e".into(),
+            text(self.field),
+            self.name.clone(),
+        ])?;
+        journal.record(Undo::RunCommand(vec![
+            "usermod".into(),
+            "-e".into(),
+            text(old),
+            self.name.clone(),
+        ]));
+        Ok(())
     }
 }
 

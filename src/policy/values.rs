@@ -320,6 +320,11 @@ impl fmt::Display for Access {
 #[derive(Debug)]
 pub struct Text(pub String);
 
+/// For an optional field that takes a string or a TOML date (`apply`'s `expires`).
+pub fn text_or_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Some(Text::deserialize(d)?.0))
+}
+
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
