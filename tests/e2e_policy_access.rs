@@ -1,0 +1,355 @@
+//! Per-client access modes and address allow-lists (docs/policy.md, issue 11 items 1-2)
+//! against the real sshd, rsyslogd, OpenSSH sftp, curl and the watcher: each mode allows
+//! what it says and refuses the rest, a refused request is a failed request in the session
+//! report, and a client with an allow-list is refused from any other address, with a key
+//! and with a password, while the admin and other clients are not.
+
+mod support;
+mod watch_common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::*;
+
+const ALLOWED: &str = "127.0.0.1";
+const OUTSIDE: &str = "127.0.0.2";
+
+struct Client {
+    name: String,
+    key: PathBuf,
+    key_pub: PathBuf,
+}
+
+/// init with an admin, rsyslogd, sshd (password logins on), and clients with keys.
+struct World {
+    sb: Sandbox,
+    admin: Client,
+}
+
+fn world() -> World {
+    let mut sb = Sandbox::new();
+    let main = sb.path("etc/ssh/sshd_config");
+    let text = fs::read_to_string(&main).unwrap();
+    fs::write(
+        &main,
+        text.replace("PasswordAuthentication no", "PasswordAuthentication yes"),
+    )
+    .unwrap();
+    let admin = sb.admin.clone();
+    let (key, key_pub) = sb.keygen("admin");
+    sb.sftpctl_ok(&[
+        "init",
+        "--admin",
+        &admin,
+        "--admin-key",
+        key_pub.to_str().unwrap(),
+    ]);
+    sb.start_rsyslogd();
+    sb.start_sshd();
+    sb.start_watcher();
+    World {
+        sb,
+        admin: Client {
+            name: admin,
+            key,
+            key_pub,
+        },
+    }
+}
+
+impl World {
+    fn client(&self, suffix: &str, settings: &[&str]) -> Client {
+        let name = self.sb.user(suffix);
+        let (key, key_pub) = self.sb.keygen(suffix);
+        let mut args = vec!["add-user", &name, "--key", key_pub.to_str().unwrap()];
+        args.extend_from_slice(settings);
+        self.sb.sftpctl_ok(&args);
+        Client { name, key, key_pub }
+    }
+
+    /// OpenSSH `sftp -b -` with a key from source address `from`.
+    fn sftp_from(&self, c: &Client, from: &str, script: &str) -> Output {
+        let mut cmd = Command::new("sftp");
+        cmd.current_dir(self.sb.client_dir())
+            .args(["-b", "-", "-F", "/dev/null", "-P"])
+            .arg(self.sb.ssh_port.to_string())
+            .arg("-i")
+            .arg(&c.key)
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+            .args(["-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"])
+            .arg("-o")
+            .arg(format!("BindAddress={from}"))
+            .arg(format!("{}@127.0.0.1", c.name));
+        run_with_timeout(&mut cmd, script.as_bytes(), DEADLINE)
+    }
+
+    fn sftp(&self, c: &Client, script: &str) -> Output {
+        self.sftp_from(c, ALLOWED, script)
+    }
+
+    /// curl's SFTP client (libssh2) with the key, or with `password`, from `from`.
+    fn curl(&self, c: &Client, password: Option<&str>, from: &str, args: &[&str]) -> Output {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--fail", "--insecure", "--interface", from]);
+        match password {
+            Some(p) => {
+                cmd.arg("--user").arg(format!("{}:{p}", c.name));
+            }
+            None => {
+                cmd.arg("--key")
+                    .arg(&c.key)
+                    .arg("--pubkey")
+                    .arg(&c.key_pub)
+                    .arg("--user")
+                    .arg(format!("{}:", c.name));
+            }
+        }
+        cmd.args(args).current_dir(self.sb.client_dir());
+        run_with_timeout(&mut cmd, b"", DEADLINE)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("sftp://127.0.0.1:{}/data/{path}", self.sb.ssh_port)
+    }
+
+    /// A file in the client's data dir, owned by it, as if uploaded earlier.
+    fn seed(&self, c: &Client, name: &str, text: &str) -> PathBuf {
+        let p = self.sb.data(&c.name).join(name);
+        fs::write(&p, text).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        let (uid, gid) = (uid_of(&c.name), gid_of(&self.sb.group));
+        std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+        p
+    }
+
+    fn local(&self, name: &str, text: &str) {
+        fs::write(self.sb.client_dir().join(name), text).unwrap();
+    }
+}
+
+fn ok(out: &Output, what: &str) {
+    assert!(out.status.success(), "{what} failed\n{}", show(out));
+}
+
+fn refused(out: &Output, what: &str) {
+    assert!(!out.status.success(), "{what} was allowed\n{}", show(out));
+}
+
+/// The text parts of the mailed session reports of `user`, waiting for `n` of them.
+fn reports_of(w: &World, user: &str, n: usize) -> Vec<String> {
+    let read = || -> Vec<String> {
+        let mut paths: Vec<PathBuf> = fs::read_dir(w.sb.path("spool"))
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        paths.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+        paths.sort();
+        paths
+            .iter()
+            .map(|p| watch_common::text_of(&fs::read_to_string(p).unwrap()))
+            .filter(|t| t.contains(user))
+            .collect()
+    };
+    let ok = holds_within(DEADLINE, || read().len() >= n);
+    assert!(
+        ok,
+        "{n} report(s) of {user} expected, got {:?}\n--- log ---\n{}",
+        read(),
+        w.sb.log_lines().join("\n")
+    );
+    read()
+}
+
+/// sftp ran and a command of the script was refused (sftp -b stops there, but an `ls`
+/// refused is only a message).
+fn denied(out: &Output, what: &str) {
+    assert!(
+        !out.status.success() || stderr(out).contains("Permission denied"),
+        "{what} was allowed\n{}",
+        show(out)
+    );
+}
+
+fn log_has(w: &World, needle: &str) {
+    w.sb.wait_log_line(needle);
+}
+
+#[test]
+fn read_only_lists_and_downloads_and_refuses_every_write() {
+    let mut w = world();
+    let c = w.client("ro", &["access=read-only"]);
+    w.sb.reload_sshd();
+    w.seed(&c, "report.pdf", "the report\n");
+    w.local("up.txt", "upload\n");
+
+    let out = w.sftp(&c, "ls -l\nget report.pdf got.pdf\n");
+    ok(&out, "read-only ls + get");
+    assert!(stdout(&out).contains("report.pdf"), "{}", show(&out));
+    assert_eq!(
+        fs::read_to_string(w.sb.client_dir().join("got.pdf")).unwrap(),
+        "the report\n"
+    );
+    for (script, what) in [
+        ("put up.txt\n", "put"),
+        ("rm report.pdf\n", "rm"),
+        ("mkdir d\n", "mkdir"),
+        ("rename report.pdf other.pdf\n", "rename"),
+    ] {
+        denied(&w.sftp(&c, script), what);
+    }
+    ok(
+        &w.curl(&c, None, ALLOWED, &["-o", "curl.pdf", &w.url("report.pdf")]),
+        "curl get",
+    );
+    refused(
+        &w.curl(&c, None, ALLOWED, &["-T", "up.txt", &w.url("up-curl.txt")]),
+        "curl put",
+    );
+    refused(
+        &w.curl(
+            &c,
+            None,
+            ALLOWED,
+            &["-Q", "rm /data/report.pdf", &w.url("")],
+        ),
+        "curl rm",
+    );
+
+    let data = w.sb.data(&c.name);
+    assert!(data.join("report.pdf").exists() && !data.join("up.txt").exists());
+    assert!(!data.join("d").exists() && !data.join("up-curl.txt").exists());
+    log_has(&w, "Refusing open request in read-only mode");
+    log_has(&w, "Refusing remove request in read-only mode");
+    // the session with the refused put: its report names the refused upload and why
+    let reports = reports_of(&w, &c.name, 3);
+    let all = reports.join("\n");
+    assert!(
+        all.contains(
+            "open for writing up.txt: Permission denied (refused: this client is read-only)"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains(
+            "remove (name not logged): Permission denied (refused: this client is read-only)"
+        ),
+        "{all}"
+    );
+    assert!(!all.to_lowercase().contains("unreadable"), "{all}");
+}
+
+#[test]
+fn upload_only_is_a_drop_box() {
+    let mut w = world();
+    let c = w.client("up", &["access=upload-only"]);
+    w.sb.reload_sshd();
+    let other = w.seed(&c, "others.pdf", "someone else's\n");
+    w.local("up.txt", "upload\n");
+
+    ok(
+        &w.sftp(&c, "put up.txt\nmkdir inbox\nput up.txt inbox/up2.txt\n"),
+        "put + mkdir",
+    );
+    ok(
+        &w.curl(&c, None, ALLOWED, &["-T", "up.txt", &w.url("up-curl.txt")]),
+        "curl put",
+    );
+    let data = w.sb.data(&c.name);
+    for f in ["up.txt", "inbox/up2.txt", "up-curl.txt"] {
+        assert_eq!(fs::read_to_string(data.join(f)).unwrap(), "upload\n", "{f}");
+    }
+    for (script, what) in [
+        ("ls\n", "ls"),
+        ("get others.pdf\n", "get"),
+        ("rm others.pdf\n", "rm"),
+        ("rmdir inbox\n", "rmdir"),
+        ("rename others.pdf mine.pdf\n", "rename"),
+        ("ln -s others.pdf link\n", "symlink"),
+        ("ln others.pdf hard\n", "hardlink"),
+    ] {
+        denied(&w.sftp(&c, script), what);
+    }
+    // sftp makes the local file before it reads: it stays empty
+    let got = fs::read_to_string(w.sb.client_dir().join("others.pdf")).unwrap_or_default();
+    assert_eq!(got, "", "downloaded");
+    refused(
+        &w.curl(&c, None, ALLOWED, &["-o", "c.pdf", &w.url("others.pdf")]),
+        "curl get",
+    );
+    refused(&w.curl(&c, None, ALLOWED, &[&w.url("")]), "curl ls");
+    refused(
+        &w.curl(
+            &c,
+            None,
+            ALLOWED,
+            &["-Q", "rm /data/others.pdf", &w.url("")],
+        ),
+        "curl rm",
+    );
+    assert_eq!(fs::read_to_string(&other).unwrap(), "someone else's\n");
+    assert!(data.join("inbox").is_dir() && !data.join("mine.pdf").exists());
+    assert!(!data.join("link").exists() && !data.join("hard").exists());
+    log_has(&w, "Refusing non-allowlisted read request");
+    log_has(&w, "Refusing non-allowlisted opendir request");
+
+    let all = reports_of(&w, &c.name, 9).join("\n");
+    let why = "Permission denied (refused: not allowed for this client (its access mode, or its quota is full))";
+    for failed in [
+        format!("list directory (name not logged): {why}"),
+        format!("read (download) others.pdf: {why}"),
+        format!("remove (name not logged): {why}"),
+    ] {
+        assert!(all.contains(&failed), "no {failed:?} in\n{all}");
+    }
+    // the uploads are reported as uploads, the hello's refused extensions not at all
+    assert!(all.contains("up-curl.txt"), "{all}");
+    assert!(!all.contains("statvfs") && !all.contains("limits"), "{all}");
+}
+
+#[test]
+fn download_only_fetches_by_name_and_nothing_else() {
+    let mut w = world();
+    let c = w.client("down", &["access=download-only"]);
+    w.sb.reload_sshd();
+    w.seed(&c, "report.pdf", "the report\n");
+    w.local("up.txt", "upload\n");
+
+    ok(&w.sftp(&c, "get report.pdf got.pdf\n"), "get");
+    ok(
+        &w.curl(&c, None, ALLOWED, &["-o", "curl.pdf", &w.url("report.pdf")]),
+        "curl get",
+    );
+    assert_eq!(
+        fs::read_to_string(w.sb.client_dir().join("curl.pdf")).unwrap(),
+        "the report\n"
+    );
+    for (script, what) in [
+        ("ls\n", "ls"),
+        ("put up.txt\n", "put"),
+        ("rm report.pdf\n", "rm"),
+        ("mkdir d\n", "mkdir"),
+    ] {
+        denied(&w.sftp(&c, script), what);
+    }
+    refused(&w.curl(&c, None, ALLOWED, &[&w.url("")]), "curl ls");
+    refused(
+        &w.curl(&c, None, ALLOWED, &["-T", "up.txt", &w.url("up.txt")]),
+        "curl put",
+    );
+    let data = w.sb.data(&c.name);
+    assert!(data.join("report.pdf").exists() && !data.join("up.txt").exists());
+    log_has(&w, "Refusing non-allowlisted opendir request");
+    let all = reports_of(&w, &c.name, 4).join("\n");
+    assert!(
+        all.contains("list directory (name not logged): Permission denied"),
+        "{all}"
+    );
+}
