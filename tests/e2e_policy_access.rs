@@ -39,6 +39,9 @@ fn world() -> World {
     )
     .unwrap();
     let admin = sb.admin.clone();
+    // In the config, as docs/admin-guide.md says: every later render of sshd's files (set,
+    // doctor --fix) carries the admin's block only then.
+    sb.edit_config("umask = ", &format!("admin = \"{admin}\"\numask = "));
     let (key, key_pub) = sb.keygen("admin");
     sb.sftpctl_ok(&[
         "init",
@@ -351,5 +354,114 @@ fn download_only_fetches_by_name_and_nothing_else() {
     assert!(
         all.contains("list directory (name not logged): Permission denied"),
         "{all}"
+    );
+}
+
+fn sftpctl_stdin(sb: &Sandbox, args: &[&str], input: &str) -> Output {
+    let mut cmd = Command::new(SFTPCTL);
+    cmd.arg("--config").arg(&sb.config).args(args);
+    run_with_timeout(&mut cmd, input.as_bytes(), DEADLINE)
+}
+
+#[test]
+fn allow_list_refuses_other_addresses_for_keys_and_passwords() {
+    let mut w = world();
+    let c = w.client("net", &["allow_from=127.0.0.1/32,192.0.2.0/24"]);
+    let other = w.client("free", &[]);
+    let out = sftpctl_stdin(&w.sb, &["passwd", &c.name], "S3cret-pass\n");
+    ok(&out, "passwd");
+    w.sb.reload_sshd();
+    let dropin = fs::read_to_string(w.sb.path("etc/ssh/sshd_config.d/50-sftpctl.conf")).unwrap();
+    assert!(
+        dropin.contains(&format!(
+            "Match User {0} Address *,!127.0.0.1,!192.0.2.0/24\n    DenyUsers {0}\n",
+            c.name
+        )),
+        "{dropin}"
+    );
+
+    ok(
+        &w.sftp_from(&c, ALLOWED, "ls\n"),
+        "key login from the allowed address",
+    );
+    refused(&w.sftp_from(&c, OUTSIDE, "ls\n"), "key login from outside");
+    ok(
+        &w.curl(&c, Some("S3cret-pass"), ALLOWED, &[&w.url("")]),
+        "password from inside",
+    );
+    refused(
+        &w.curl(&c, Some("S3cret-pass"), OUTSIDE, &[&w.url("")]),
+        "password login from outside",
+    );
+    refused(
+        &w.curl(&c, None, OUTSIDE, &[&w.url("")]),
+        "curl key login from outside",
+    );
+    let log = w.sb.sshd_log();
+    assert!(
+        log.contains(&format!(
+            "User {} from 127.0.0.2 not allowed because listed in DenyUsers",
+            c.name
+        )),
+        "{log}"
+    );
+    // the admin and another client, from the same outside address
+    ok(
+        &w.sftp_from(&other, OUTSIDE, "ls\n"),
+        "another client from outside",
+    );
+    let out = w.sftp_from(&w.admin, OUTSIDE, "ls\n");
+    assert!(
+        out.status.success(),
+        "the admin from outside\n{}\n{}",
+        show(&out),
+        w.sb.sshd_log()
+    );
+
+    // doctor asks sshd itself, from inside and outside; a drop-in without the block fails
+    // it, and --fix writes the block again
+    let out = w.sb.sftpctl(&["doctor"]);
+    let text = stdout(&out);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("ok   policy {}", c.name))
+                && l.contains("refused from 198.51.100.1")),
+        "{}",
+        show(&out)
+    );
+    let dropin_path = w.sb.path("etc/ssh/sshd_config.d/50-sftpctl.conf");
+    fs::write(
+        &dropin_path,
+        dropin.replace(&format!("    DenyUsers {}\n", c.name), ""),
+    )
+    .unwrap();
+    let out = w.sb.sftpctl(&["doctor"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.starts_with(&format!("FAIL policy {}", c.name))),
+        "{}",
+        show(&out)
+    );
+    w.sb.sftpctl_ok(&["doctor", "--fix"]);
+    assert_eq!(fs::read_to_string(&dropin_path).unwrap(), dropin);
+    w.sb.reload_sshd();
+    refused(
+        &w.sftp_from(&c, OUTSIDE, "ls\n"),
+        "key login from outside after --fix",
+    );
+
+    // lifting the list lets it in again, from anywhere
+    w.sb.sftpctl_ok(&["set", &c.name, "allow_from="]);
+    w.sb.reload_sshd();
+    ok(
+        &w.sftp_from(&c, OUTSIDE, "ls\n"),
+        "key login after the list is lifted",
+    );
+    let dropin = fs::read_to_string(w.sb.path("etc/ssh/sshd_config.d/50-sftpctl.conf")).unwrap();
+    assert!(
+        !dropin.contains(&format!("Match User {}", c.name)),
+        "{dropin}"
     );
 }
