@@ -465,3 +465,96 @@ fn allow_list_refuses_other_addresses_for_keys_and_passwords() {
         "{dropin}"
     );
 }
+
+fn dropin(w: &World) -> String {
+    fs::read_to_string(w.sb.path("etc/ssh/sshd_config.d/50-sftpctl.conf")).unwrap()
+}
+
+/// apply twice (the second changes nothing), bad values (one line, exit 2, nothing changed),
+/// a block sshd would not take as rendered (rolled back), and remove-user dropping the blocks.
+#[test]
+fn blocks_follow_the_settings_and_nothing_else_changes() {
+    let w = world();
+    let (a, b) = (w.sb.user("a"), w.sb.user("b"));
+    let (_, a_pub) = w.sb.keygen("a");
+    let key = fs::read_to_string(&a_pub).unwrap();
+    let users = w.sb.path("run/users.toml");
+    fs::write(
+        &users,
+        format!(
+            "[[user]]\nname = \"{a}\"\nkeys = [\"{k}\"]\naccess = \"upload-only\"\nallow_from = [\"203.0.113.0/24\", \"2001:db8::/32\"]\n\n[[user]]\nname = \"{b}\"\nkeys = [\"{k}\"]\naccess = \"read-only\"\n",
+            k = key.trim()
+        ),
+    )
+    .unwrap();
+    let users = users.to_str().unwrap();
+    w.sb.sftpctl_ok(&["apply", users]);
+    let text = dropin(&w);
+    assert!(
+        text.contains(&format!(
+            "Match User {a} Address *,!203.0.113.0/24,!2001:db8::/32\n    DenyUsers {a}\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "Match User {b}\n    ForceCommand internal-sftp -l VERBOSE -u 0007 -R\n"
+        )),
+        "{text}"
+    );
+    let snap = w.sb.snapshot_with(&[&a, &b]);
+    let again = w.sb.sftpctl_ok(&["apply", users]);
+    assert!(
+        stdout(&again).contains("nothing to change"),
+        "{}",
+        show(&again)
+    );
+    snap.assert_same(&w.sb.snapshot_with(&[&a, &b]), "second apply");
+    let again = w.sb.sftpctl_ok(&["set", &b, "access=read-only"]);
+    assert!(
+        stdout(&again).contains("nothing to change"),
+        "{}",
+        show(&again)
+    );
+
+    for bad in [
+        &["set", &b, "allow_from=10.0.0.1/8"][..],
+        &["set", &b, "access=foo"],
+        &["set", &b, "allow_from=10.0.0.0/8\nMatch all"],
+        &["set", &b, "access=read-only\n    ForceCommand /bin/sh"],
+    ] {
+        let out = w.sb.sftpctl(bad);
+        assert_fails_one_line(&out, 2);
+        snap.assert_same(&w.sb.snapshot_with(&[&a, &b]), &format!("{bad:?}"));
+    }
+
+    // A block of the host's own, earlier than sftpctl's, wins for b: sshd -T then says
+    // something else than the rendered block, and the change is rolled back whole.
+    fs::write(
+        w.sb.path("etc/ssh/sshd_config.d/10-host.conf"),
+        format!("Match User {b}\n    ForceCommand internal-sftp\n"),
+    )
+    .unwrap();
+    let snap = w.sb.snapshot_with(&[&a, &b]);
+    let out = w.sb.sftpctl(&["set", &b, "access=download-only"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stderr(&out).contains("forcecommand"), "{}", show(&out));
+    snap.assert_same(&w.sb.snapshot_with(&[&a, &b]), "rejected block");
+    fs::remove_file(w.sb.path("etc/ssh/sshd_config.d/10-host.conf")).unwrap();
+
+    w.sb.sftpctl_ok(&["remove-user", &a]);
+    let text = dropin(&w);
+    assert!(!text.contains(&format!("User {a} ")), "{text}");
+    assert!(text.contains(&format!("Match User {b}\n")), "{text}");
+    w.sb.sftpctl_ok(&["set", &b, "access=rw"]);
+    assert!(!dropin(&w).contains("Per-client policy"), "{}", dropin(&w));
+
+    // A config that does not name the admin would render sshd's files without its block:
+    // refused, nothing changed, rather than the admin locked out.
+    w.sb.edit_config(&format!("admin = \"{}\"\n", w.admin.name), "");
+    let snap = w.sb.snapshot_with(&[&b]);
+    let out = w.sb.sftpctl(&["set", &b, "access=read-only"]);
+    assert_fails_one_line(&out, 2);
+    assert!(stderr(&out).contains("admin"), "{}", show(&out));
+    snap.assert_same(&w.sb.snapshot_with(&[&b]), "admin block kept");
+}
