@@ -450,6 +450,10 @@ mod tests {
         Want {
             chroot: "/srv/x/%u".into(),
             force: "internal-sftp -l INFO -u 0002".into(),
+            force_of: HashMap::from([(
+                "ro".to_string(),
+                "internal-sftp -l INFO -u 0002 -R".to_string(),
+            )]),
             keys: "/etc/k/%u".into(),
             root: "/srv/x".into(),
             keys_dir: "/etc/k".into(),
@@ -497,5 +501,10 @@ mod tests {
         assert_eq!(w.admin(&parse_effective(OUT)).len(), 2);
         let expanded = parse_effective("chrootdirectory /srv/x/alice\nforcecommand internal-sftp -l INFO -u 0002\nauthorizedkeysfile /etc/k/alice\n");
         assert!(w.jailed("alice", &expanded).is_empty());
+        // a client with an access mode has its own ForceCommand, and only that one
+        let errs = w.jailed("ro", &parse_effective(OUT));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        let ro = parse_effective("chrootdirectory /srv/x/ro\nforcecommand internal-sftp -l INFO -u 0002 -R\nauthorizedkeysfile /etc/k/ro\n");
+        assert!(w.jailed("ro", &ro).is_empty());
     }
 }

@@ -102,7 +102,7 @@ pub fn steps(
     }
     require_initialised(config)?;
     for f in &files {
-        keeps_admin_block(config, f)?;
+        keeps_admin_block(f)?;
     }
     for f in files {
         plan.push(f);
@@ -123,7 +123,7 @@ pub fn steps(
 
 /// The admin's block is rendered only when the config names the admin (`init --admin` alone
 /// does not write it there): a policy change must not drop it and lock the admin out.
-fn keeps_admin_block(config: &Config, file: &crate::plan::steps::File) -> Result<()> {
+fn keeps_admin_block(file: &crate::plan::steps::File) -> Result<()> {
     const MARK: &str = "# The admin is not jailed.";
     let old = std::fs::read_to_string(&file.path).unwrap_or_default();
     if old.contains(MARK) && !file.content.contains(MARK) {
