@@ -315,6 +315,10 @@ fn upload_only_is_a_drop_box() {
     // the uploads are reported as uploads, the hello's refused extensions not at all
     assert!(all.contains("up-curl.txt"), "{all}");
     assert!(!all.contains("statvfs") && !all.contains("limits"), "{all}");
+    assert!(
+        !all.contains("DOWNLOADED"),
+        "a refused read is no download:\n{all}"
+    );
 }
 
 #[test]

@@ -842,6 +842,41 @@ mod tests {
     }
 
     #[test]
+    fn refusals_of_known_requests_only() {
+        let r = |request: &str, reason| {
+            Some(Event::Refused {
+                request: request.into(),
+                reason,
+            })
+        };
+        assert_eq!(
+            msg("Refusing non-allowlisted opendir request"),
+            r("opendir", Refusal::NotAllowListed)
+        );
+        assert_eq!(
+            msg("Refusing denylisted write request"),
+            r("write", Refusal::DenyListed)
+        );
+        assert_eq!(
+            msg("Refusing open request in read-only mode"),
+            r("open", Refusal::ReadOnly)
+        );
+        assert_eq!(
+            msg("Refusing posix-rename request in read-only mode"),
+            r("posix-rename", Refusal::ReadOnly)
+        );
+        for bad in [
+            "Refusing non-allowlisted evil\nline request",
+            "Refusing non-allowlisted  request",
+            "Refusing denylisted write request now",
+            "Refusing open request",
+            "Refusing nothing",
+        ] {
+            assert_eq!(msg(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn reads_both_header_formats() {
         let Parsed::Sftp(a) = parse_line(
             b"<38>Nov 27 16:04:26 vm internal-sftp[5900]: session opened for local user alice from [127.0.0.1]",

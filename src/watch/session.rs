@@ -786,7 +786,7 @@ impl Session {
 impl Session {
     /// A request internal-sftp refused before running it: the line names no file, so a
     /// request on a handle gets the file opened last, the others none.
-    fn refused(&self, request: &str, reason: Refusal, status: String) -> Failure {
+    fn refused(&mut self, request: &str, reason: Refusal, status: String) -> Failure {
         let (action, on_handle) = match request {
             "read" => ("read (download)", true),
             "write" => ("write (upload)", true),
@@ -800,6 +800,12 @@ impl Session {
         let open = on_handle
             .then(|| self.open_files.last().map(|(p, _)| p.clone()))
             .flatten();
+        if matches!(request, "read" | "write") {
+            // Nothing went through that handle: its close is no download or upload.
+            if let Some((_, flags)) = self.open_files.last_mut() {
+                *flags = OpenFlags::default();
+            }
+        }
         Failure {
             action: action.to_string(),
             path: open.unwrap_or_else(|| "(name not logged)".into()),
@@ -1726,6 +1732,55 @@ mod tests {
         assert_eq!(r.uploads.len(), 1);
         assert_eq!(r.uploads[0].path, "report.pdf");
         assert!(r.renames.is_empty());
+    }
+
+    /// Real sessions of an upload-only client (`-p` allow-list) and a read-only one (`-R`),
+    /// OpenSSH 9.2 with sftp and curl (tests/e2e_policy_access.rs made them).
+    #[test]
+    fn refused_requests_are_failures_with_their_reason() {
+        let (reports, sessions) = run(&fixture("openssh-9.2-refusals.log"));
+        assert_eq!(sessions.open_count(), 0);
+        assert_eq!(reports.len(), 5);
+        let why = |r: &Report| -> Vec<(String, String, String)> {
+            r.failures
+                .iter()
+                .map(|f| (f.action.clone(), f.path.clone(), f.status.clone()))
+                .collect()
+        };
+        let allow = "Permission denied (refused: not allowed for this client (its access mode, or its quota is full))";
+        // The hello's refused extensions (no status follows them) are nothing at all.
+        for r in &reports {
+            assert_eq!(r.unreadable_lines, 0, "{r:?}");
+        }
+        let r = &reports[0];
+        assert_eq!(r.totals.uploads, 2);
+        assert_eq!(r.totals.mkdirs, 1);
+        assert!(why(r).is_empty(), "{:?}", why(r));
+        let r = &reports[1];
+        assert_eq!(
+            why(r),
+            [(
+                "list directory".into(),
+                "(name not logged)".into(),
+                allow.into()
+            )]
+        );
+        let r = &reports[2];
+        assert_eq!(r.totals.downloads, 0, "a refused read is no download");
+        assert_eq!(
+            why(r),
+            [("read (download)".into(), "others.pdf".into(), allow.into())]
+        );
+        let ro = "Permission denied (refused: this client is read-only)";
+        assert_eq!(
+            why(&reports[3]),
+            [("open for writing".into(), "up.txt".into(), ro.into())]
+        );
+        assert_eq!(reports[3].totals.uploads, 0);
+        assert_eq!(
+            why(&reports[4]),
+            [("remove".into(), "(name not logged)".into(), ro.into())]
+        );
     }
 
     #[test]
