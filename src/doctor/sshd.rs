@@ -112,6 +112,66 @@ pub fn checks(ctx: &mut Ctx) -> Vec<Check> {
         Check::ok(AREA, "sshd -T", msg)
     }));
     out.extend(host_auth_kept(ctx));
+    out.extend(policies(ctx));
+    out
+}
+
+/// Per client with a policy (docs/policy.md): sshd itself, asked for an address inside the
+/// allow-list and one outside every allowed network, forces the rendered ForceCommand and
+/// refuses (DenyUsers) exactly outside.
+fn policies(ctx: &Ctx) -> Vec<Check> {
+    let config = ctx.config;
+    let overrides = std::collections::BTreeMap::new();
+    let expects = match crate::policy::sshd::expectations(config, &overrides) {
+        Ok(e) => e,
+        Err(e) => {
+            return vec![Check::fail(
+                AREA,
+                "policy",
+                format!("{e:#}"),
+                "correct or remove the user file named (sftpctl set NAME KEY=VALUE rewrites it)",
+            )]
+        }
+    };
+    let mut by_user: Vec<(String, Vec<crate::policy::sshd::check::Expect>)> = Vec::new();
+    for e in expects.into_iter().filter(|e| ctx.users.contains(&e.user)) {
+        match by_user.last_mut() {
+            Some((u, list)) if *u == e.user => list.push(e),
+            _ => by_user.push((e.user.clone(), vec![e])),
+        }
+    }
+    let mut out = Vec::new();
+    for (user, list) in by_user {
+        let label = format!("policy {user}");
+        let errors: Vec<String> = list
+            .iter()
+            .filter_map(|e| crate::policy::sshd::check::verify(config, e).err())
+            .collect();
+        if errors.is_empty() {
+            let seen: Vec<String> = list
+                .iter()
+                .map(|e| {
+                    if e.denied {
+                        format!("refused from {}", e.addr)
+                    } else {
+                        format!("from {} forced to {}", e.addr, e.force_command)
+                    }
+                })
+                .collect();
+            out.push(Check::ok(
+                AREA,
+                label,
+                format!("{user} is {}", seen.join("; ")),
+            ));
+        } else {
+            out.push(Check::fail(
+                AREA,
+                label,
+                errors.join("; "),
+                "doctor --fix writes sftpctl's blocks again (drift); a Match block of the host's earlier in sshd's config wins over them",
+            ));
+        }
+    }
     out
 }
 
@@ -239,6 +299,8 @@ fn host_auth_kept(ctx: &Ctx) -> Vec<Check> {
 struct Want {
     chroot: String,
     force: String,
+    /// ForceCommand of the clients whose access mode or quota gives them their own.
+    force_of: HashMap<String, String>,
     keys: String,
     root: String,
     keys_dir: String,
@@ -248,12 +310,20 @@ impl Want {
     fn new(ctx: &Ctx) -> Want {
         let root = ctx.config.root.display().to_string();
         let keys_dir = ctx.config.sshd.authorized_keys_dir.display().to_string();
+        let force = format!(
+            "internal-sftp -l {} -u {}",
+            ctx.config.sftp_log_level, ctx.config.umask
+        );
+        // A user file that cannot be read is the policy check's finding.
+        let force_of = crate::policy::sshd::blocks(ctx.config, &Default::default())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|b| Some((b.name, format!("{force} {}", b.sftp_flags?))))
+            .collect();
         Want {
             chroot: format!("{root}/%u"),
-            force: format!(
-                "internal-sftp -l {} -u {}",
-                ctx.config.sftp_log_level, ctx.config.umask
-            ),
+            force,
+            force_of,
             keys: format!("{keys_dir}/%u"),
             root,
             keys_dir,
@@ -271,8 +341,9 @@ impl Want {
             ));
         }
         let force = get("forcecommand");
-        if force != self.force {
-            errors.push(format!("forcecommand is {force:?}, want {:?}", self.force));
+        let want = self.force_of.get(name).unwrap_or(&self.force);
+        if force != want {
+            errors.push(format!("forcecommand is {force:?}, want {want:?}"));
         }
         let keys = get("authorizedkeysfile");
         let own = format!("{}/{name}", self.keys_dir);
@@ -379,6 +450,10 @@ mod tests {
         Want {
             chroot: "/srv/x/%u".into(),
             force: "internal-sftp -l INFO -u 0002".into(),
+            force_of: HashMap::from([(
+                "ro".to_string(),
+                "internal-sftp -l INFO -u 0002 -R".to_string(),
+            )]),
             keys: "/etc/k/%u".into(),
             root: "/srv/x".into(),
             keys_dir: "/etc/k".into(),
@@ -426,5 +501,10 @@ mod tests {
         assert_eq!(w.admin(&parse_effective(OUT)).len(), 2);
         let expanded = parse_effective("chrootdirectory /srv/x/alice\nforcecommand internal-sftp -l INFO -u 0002\nauthorizedkeysfile /etc/k/alice\n");
         assert!(w.jailed("alice", &expanded).is_empty());
+        // a client with an access mode has its own ForceCommand, and only that one
+        let errs = w.jailed("ro", &parse_effective(OUT));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        let ro = parse_effective("chrootdirectory /srv/x/ro\nforcecommand internal-sftp -l INFO -u 0002 -R\nauthorizedkeysfile /etc/k/ro\n");
+        assert!(w.jailed("ro", &ro).is_empty());
     }
 }

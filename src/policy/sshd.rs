@@ -101,6 +101,9 @@ pub fn steps(
         return Ok(());
     }
     require_initialised(config)?;
+    for f in &files {
+        keeps_admin_block(f)?;
+    }
     for f in files {
         plan.push(f);
     }
@@ -114,6 +117,20 @@ pub fn steps(
             config: config.clone(),
             expects,
         });
+    }
+    Ok(())
+}
+
+/// The admin's block is rendered only when the config names the admin (`init --admin` alone
+/// does not write it there): a policy change must not drop it and lock the admin out.
+fn keeps_admin_block(file: &crate::plan::steps::File) -> Result<()> {
+    const MARK: &str = "# The admin is not jailed.";
+    let old = std::fs::read_to_string(&file.path).unwrap_or_default();
+    if old.contains(MARK) && !file.content.contains(MARK) {
+        return Err(crate::error::usage(format!(
+            "{} has the admin's block, but the config names no admin, so rewriting it would drop that block: add admin = \"NAME\" to the config (sftpctl init --admin NAME said so), then run this again",
+            file.path.display()
+        )));
     }
     Ok(())
 }

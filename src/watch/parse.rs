@@ -153,6 +153,14 @@ pub enum Event {
     Lookup {
         path: String,
     },
+    /// `Refusing …`: internal-sftp's request lists or `-R` (the client's access mode or full
+    /// quota, docs/policy.md) refused a request; a `sent status` follows for a request of the
+    /// client, none for an extension left out of the hello.
+    Refused {
+        /// A name from sftp-server.c's handler tables (only those are parsed).
+        request: String,
+        reason: Refusal,
+    },
     /// A failed request; it carries no path: it answers the previous request of that pid.
     SentStatus {
         status: String,
@@ -167,6 +175,71 @@ pub enum Event {
         #[serde(default)]
         logged: Option<Box<Event>>,
     },
+}
+
+/// Why internal-sftp refused a request (its three `Refusing` messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// `-R`: `Refusing %s request in read-only mode`.
+    ReadOnly,
+    /// `-p`: `Refusing non-allowlisted %s request`.
+    NotAllowListed,
+    /// `-P`: `Refusing denylisted %s request`.
+    DenyListed,
+}
+
+/// Every request name internal-sftp logs (sftp-server.c `handlers` and `extended_handlers`,
+/// the same in OpenSSH 9.2 and 10.0).
+pub const REQUEST_NAMES: &[&str] = &[
+    "open",
+    "close",
+    "read",
+    "write",
+    "lstat",
+    "fstat",
+    "setstat",
+    "fsetstat",
+    "opendir",
+    "readdir",
+    "remove",
+    "mkdir",
+    "rmdir",
+    "realpath",
+    "stat",
+    "rename",
+    "readlink",
+    "symlink",
+    "posix-rename",
+    "statvfs",
+    "fstatvfs",
+    "hardlink",
+    "fsync",
+    "lsetstat",
+    "limits",
+    "expand-path",
+    "copy-data",
+    "home-directory",
+    "users-groups-by-id",
+];
+
+fn refusal(m: &[u8]) -> Option<Event> {
+    let rest = m.strip_prefix(b"Refusing ")?;
+    let (request, reason) = if let Some(r) = rest.strip_prefix(b"non-allowlisted ") {
+        (r.strip_suffix(b" request")?, Refusal::NotAllowListed)
+    } else if let Some(r) = rest.strip_prefix(b"denylisted ") {
+        (r.strip_suffix(b" request")?, Refusal::DenyListed)
+    } else {
+        (
+            rest.strip_suffix(b" request in read-only mode")?,
+            Refusal::ReadOnly,
+        )
+    };
+    let request = REQUEST_NAMES
+        .iter()
+        .find(|n| n.as_bytes() == request)?
+        .to_string();
+    Some(Event::Refused { request, reason })
 }
 
 /// Which request a cut line was, from the fixed start of its message.
@@ -463,6 +536,9 @@ pub fn parse_message(m: &[u8]) -> Option<Event> {
     if let Some(rest) = m.strip_prefix(b"session closed for local user ") {
         let (user, client) = user_from(rest)?;
         return Some(Event::SessionClosed { user, client });
+    }
+    if m.starts_with(b"Refusing ") {
+        return refusal(m);
     }
     if let Some(rest) = m.strip_prefix(b"sent status ") {
         if rest.is_empty() {
@@ -763,6 +839,41 @@ mod tests {
 
     fn msg(m: &str) -> Option<Event> {
         parse_message(m.as_bytes())
+    }
+
+    #[test]
+    fn refusals_of_known_requests_only() {
+        let r = |request: &str, reason| {
+            Some(Event::Refused {
+                request: request.into(),
+                reason,
+            })
+        };
+        assert_eq!(
+            msg("Refusing non-allowlisted opendir request"),
+            r("opendir", Refusal::NotAllowListed)
+        );
+        assert_eq!(
+            msg("Refusing denylisted write request"),
+            r("write", Refusal::DenyListed)
+        );
+        assert_eq!(
+            msg("Refusing open request in read-only mode"),
+            r("open", Refusal::ReadOnly)
+        );
+        assert_eq!(
+            msg("Refusing posix-rename request in read-only mode"),
+            r("posix-rename", Refusal::ReadOnly)
+        );
+        for bad in [
+            "Refusing non-allowlisted evil\nline request",
+            "Refusing non-allowlisted  request",
+            "Refusing denylisted write request now",
+            "Refusing open request",
+            "Refusing nothing",
+        ] {
+            assert_eq!(msg(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::parse::{CutRequest, Event, Line, OpenFlags, Parsed, Sender};
+use super::parse::{CutRequest, Event, Line, OpenFlags, Parsed, Refusal, Sender};
 use super::report::{Report, Totals};
 use super::trust::{Dropped, Trust, Untrusted};
 
@@ -220,6 +220,9 @@ pub struct Session {
     /// Microsecond time of the pending request's line, when known.
     #[serde(default)]
     pending_us: Option<i64>,
+    /// `-R` refused the pending open (its line comes after the open's own).
+    #[serde(default)]
+    pending_refusal: Option<Refusal>,
     /// A line only `-l VERBOSE` logs was seen: every request is logged, so a status always
     /// answers the request before it, however late it comes.
     #[serde(default)]
@@ -261,6 +264,7 @@ impl Session {
             open_files: Vec::new(),
             pending: None,
             pending_us: None,
+            pending_refusal: None,
             verbose: false,
             known: Vec::new(),
             cut_open_files: Vec::new(),
@@ -286,6 +290,7 @@ impl Session {
 
     /// Applies the held-back request: no failure answered it.
     fn commit_pending(&mut self, cap: usize) {
+        self.pending_refusal = None;
         let Some(event) = self.pending.take() else {
             return;
         };
@@ -401,6 +406,8 @@ impl Session {
             | Event::Statvfs { .. }
             | Event::SessionOpened { .. }
             | Event::SessionClosed { .. }
+            // A refusal no status answered: an extension left out of the hello.
+            | Event::Refused { .. }
             | Event::SentStatus { .. } => {}
         }
     }
@@ -655,8 +662,13 @@ impl Session {
 
     /// The held-back request failed with `status`.
     fn fail_pending(&mut self, status: String, cap: usize) {
+        let refusal = self.pending_refusal.take();
         let Some(event) = self.pending.take() else {
             return;
+        };
+        let status = match refusal {
+            Some(r) => format!("{status} ({})", refusal_text(r)),
+            None => status,
         };
         if let Event::Close { path, .. } = &event {
             // The bytes in a close line were read or written whatever close(2) says after:
@@ -718,6 +730,12 @@ impl Session {
             Event::Opendir { path } => ("list directory".into(), path),
             Event::Closedir { path } => ("closedir".into(), path),
             Event::Statvfs { path } => ("statvfs".into(), path),
+            Event::Refused { request, reason } => {
+                let failure = self.refused(&request, reason, status);
+                self.totals.failures += 1;
+                self.failures.push(failure, cap);
+                return;
+            }
             // A client probing for a name that is not there is not news, but tells that the
             // name is free.
             Event::Lookup { path } => {
@@ -762,6 +780,50 @@ impl Session {
             },
             cap,
         );
+    }
+}
+
+impl Session {
+    /// A request internal-sftp refused before running it: the line names no file, so a
+    /// request on a handle gets the file opened last, the others none.
+    fn refused(&mut self, request: &str, reason: Refusal, status: String) -> Failure {
+        let (action, on_handle) = match request {
+            "read" => ("read (download)", true),
+            "write" => ("write (upload)", true),
+            "fsetstat" | "fstat" | "fsync" | "fstatvfs" | "close" => (request, true),
+            "opendir" | "readdir" => ("list directory", false),
+            "setstat" | "lsetstat" => ("set attributes", false),
+            "posix-rename" => ("rename", false),
+            "copy-data" => ("copy", false),
+            _ => (request, false),
+        };
+        let open = on_handle
+            .then(|| self.open_files.last().map(|(p, _)| p.clone()))
+            .flatten();
+        if matches!(request, "read" | "write") {
+            // Nothing went through that handle: its close is no download or upload.
+            if let Some((_, flags)) = self.open_files.last_mut() {
+                *flags = OpenFlags::default();
+            }
+        }
+        Failure {
+            action: action.to_string(),
+            path: open.unwrap_or_else(|| "(name not logged)".into()),
+            target: None,
+            status: format!("{status} ({})", refusal_text(reason)),
+        }
+    }
+}
+
+/// Why, in the words of the report (docs/policy.md): the deny-list is only ever the no-write
+/// list of a full quota; an allow-list is an access mode, with writes gone at a full quota.
+fn refusal_text(r: Refusal) -> &'static str {
+    match r {
+        Refusal::ReadOnly => "refused: this client is read-only",
+        Refusal::NotAllowListed => {
+            "refused: not allowed for this client (its access mode, or its quota is full)"
+        }
+        Refusal::DenyListed => "refused: this client's quota is full",
     }
 }
 
@@ -1049,6 +1111,7 @@ impl HeapBytes for Event {
             | Event::Statvfs { path }
             | Event::Lookup { path } => heap_of(path),
             Event::SentStatus { status } => heap_of(status),
+            Event::Refused { request, .. } => heap_of(request),
             Event::Cut { path, logged, .. } => {
                 heap_of(path)
                     + logged.as_ref().map_or(0, |e| {
@@ -1331,9 +1394,22 @@ impl Sessions {
                     s.last_seen = clock;
                 }
             }
+            Event::Refused {
+                ref request,
+                reason: reason @ Refusal::ReadOnly,
+            } if request == "open" => {
+                // Logged by the open handler after the open's own line: it is that open's.
+                if let Some(s) = self.get_mut(&line.host, line.pid) {
+                    if matches!(s.pending, Some(Event::Open { .. })) {
+                        s.pending_refusal = Some(reason);
+                    }
+                    s.end = time;
+                    s.last_seen = clock;
+                }
+            }
             event => {
                 let s = self.session(&line.host, line.pid, time, clock, out);
-                s.verbose |= matches!(event, Event::Lookup { .. });
+                s.verbose |= matches!(event, Event::Lookup { .. } | Event::Refused { .. });
                 s.commit_pending(cap);
                 s.pending = Some(event);
                 s.pending_us = line.time_us;
@@ -1656,6 +1732,55 @@ mod tests {
         assert_eq!(r.uploads.len(), 1);
         assert_eq!(r.uploads[0].path, "report.pdf");
         assert!(r.renames.is_empty());
+    }
+
+    /// Real sessions of an upload-only client (`-p` allow-list) and a read-only one (`-R`),
+    /// OpenSSH 9.2 with sftp and curl (tests/e2e_policy_access.rs made them).
+    #[test]
+    fn refused_requests_are_failures_with_their_reason() {
+        let (reports, sessions) = run(&fixture("openssh-9.2-refusals.log"));
+        assert_eq!(sessions.open_count(), 0);
+        assert_eq!(reports.len(), 5);
+        let why = |r: &Report| -> Vec<(String, String, String)> {
+            r.failures
+                .iter()
+                .map(|f| (f.action.clone(), f.path.clone(), f.status.clone()))
+                .collect()
+        };
+        let allow = "Permission denied (refused: not allowed for this client (its access mode, or its quota is full))";
+        // The hello's refused extensions (no status follows them) are nothing at all.
+        for r in &reports {
+            assert_eq!(r.unreadable_lines, 0, "{r:?}");
+        }
+        let r = &reports[0];
+        assert_eq!(r.totals.uploads, 2);
+        assert_eq!(r.totals.mkdirs, 1);
+        assert!(why(r).is_empty(), "{:?}", why(r));
+        let r = &reports[1];
+        assert_eq!(
+            why(r),
+            [(
+                "list directory".into(),
+                "(name not logged)".into(),
+                allow.into()
+            )]
+        );
+        let r = &reports[2];
+        assert_eq!(r.totals.downloads, 0, "a refused read is no download");
+        assert_eq!(
+            why(r),
+            [("read (download)".into(), "others.pdf".into(), allow.into())]
+        );
+        let ro = "Permission denied (refused: this client is read-only)";
+        assert_eq!(
+            why(&reports[3]),
+            [("open for writing".into(), "up.txt".into(), ro.into())]
+        );
+        assert_eq!(reports[3].totals.uploads, 0);
+        assert_eq!(
+            why(&reports[4]),
+            [("remove".into(), "(name not logged)".into(), ro.into())]
+        );
     }
 
     #[test]
