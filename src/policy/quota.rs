@@ -182,6 +182,10 @@ fn one(
         return Ok(false);
     }
     writeln!(out, "{line}")?;
+    let next = state::State {
+        uid: state::uid_of(name),
+        ..next
+    };
     state::save(config, name, &next)?;
     // Recorded first, then queued: a notice that failed to queue is queued by the next run
     // (same level, same time, same id), and one queued already is not queued again.

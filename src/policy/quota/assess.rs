@@ -34,6 +34,7 @@ pub fn next(prev: &State, usage: Usage, quota: u64, levels: &[u8], now: i64) -> 
         full,
         warned,
         enforced: prev.enforced,
+        uid: prev.uid,
     }
 }
 

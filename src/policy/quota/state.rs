@@ -29,6 +29,9 @@ pub struct State {
     /// Whether sshd's blocks were last rendered by `policy run` with uploads refused (`None`:
     /// never): a render that failed is tried again by the next run.
     pub enforced: Option<bool>,
+    /// The account the record was made for: a name removed and added again is another
+    /// account, whose tree was never counted (`None`: a record from before this field).
+    pub uid: Option<u32>,
 }
 
 impl State {
@@ -53,18 +56,31 @@ pub fn path(config: &Config, name: &str) -> PathBuf {
     dir(config).join(format!("{name}.json"))
 }
 
-/// The record of `name`; `Ok(None)` when there is none yet.
+/// The uid of `name` now, if it is an account.
+pub fn uid_of(name: &str) -> Option<u32> {
+    nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
+}
+
+/// The record of `name`; `Ok(None)` when there is none yet, or when it was made for another
+/// account of that name (removed, then added again before a run forgot the record).
 pub fn load(config: &Config, name: &str) -> Result<Option<State>> {
     let path = path(config, name);
-    match fsops::read_regular(&path)? {
-        None => Ok(None),
-        Some((bytes, _)) => serde_json::from_slice(&bytes).map(Some).with_context(|| {
+    let state: State = match fsops::read_regular(&path)? {
+        None => return Ok(None),
+        Some((bytes, _)) => serde_json::from_slice(&bytes).with_context(|| {
             format!(
                 "{} is not a quota record (remove it: the next `sftpctl policy run` rescans)",
                 path.display()
             )
-        }),
+        })?,
+    };
+    if state.uid.is_some() && state.uid != uid_of(name) {
+        return Ok(None);
     }
+    Ok(Some(state))
 }
 
 pub fn save(config: &Config, name: &str, state: &State) -> Result<()> {
@@ -82,5 +98,38 @@ pub fn remove(config: &Config, name: &str) -> Result<()> {
             Err(e).with_context(|| format!("cannot remove {}", path.display()))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_of_another_account_of_the_same_name_is_not_read() {
+        let tmp = std::env::temp_dir().join(format!("sftpctl-quota-uid-{}", std::process::id()));
+        let mut config = Config::default();
+        config.watch.state_dir = tmp.clone();
+        let full = State {
+            quota: 100,
+            bytes: 200,
+            full: true,
+            uid: Some(0),
+            ..State::default()
+        };
+        save(&config, "root", &full).unwrap();
+        assert_eq!(load(&config, "root").unwrap(), Some(full.clone()));
+        // "root" removed and added again as another uid: the old count does not apply.
+        save(
+            &config,
+            "root",
+            &State {
+                uid: Some(4_000_000),
+                ..full
+            },
+        )
+        .unwrap();
+        assert_eq!(load(&config, "root").unwrap(), None);
+        let _ = std::fs::remove_dir_all(&tmp);
     }
 }
