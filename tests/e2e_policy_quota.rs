@@ -321,3 +321,44 @@ fn doctor_fails_when_sshd_still_allows_uploads_of_a_full_client_and_fix_repairs(
     w.sb.sftpctl(&["doctor", "--fix"]);
     assert_eq!(fs::read_to_string(&dropin).unwrap(), raised);
 }
+
+/// Nobody runs `policy run` here: the watcher marks alice after her session and, systemd not
+/// being PID 1, runs the jobs itself — the 80 % notice arrives, and at 100 % sshd's block
+/// refuses her next upload (the sandbox's sshd has `sshd.reload = []`: reloaded by hand).
+#[test]
+fn the_watcher_runs_the_policy_jobs_after_a_session() {
+    let mut w = world();
+    w.local("a.bin", 85 * K);
+    let out = w.sftp("put a.bin\n");
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        holds_within(DEADLINE, || w.notices("80").len() == 1),
+        "no 80 % notice without an explicit policy run; watcher log:\n{}",
+        fs::read_to_string(w.sb.path("state/watch.log")).unwrap_or_default()
+    );
+    w.local("b.bin", 20 * K);
+    let out = w.sftp("put b.bin\n");
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        holds_within(DEADLINE, || w.notices("full").len() == 1),
+        "not full without an explicit policy run: {}",
+        w.row()
+    );
+    assert_eq!(w.row()["quota_full"], true);
+    assert!(
+        holds_within(DEADLINE, || !w
+            .sb
+            .path("state/policy/dirty")
+            .join(&w.alice)
+            .exists()),
+        "the mark was not taken"
+    );
+    w.sb.reload_sshd();
+    w.local("c.bin", K);
+    let put = w.sftp("put c.bin\n");
+    assert!(
+        !put.status.success(),
+        "upload at a full quota\n{}",
+        show(&put)
+    );
+}
