@@ -562,3 +562,79 @@ fn blocks_follow_the_settings_and_nothing_else_changes() {
     assert!(stderr(&out).contains("admin"), "{}", show(&out));
     snap.assert_same(&w.sb.snapshot_with(&[&b]), "admin block kept");
 }
+
+/// The no-write lists a full quota gives (src/policy/sshd/lists.rs), put in front of the
+/// group's block by hand (the quota job renders them through `policy::sshd::resync`): a rw
+/// client can still download, delete and rename to make room, but not upload or mkdir; an
+/// upload-only client cannot write either. The report says the quota is why.
+#[test]
+fn full_quota_lists_refuse_writes_and_keep_downloads_and_deletes() {
+    use sftpctl::policy::sshd::lists::sftp_flags;
+    use sftpctl::policy::values::Access;
+    let mut w = world();
+    let rw = w.client("full", &[]);
+    let up = w.client("fullup", &["access=upload-only"]);
+    let path = w.sb.path("etc/ssh/sshd_config.d/50-sftpctl.conf");
+    let text = fs::read_to_string(&path).unwrap();
+    let force = |c: &Client, access| {
+        format!(
+            "Match User {}\n    ForceCommand internal-sftp -l VERBOSE -u 0007 {}\n",
+            c.name,
+            sftp_flags(access, true).unwrap()
+        )
+    };
+    let blocks = force(&rw, Access::ReadWrite) + &force(&up, Access::UploadOnly);
+    // The upload-only client's own (not full) block is in the file already: replace it.
+    let start = text.find(&format!("Match User {}\n", up.name)).unwrap();
+    let end = text[start..].find("Match Group").unwrap() + start;
+    fs::write(&path, format!("{}{blocks}{}", &text[..start], &text[end..])).unwrap();
+    w.sb.reload_sshd();
+
+    w.seed(&rw, "old.bin", "old data\n");
+    w.seed(&rw, "keep.bin", "kept\n");
+    w.local("new.bin", "new data\n");
+    denied(&w.sftp(&rw, "put new.bin\n"), "put at a full quota");
+    denied(&w.sftp(&rw, "mkdir d\n"), "mkdir at a full quota");
+    refused(
+        &w.curl(
+            &rw,
+            None,
+            ALLOWED,
+            &["-T", "new.bin", &w.url("new-curl.bin")],
+        ),
+        "curl put",
+    );
+    ok(
+        &w.sftp(
+            &rw,
+            "get keep.bin\nrename keep.bin kept.bin\nrm old.bin\nls\n",
+        ),
+        "get, rename, rm",
+    );
+    let data = w.sb.data(&rw.name);
+    assert!(!data.join("old.bin").exists() && data.join("kept.bin").exists());
+    assert!(!data.join("d").exists());
+    // open cannot be refused without refusing downloads: the upload leaves an empty file
+    for f in ["new.bin", "new-curl.bin"] {
+        let len = fs::metadata(data.join(f)).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(len, 0, "{f} got data");
+    }
+    denied(
+        &w.sftp(&up, "put new.bin\n"),
+        "upload-only put at a full quota",
+    );
+    let len = fs::metadata(w.sb.data(&up.name).join("new.bin"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert_eq!(len, 0);
+
+    log_has(&w, "Refusing denylisted write request");
+    let all = reports_of(&w, &rw.name, 4).join("\n");
+    assert!(
+        all.contains(
+            "write (upload) new.bin: Permission denied (refused: this client's quota is full)"
+        ),
+        "{all}"
+    );
+    assert!(all.contains("old.bin"), "the delete is reported:\n{all}");
+}

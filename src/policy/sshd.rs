@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 
 use crate::accounts;
 use crate::config::Config;
+use crate::plan::fsops;
 use crate::plan::{Plan, Step};
 use crate::registry::{self, UserSettings};
 use crate::render::UserBlock;
@@ -125,7 +126,7 @@ pub fn steps(
 /// does not write it there): a policy change must not drop it and lock the admin out.
 fn keeps_admin_block(file: &crate::plan::steps::File) -> Result<()> {
     const MARK: &str = "# The admin is not jailed.";
-    let old = std::fs::read_to_string(&file.path).unwrap_or_default();
+    let old = read_text(&file.path)?;
     if old.contains(MARK) && !file.content.contains(MARK) {
         return Err(crate::error::usage(format!(
             "{} has the admin's block, but the config names no admin, so rewriting it would drop that block: add admin = \"NAME\" to the config (sftpctl init --admin NAME said so), then run this again",
@@ -137,11 +138,11 @@ fn keeps_admin_block(file: &crate::plan::steps::File) -> Result<()> {
 
 /// Blocks go into files `init` made; before it there is no jail group block to precede.
 fn require_initialised(config: &Config) -> Result<()> {
-    let main = std::fs::read_to_string(&config.sshd.config)
+    let main = read_text(&config.sshd.config)
         .with_context(|| format!("cannot read {}", config.sshd.config.display()))?;
     let included = crate::openssh::includes(&main, &config.sshd.dropin);
     let done = if included {
-        config.sshd.dropin.exists()
+        fsops::read_regular(&config.sshd.dropin)?.is_some()
     } else {
         main.contains(&format!(
             "# BEGIN sftpctl {}",
@@ -155,6 +156,13 @@ fn require_initialised(config: &Config) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A regular file's text, empty when it does not exist (never through a link).
+fn read_text(path: &std::path::Path) -> Result<String> {
+    Ok(fsops::read_regular(path)?
+        .map(|(bytes, _)| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default())
 }
 
 /// Re-renders every block from the user files and the quota state, and applies it (the

@@ -20,6 +20,32 @@ here=$(cd "$(dirname "$0")" && pwd)
 # Steps that fail until another branch is merged (name=why). Remove a line when its branch is
 # merged: the step then fails the run if it still fails, and an XPASS says the line is stale.
 
+# issue 11: an upload-only client allowed only from 127.0.0.1, on the real sshd of this
+# release (reloaded by systemd): uploads work, listing is refused, a login from 127.0.0.2 is
+# refused by DenyUsers, and doctor asks sshd -T from inside and outside.
+s_policy_access() {
+    in_guest sftpctl add-user bob --key /root/keys/bob.pub access=upload-only allow_from=127.0.0.1 >/dev/null
+    guest_sh 'echo "drop box" > /root/up/drop.txt'
+    sleep 1
+    echo 'put drop.txt /data/drop.txt' | sftp_as bob bob >/dev/null || fail "bob cannot upload"
+    in_guest test -s /sftp-root/bob/data/drop.txt || fail "bob's upload is not there"
+    local out
+    out=$(echo 'ls /data' | sftp_as bob bob 2>&1 || true)
+    grep_all 'Permission denied' <<<"$out" || fail "bob could list: $out"
+    local mark
+    mark=$(journal_mark)
+    if in_guest sh -c "echo pwd | sftp -b - -i /root/keys/bob ${SSH_OPTS[*]} -o BindAddress=127.0.0.2 bob@127.0.0.1" >/dev/null 2>&1; then
+        fail "bob logged in from 127.0.0.2"
+    fi
+    journal_after "$mark" -u ssh.service | grep_all 'bob from 127.0.0.2 not allowed because listed in DenyUsers' ||
+        fail "sshd did not refuse bob by DenyUsers"
+    ssh_as sftpadmin admin_init true || fail "the admin is affected by bob's policy"
+    out=$(in_guest sftpctl doctor --user bob 2>&1 || true)
+    grep_all '^ok   policy bob: .*refused from' <<<"$out" || fail "doctor: $out"
+    grep '^ok   policy bob' <<<"$out" | sed 's/^/  /'
+    in_guest sftpctl remove-user bob --remove-data >/dev/null
+}
+
 run_start=$(now)
 trap 'guest_cleanup' EXIT
 SSH_OPTS=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes
@@ -558,6 +584,7 @@ step reboot s_reboot
 step penalties-exempt s_penalties
 step lock-kills-session s_lock_kills
 step remove-user-kills-session s_remove_kills
+step policy-access s_policy_access
 if [[ -n $deb ]]; then
     step package-removal s_package_removal
 else
