@@ -209,6 +209,16 @@ impl Engine {
         self.clock = self.wall;
         self.sessions
             .expire(self.clock, self.idle_secs, &mut self.finished);
+        // Last sessions (and the policy marks) held back by commit's once-a-second rule are
+        // written here when no more lines come: else they waited for the next line.
+        if !self.last_sessions.is_empty()
+            && !self.writer.has_uncommitted()
+            && self
+                .last_sessions_written
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.write_last_sessions();
+        }
         if let Some(kicker) = &mut self.policy {
             kicker.tick();
         }

@@ -273,6 +273,8 @@ SFTP
 # with a quota marks it, and the path unit runs `sftpctl policy run` at once.
 s_policy_service() {
     local unit mark out
+    # Also when a check fails: a full alice would fail every later step that uploads.
+    trap 'in_guest sftpctl set alice quota=none >/dev/null 2>&1 || true' EXIT
     for unit in sftpctl-policy.timer sftpctl-policy.path; do
         [[ $(in_guest systemctl is-enabled "$unit" 2>&1) == enabled ]] || fail "$unit is not enabled: $(in_guest systemctl is-enabled "$unit" 2>&1)"
         in_guest systemctl is-active --quiet "$unit" || fail "$unit is not active: $(in_guest systemctl status "$unit" 2>&1 | head -5)"
@@ -286,6 +288,31 @@ s_policy_service() {
         fail "sftpctl-policy.service: $(in_guest systemctl show -p Result --value sftpctl-policy.service)"
     [[ -z $(guest_sh 'ls -A /var/lib/sftpctl/policy/dirty 2>/dev/null') ]] || fail "the dirty marks were not taken"
     echo "  $(journal_after "$mark" -u sftpctl-policy.service | tail -2 | tr '\n' ' ')"
+    # At the quota: the path unit's run re-renders sshd's block and reloads ssh (from the
+    # policy service's own sandbox), so the next upload is refused; after a delete, allowed.
+    local used
+    used=$(in_guest sftpctl list-users --json | "$MAIL_PY" -c 'import json,sys; print([u for u in json.load(sys.stdin) if u["name"] == "alice"][0]["quota_used_bytes"])')
+    [[ $used =~ ^[0-9]+$ ]] || fail "no usage counted for alice: $used"
+    out=$(in_guest sftpctl set alice quota=$((used + 1024)) 2>&1) || fail "sftpctl set alice quota=…: $out"
+    guest_sh 'head -c 4096 /dev/zero > /root/up/big.bin'
+    mark=$(journal_mark)
+    sftp_as alice alice >/dev/null <<<'put big.bin /data/big.bin' || fail "alice's upload under the quota failed"
+    wait_for "alice full after the path unit's run" 20 \
+        "in_guest sftpctl list-users --json | grep -q '\"quota_full\": true'"
+    wait_for "ssh reloaded by the policy service" 10 "journal_after '$mark' -u ssh.service | grep -q 'Received SIGHUP'"
+    if sftp_as alice alice >/dev/null 2>&1 <<<'put report.txt /data/over-quota.txt'; then
+        fail "alice uploaded at her quota"
+    fi
+    mark=$(journal_mark)
+    sftp_as alice alice >/dev/null <<<'rm /data/big.bin' || fail "alice cannot delete at her quota"
+    wait_for "alice under her quota again" 20 \
+        "in_guest sftpctl list-users --json | grep -q '\"quota_full\": false'"
+    # The count is recorded before sshd's block is rendered again and ssh reloaded.
+    wait_for "ssh reloaded by the policy service again" 10 "journal_after '$mark' -u ssh.service | grep -q 'Received SIGHUP'"
+    sftp_as alice alice >/dev/null <<<'put report.txt /data/under-quota.txt' || fail "alice cannot upload after the delete"
+    trap - EXIT
+    out=$(in_guest sftpctl set alice quota=none 2>&1) || fail "sftpctl set alice quota=none: $out"
+    echo "  quota $((used + 1024)) B: full after one upload, refused, free again after a delete"
 }
 
 s_shared_write() {
