@@ -96,13 +96,16 @@ pub fn pending(config: &Config) -> Result<Vec<Notice>> {
 /// Delivers every pending notice; stops at the first failure (the rest stay pending).
 /// Returns how many went out.
 pub fn deliver_pending(config: &Config) -> Result<usize> {
-    let notices = pending(config)?;
-    if notices.is_empty() {
+    if pending(config)?.is_empty() {
         return Ok(0);
     }
+    // Two runs at once (the timer's, the watcher's, an admin's) would send a notice twice:
+    // one delivers at a time, and reads what is pending only once it holds the lock.
+    let base = dir(config);
+    let _lock = super::lock::exclusive(&base.join(".lock"))?;
+    let notices = pending(config)?;
     let addresses = Addresses::from_config(config)?;
     let mut mailer = Mailer::from_config(config)?;
-    let base = dir(config);
     private_dir(&base.join("sent"))?;
     let mut sent = 0;
     for notice in &notices {
@@ -205,6 +208,37 @@ mod tests {
         let eml = std::fs::read_to_string(config.mail.spool_dir.join("notice-test-1.eml")).unwrap();
         assert!(eml.contains("Subject: Quota of alice at 80 %"), "{eml}");
         assert!(eml.contains("alice uses 4.0 GiB"), "{eml}");
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn two_runs_at_once_deliver_each_notice_once() {
+        let tmp = std::env::temp_dir().join(format!("sftpctl-notices2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let mut config = Config::default();
+        config.watch.state_dir = tmp.join("state");
+        config.mail.spool_dir = tmp.join("spool");
+        config.mail.to = vec!["admin@example.org".into()];
+        config.user_dir = tmp.join("users");
+        for i in 0..40 {
+            let n = Notice {
+                id: format!("race-{i}"),
+                user: "alice".into(),
+                subject: format!("notice {i}"),
+                text: "text\n".into(),
+                to_client: false,
+            };
+            assert!(queue(&config, &n).unwrap());
+        }
+        let runs: Vec<_> = (0..2)
+            .map(|_| {
+                let c = config.clone();
+                std::thread::spawn(move || deliver_pending(&c))
+            })
+            .collect();
+        let sent: usize = runs.into_iter().map(|r| r.join().unwrap().unwrap()).sum();
+        assert_eq!(sent, 40);
+        assert!(pending(&config).unwrap().is_empty());
         let _ = std::fs::remove_dir_all(&tmp);
     }
 }

@@ -240,20 +240,9 @@ fn forget_unmanaged(config: &Config) -> Result<()> {
 /// The timer and the watcher may both start `policy run`: their counts and renders take
 /// turns, so one run's record is never written over by an older count of the other.
 fn lock(config: &Config) -> Result<nix::fcntl::Flock<std::fs::File>> {
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = state::dir(config);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(".lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", path.display()))
+    super::lock::exclusive(&dir.join(".lock"))
 }
 
 fn peek_dirty(config: &Config) -> BTreeSet<String> {

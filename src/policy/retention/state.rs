@@ -6,8 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use std::os::unix::fs::OpenOptionsExt;
-
 use anyhow::{Context, Result};
 
 use super::walk::Key;
@@ -84,17 +82,7 @@ pub fn set_last_run(config: &Config, day: i64) -> Result<()> {
 /// drops it when the process dies).
 pub fn lock(config: &Config) -> Result<nix::fcntl::Flock<std::fs::File>> {
     private_dir(&dir(config))?;
-    let path = dir(config).join("lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", path.display()))
+    crate::policy::lock::exclusive(&dir(config).join("lock"))
 }
 
 fn private_dir(path: &std::path::Path) -> Result<()> {

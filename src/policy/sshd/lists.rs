@@ -49,38 +49,8 @@ pub fn sftp_flags(access: Access, quota_full: bool) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// Every name internal-sftp knows (sftp-server.c, `handlers` and `extended_handlers`).
-    const KNOWN: &[&str] = &[
-        "open",
-        "close",
-        "read",
-        "write",
-        "lstat",
-        "fstat",
-        "setstat",
-        "fsetstat",
-        "opendir",
-        "readdir",
-        "remove",
-        "mkdir",
-        "rmdir",
-        "realpath",
-        "stat",
-        "rename",
-        "readlink",
-        "symlink",
-        "posix-rename",
-        "statvfs",
-        "fstatvfs",
-        "hardlink",
-        "fsync",
-        "lsetstat",
-        "limits",
-        "expand-path",
-        "copy-data",
-        "home-directory",
-        "users-groups-by-id",
-    ];
+    /// Every name internal-sftp knows: the list the watcher parses refusals with.
+    const KNOWN: &[&str] = crate::watch::parse::REQUEST_NAMES;
 
     #[test]
     fn every_listed_request_exists() {
