@@ -69,7 +69,13 @@ impl Mailer {
         match config.mail.transport {
             Transport::File => {
                 let spool = config.mail.spool_dir.clone();
-                outbox::ensure_private_dir(&spool)?;
+                // Not fatal: a watcher that refused to start would lose every line rsyslog
+                // sends meanwhile. Reports wait in the outbox; each batch tries again.
+                if let Err(e) = outbox::ensure_private_dir(&spool) {
+                    eprintln!(
+                        "sftpctl: warning: {e:#}: reports wait in the outbox until mail.spool_dir is a directory sftpctl can write"
+                    );
+                }
                 Ok(Mailer::File {
                     spool,
                     unsynced: Unsynced::Nothing,
@@ -85,6 +91,7 @@ impl Mailer {
     pub fn send(&mut self, id: &str, message: &Message) -> Result<()> {
         match self {
             Mailer::File { spool, unsynced } => {
+                outbox::ensure_private_dir(spool)?;
                 write_eml(spool, id, &message.formatted(), true)?;
                 if *unsynced == Unsynced::Nothing {
                     *unsynced = Unsynced::Dir;
@@ -586,6 +593,10 @@ impl Delivery {
         };
         if todo.is_empty() {
             return Vec::new();
+        }
+        // Made again if it went (or was never made): one mkdir per batch.
+        if let Err(e) = outbox::ensure_private_dir(spool) {
+            return vec![(todo[0].0, Err(e))];
         }
         let sync_each = todo.len() <= SYNC_EACH_MAX;
         *unsynced = match (*unsynced, sync_each) {
