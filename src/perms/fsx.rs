@@ -337,6 +337,25 @@ fn enter(
     }
 }
 
+/// `child`'s parent, opened through its `..` (no-follow), if it is still the inode `id`: a
+/// walk that gave up an ancestor's descriptor climbs back without leaving the tree when the
+/// client moved a directory meanwhile.
+pub(crate) fn reopen_parent(child: &OwnedFd, id: (u64, u64)) -> Option<OwnedFd> {
+    let up = nix::fcntl::openat(
+        Some(child.as_raw_fd()),
+        "..",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    // SAFETY: a new descriptor that nothing else owns.
+    let up = unsafe { OwnedFd::from_raw_fd(up) };
+    match stat_fd(&up) {
+        Ok(st) if (st.st_dev, st.st_ino) == id => Some(up),
+        _ => None,
+    }
+}
+
 /// After leaving `done`, makes sure the frame now on top has a descriptor: re-opened through
 /// `done`'s `..` when it was given up, and only if it is still the same inode.
 fn climb(stack: &mut [Frame], done: Frame) -> bool {
@@ -349,21 +368,12 @@ fn climb(stack: &mut [Frame], done: Frame) -> bool {
     let Some(child) = done.fd else {
         return false;
     };
-    let up = nix::fcntl::openat(
-        Some(child.as_raw_fd()),
-        "..",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    );
-    let Ok(up) = up else { return false };
-    // SAFETY: a new descriptor that nothing else owns.
-    let up = unsafe { OwnedFd::from_raw_fd(up) };
-    match stat_fd(&up) {
-        Ok(st) if (st.st_dev, st.st_ino) == top.id => {
+    match reopen_parent(&child, top.id) {
+        Some(up) => {
             top.fd = Some(up);
             true
         }
-        _ => false,
+        None => false,
     }
 }
 

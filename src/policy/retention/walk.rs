@@ -6,12 +6,12 @@
 //! the walk, the walk stays in the tree it started in.
 
 use std::ffi::OsString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::{fstatat, FileStat, Mode};
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{fstatat, FileStat};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::perms::fsx;
@@ -244,27 +244,20 @@ fn climb(stack: &mut [Frame], done: Frame) -> bool {
     let Some(child) = done.fd else {
         return false;
     };
-    let up = nix::fcntl::openat(
-        Some(child.as_raw_fd()),
-        "..",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    );
-    let Ok(up) = up else { return false };
-    // SAFETY: a new descriptor that nothing else owns.
-    let up = unsafe { OwnedFd::from_raw_fd(up) };
-    match fsx::stat_fd(&up) {
-        Ok(st) if (st.st_dev, st.st_ino) == top.id => {
+    match fsx::reopen_parent(&child, top.id) {
+        Some(up) => {
             top.fd = Some(up);
             true
         }
-        _ => false,
+        None => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
     use std::os::unix::fs::MetadataExt;
 
     fn tmp(tag: &str) -> PathBuf {
