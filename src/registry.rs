@@ -127,6 +127,14 @@ pub fn last_session(config: &Config, name: &str) -> Option<String> {
     (!line.is_empty() && !line.chars().any(|c| c.is_control())).then(|| line.to_string())
 }
 
+/// [`last_session`] as Unix seconds: RFC 3339 as written since local times, or the
+/// `2026-11-27 16:04:18 UTC` that earlier versions wrote.
+pub fn last_session_unix(config: &Config, name: &str) -> Option<i64> {
+    let text = last_session(config, name)?;
+    let stamp = text.strip_suffix(" UTC").unwrap_or(&text);
+    crate::watch::time::parse_rfc3339(stamp.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,7 @@ pub fn run(cli: Cli) -> Result<()> {
         return generate_assets::run(&args.out);
     }
     let (config, source) = Config::load(cli.config.as_deref())?;
+    crate::tz::install(crate::tz::Zone::for_config(&config.mail.timezone));
     match cli.command {
         Command::Init(args) if args.undo => init_undo::run(&config, &source, args.dry_run.dry_run),
         Command::Init(args) => init::run(&config, &source, &args),
