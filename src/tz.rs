@@ -89,7 +89,9 @@ fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('/')
-        && !name.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+        && !name
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c));
@@ -210,7 +212,12 @@ mod tests {
 
     #[test]
     fn bad_names_are_refused_in_one_line() {
-        for bad in ["Mars/Olympus", "../../etc/passwd", "/etc/localtime", "Europe//Berlin"] {
+        for bad in [
+            "Mars/Olympus",
+            "../../etc/passwd",
+            "/etc/localtime",
+            "Europe//Berlin",
+        ] {
             let e = validate(bad).unwrap_err().to_string();
             assert!(e.starts_with("mail.timezone: ") && !e.contains('\n'), "{e}");
         }
@@ -220,6 +227,9 @@ mod tests {
 
     #[test]
     fn machine_times() {
-        assert_eq!(rfc3339_utc(at("2026-11-27T17:04:18+01:00")), "2026-11-27T16:04:18Z");
+        assert_eq!(
+            rfc3339_utc(at("2026-11-27T17:04:18+01:00")),
+            "2026-11-27T16:04:18Z"
+        );
     }
 }
