@@ -51,6 +51,16 @@ impl Zone {
         }
     }
 
+    /// For the admin's commands: a `mail.timezone` the tz database does not have is an error
+    /// (a typo must not go unnoticed). Only a missing database, or the host's zone being
+    /// unreadable, falls back to UTC with a warning.
+    pub fn strict(name: &str) -> Result<Zone> {
+        if name.is_empty() || jiff::tz::db().is_definitively_empty() {
+            return Ok(Zone::for_config(name));
+        }
+        Zone::named(name)
+    }
+
     /// `2026-11-27 17:04:18 +01:00 (CET)`; the abbreviation is left out where the zone has
     /// none but the offset itself (`+0530`-style names, e.g. `-03` for America/Sao_Paulo).
     pub fn format(&self, unix: i64) -> String {
@@ -104,17 +114,14 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
-/// Checks `mail.timezone` at config load. An unknown name is refused; when the tz database
-/// itself is missing the name is let through and [`Zone::for_config`] falls back to UTC.
+/// Checks the form of `mail.timezone` (part of the config's validation; whether the zone
+/// exists is [`Zone::strict`]'s question, asked right after loading).
 pub fn validate(name: &str) -> Result<()> {
     if name.is_empty() {
-        return Ok(());
+        Ok(())
+    } else {
+        check_name(name)
     }
-    check_name(name)?;
-    if jiff::tz::db().is_definitively_empty() {
-        return Ok(());
-    }
-    Zone::named(name).map(drop)
 }
 
 static ZONE: OnceLock<Zone> = OnceLock::new();
@@ -213,16 +220,32 @@ mod tests {
     #[test]
     fn bad_names_are_refused_in_one_line() {
         for bad in [
-            "Mars/Olympus",
             "../../etc/passwd",
             "/etc/localtime",
             "Europe//Berlin",
+            "a b",
+            "",
         ] {
-            let e = validate(bad).unwrap_err().to_string();
+            let e = Zone::named(bad).unwrap_err().to_string();
             assert!(e.starts_with("mail.timezone: ") && !e.contains('\n'), "{e}");
         }
+        for bad in ["../../etc/passwd", "Europe/Berlin\nx"] {
+            assert!(validate(bad).is_err(), "{bad:?}");
+        }
+        let e = Zone::strict("Mars/Olympus").unwrap_err().to_string();
+        assert!(e.starts_with("mail.timezone: unknown time zone"), "{e}");
         validate("").unwrap();
-        validate("Europe/Berlin").unwrap();
+        validate("Mars/Olympus").unwrap(); // the form is fine: existence is checked by strict
+        Zone::strict("Europe/Berlin").unwrap();
+    }
+
+    #[test]
+    fn the_watcher_falls_back_to_utc_for_a_zone_it_cannot_find() {
+        let z = Zone::for_config("Mars/Olympus");
+        assert_eq!(
+            z.format(at("2026-11-27T16:04:18Z")),
+            "2026-11-27 16:04:18 +00:00 (UTC)"
+        );
     }
 
     #[test]

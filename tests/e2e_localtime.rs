@@ -198,3 +198,23 @@ fn the_hosts_zone_follows_tz_and_unreadable_zone_data_falls_back_to_utc() {
         stderr(&out)
     );
 }
+
+/// A zone the tz database no longer has (tzdata renames; Debian 13 moved old names to
+/// tzdata-legacy) must not stop the watcher: it mails in UTC and warns. The admin's commands
+/// refuse the same config (the test above), so the typo case still shows at once.
+#[test]
+fn the_watcher_keeps_mailing_in_utc_when_its_zone_is_missing() {
+    let env = watch_common::Env::new("tz-missing", "timezone = \"Mars/Olympus\"");
+    let log = fs::read(watch_common::fixture("openssh-9.2-rsyslog-file.log")).unwrap();
+    let (code, err) = env.watch_stdin(&log);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("warning: mail.timezone: unknown time zone \"Mars/Olympus\"")
+            && err.contains("times are shown in UTC"),
+        "{err}"
+    );
+    let mails = env.mails();
+    assert_eq!(mails.len(), 5, "{err}");
+    let text = watch_common::text_part(&mails[0]);
+    assert!(field(&text, "Start:").ends_with(" +00:00 (UTC)"), "{text}");
+}
