@@ -140,6 +140,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn last_sessions_of_both_formats_are_read() {
+        let dir = std::env::temp_dir().join(format!("sftpctl-last-{}", std::process::id()));
+        let mut config = Config::default();
+        config.watch.state_dir = dir.clone();
+        let path = last_session_path(&config, "alice");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let want = crate::watch::time::parse_rfc3339(b"2026-11-27T16:04:18Z");
+        for text in ["2026-11-27T16:04:18Z\n", "2026-11-27 16:04:18 UTC\n"] {
+            std::fs::write(&path, text).unwrap();
+            assert_eq!(last_session_unix(&config, "alice"), want, "{text:?}");
+        }
+        std::fs::write(&path, "yesterday\n").unwrap();
+        assert_eq!(last_session_unix(&config, "alice"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn emails() {
         check_email("alice@client.example").unwrap();
         for bad in ["", "alice", "a b@c.d", "a@b\nBcc: x@y", "<a@b>"] {

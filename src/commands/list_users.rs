@@ -54,8 +54,8 @@ struct Row {
     /// Uploads are refused from the next session on.
     #[serde(skip_serializing_if = "Option::is_none")]
     quota_full: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     /// RFC 3339 in UTC, like `last_session`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     quota_counted: Option<String>,
     /// `1.2 GiB / 5G (24 %)`, `, full` when full.
     #[serde(skip_serializing_if = "Option::is_none")]
