@@ -232,6 +232,9 @@ pub struct Mail {
     pub users: std::collections::BTreeMap<String, String>,
     /// Longest wait between two delivery attempts after failures (the wait doubles from 1 s).
     pub retry_max_secs: u64,
+    /// Zone of every time people read (mail, `report`, `list-users`), e.g. "Europe/Berlin";
+    /// empty = the host's (`TZ`, else /etc/localtime).
+    pub timezone: String,
     pub smtp: Smtp,
 }
 
@@ -410,6 +413,7 @@ impl Default for Mail {
             sendmail: "/usr/sbin/sendmail".into(),
             users: Default::default(),
             retry_max_secs: 300,
+            timezone: String::new(),
             smtp: Smtp::default(),
         }
     }
@@ -615,6 +619,7 @@ impl Config {
         if !(1..=86_400).contains(&self.mail.retry_max_secs) {
             anyhow::bail!("mail.retry_max_secs must be between 1 and 86400");
         }
+        crate::tz::validate(&self.mail.timezone)?;
         check_abs_path("mail.spool_dir", &self.mail.spool_dir)?;
         check_abs_path("mail.sendmail", &self.mail.sendmail)?;
         names::check_single_line("mail.from", &self.mail.from)?;

@@ -21,4 +21,5 @@ pub mod policy;
 pub mod registry;
 pub mod render;
 pub mod setup;
+pub mod tz;
 pub mod watch;

@@ -127,9 +127,34 @@ pub fn last_session(config: &Config, name: &str) -> Option<String> {
     (!line.is_empty() && !line.chars().any(|c| c.is_control())).then(|| line.to_string())
 }
 
+/// [`last_session`] as Unix seconds: RFC 3339 as written since local times, or the
+/// `2026-11-27 16:04:18 UTC` that earlier versions wrote.
+pub fn last_session_unix(config: &Config, name: &str) -> Option<i64> {
+    let text = last_session(config, name)?;
+    let stamp = text.strip_suffix(" UTC").unwrap_or(&text);
+    crate::watch::time::parse_rfc3339(stamp.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_sessions_of_both_formats_are_read() {
+        let dir = std::env::temp_dir().join(format!("sftpctl-last-{}", std::process::id()));
+        let mut config = Config::default();
+        config.watch.state_dir = dir.clone();
+        let path = last_session_path(&config, "alice");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let want = crate::watch::time::parse_rfc3339(b"2026-11-27T16:04:18Z");
+        for text in ["2026-11-27T16:04:18Z\n", "2026-11-27 16:04:18 UTC\n"] {
+            std::fs::write(&path, text).unwrap();
+            assert_eq!(last_session_unix(&config, "alice"), want, "{text:?}");
+        }
+        std::fs::write(&path, "yesterday\n").unwrap();
+        assert_eq!(last_session_unix(&config, "alice"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn emails() {

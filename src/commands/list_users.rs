@@ -17,7 +17,7 @@ use crate::policy::expiry;
 use crate::policy::quota;
 use crate::policy::values::Day;
 use crate::registry;
-use crate::watch::time::format_utc;
+use crate::tz;
 
 #[derive(Debug, Serialize)]
 struct Row {
@@ -29,7 +29,10 @@ struct Row {
     /// `None` when the shadow file cannot be read. An expiry is not a lock: see `expired`.
     locked: Option<bool>,
     email: Option<String>,
+    /// When the last session ended, RFC 3339 in UTC (`2026-11-27T16:04:18Z`).
     last_session: Option<String>,
+    #[serde(skip)]
+    last_session_unix: Option<i64>,
     access: String,
     allow_from: Vec<String>,
     expires: Option<String>,
@@ -51,6 +54,7 @@ struct Row {
     /// Uploads are refused from the next session on.
     #[serde(skip_serializing_if = "Option::is_none")]
     quota_full: Option<bool>,
+    /// RFC 3339 in UTC, like `last_session`.
     #[serde(skip_serializing_if = "Option::is_none")]
     quota_counted: Option<String>,
     /// `1.2 GiB / 5G (24 %)`, `, full` when full.
@@ -70,6 +74,7 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
                 .quota
                 .and_then(|_| quota::state::load(config, &name).ok().flatten());
             let expiry = expiry::state(settings.expires, today);
+            let last = registry::last_session_unix(config, &name);
             Row {
                 expired: matches!(expiry, expiry::State::Expired { .. }),
                 expires_in_days: settings.expires.map(|d| d.days - today.days),
@@ -82,7 +87,7 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
                 quota_full: settings
                     .quota
                     .map(|_| quota::is_full_with(config, &name, &settings)),
-                quota_counted: count.as_ref().map(|c| format_utc(c.scanned_at)),
+                quota_counted: count.as_ref().map(|c| tz::rfc3339_utc(c.scanned_at)),
                 quota_usage: quota::summary(config, &name, &settings),
                 access: settings.access.to_string(),
                 allow_from: settings.allow_from.iter().map(|n| n.to_string()).collect(),
@@ -95,7 +100,8 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
                     .as_ref()
                     .map(|s| s.get(&name).is_some_and(|e| e.locked())),
                 email: registry::email_of(config, &name),
-                last_session: registry::last_session(config, &name),
+                last_session: last.map(tz::rfc3339_utc),
+                last_session_unix: last,
                 jail: jail.dir.display().to_string(),
                 name,
             }
@@ -110,12 +116,12 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:>10} {:>4} {:<7} {:<28} {:<24} {:<40} JAIL",
+        "{:<20} {:>10} {:>4} {:<7} {:<28} {:<32} {:<40} JAIL",
         "NAME", "DATA", "KEYS", "LOCKED", "EMAIL", "LAST SESSION", "POLICY"
     );
     for r in &rows {
         let row = format!(
-            "{:<20} {:>10} {:>4} {:<7} {:<28} {:<24} {:<40} {}",
+            "{:<20} {:>10} {:>4} {:<7} {:<28} {:<32} {:<40} {}",
             r.name,
             human(r.data_bytes),
             r.keys,
@@ -125,7 +131,9 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
                 None => "?",
             },
             r.email.as_deref().unwrap_or("-"),
-            r.last_session.as_deref().unwrap_or("-"),
+            r.last_session_unix
+                .map(tz::format_local)
+                .unwrap_or_else(|| "-".into()),
             policy_summary(r),
             r.jail
         );

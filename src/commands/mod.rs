@@ -33,6 +33,15 @@ pub fn run(cli: Cli) -> Result<()> {
         return generate_assets::run(&args.out);
     }
     let (config, source) = Config::load(cli.config.as_deref())?;
+    // The watcher must keep mailing when a zone vanishes from the tz database (tzdata
+    // renames, Debian 13's tzdata-legacy split): UTC and a warning. Every other command
+    // refuses an unknown `mail.timezone` so that a typo shows at once.
+    let zone = match &cli.command {
+        Command::Watch(_) => crate::tz::Zone::for_config(&config.mail.timezone),
+        _ => crate::tz::Zone::strict(&config.mail.timezone)
+            .map_err(|e| crate::error::usage(format!("{}: {e:#}", source.path.display())))?,
+    };
+    crate::tz::install(zone);
     match cli.command {
         Command::Init(args) if args.undo => init_undo::run(&config, &source, args.dry_run.dry_run),
         Command::Init(args) => init::run(&config, &source, &args),

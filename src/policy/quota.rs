@@ -279,7 +279,7 @@ fn level_notice(name: &str, s: &State, quota: Size, level: u8, since: i64) -> No
             "Client {name} uses {used} of its quota of {quota} ({} %, {} files and directories), counted at {}.\n\n{what}\n\nRaise the quota with `sftpctl set {name} quota=SIZE`, or ask the client to delete files; `sftpctl list-users` shows the usage.\n",
             s.percent(),
             s.files,
-            crate::watch::time::format_utc(s.scanned_at),
+            crate::tz::format_local(s.scanned_at),
         ),
         to_client: false,
     }
@@ -294,7 +294,7 @@ fn below_notice(name: &str, s: &State, quota: Size, since: i64) -> Notice {
             "Client {name} uses {} of its quota of {quota} ({} %), counted at {}: its next session may upload again.\n",
             human(s.bytes),
             s.percent(),
-            crate::watch::time::format_utc(s.scanned_at),
+            crate::tz::format_local(s.scanned_at),
         ),
         to_client: false,
     }

@@ -19,7 +19,8 @@ use anyhow::{Context, Result};
 
 use super::report::Report;
 use super::session::{Ending, Session};
-use super::time::{format_utc, now_unix};
+use super::time::now_unix;
+use crate::tz::format_local;
 
 /// Records per segment before a new one is started (bounds what a fully delivered outbox
 /// keeps on disk, and what the delivery thread holds in memory).
@@ -521,8 +522,8 @@ fn summary_report(user: &str, s: Summary, limits: ReportLimits) -> Report {
         "{} sessions ({} of them incomplete), started from {} and ended by {}, are summed up in this one report because {why}; their lists are not shown, the totals are exact",
         s.sessions,
         s.incomplete,
-        format_utc(s.start),
-        format_utc(s.end)
+        format_local(s.start),
+        format_local(s.end)
     );
     report
 }

@@ -885,7 +885,10 @@ mod tests {
             panic!()
         };
         assert_eq!((a.host.as_str(), a.pid), ("vm", 5900));
-        assert_eq!(time::format_utc(a.time.unwrap()), "2026-11-27 16:04:26 UTC");
+        assert_eq!(
+            crate::tz::rfc3339_utc(a.time.unwrap()),
+            "2026-11-27T16:04:26Z"
+        );
         let Parsed::Sftp(b) = parse_line(
             b"2026-11-27T16:04:18.430882+00:00 vm internal-sftp[5701]: session opened for local user alice from [127.0.0.1]\n",
             NOW,

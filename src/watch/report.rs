@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::session::{Bounded, Ending, Move, Replaced, Session};
-use super::time::{format_duration, format_utc, now_unix};
+use super::time::{format_duration, now_unix};
+use crate::tz::format_local;
 
 /// Exact counts over the whole session (lists may be cut, these never are).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,10 +190,10 @@ impl Report {
             .collect();
         let start = s.start;
         let start_text = match start {
-            Some(t) => format_utc(t),
+            Some(t) => format_local(t),
             None => format!(
                 "before {} (opening line not seen)",
-                format_utc(s.first_seen)
+                format_local(s.first_seen)
             ),
         };
         let duration_text = format_duration(s.end - start.unwrap_or(s.first_seen));
@@ -228,7 +229,7 @@ impl Report {
             start,
             end: s.end,
             start_text,
-            end_text: format_utc(s.end),
+            end_text: format_local(s.end),
             duration_text,
             complete: ending == Ending::Closed
                 && s.totals.incomplete_transfers == 0

@@ -197,7 +197,7 @@ impl Engine {
             ));
             self.writer.append(&report)?;
             self.last_sessions
-                .insert(report.user.clone(), report.end_text.clone());
+                .insert(report.user.clone(), crate::tz::rfc3339_utc(report.end));
         }
         Ok(())
     }

@@ -1,4 +1,7 @@
-//! Timestamps without a date library: rsyslog's two formats → Unix seconds, and back to text.
+//! rsyslog's two timestamp formats → Unix seconds, and durations as text. Parsing stays
+//! hand-written: it runs for every log line, needs no zone (the stamps carry their offset, or
+//! are UTC), and is exact for the proleptic Gregorian dates rsyslog writes. Every time shown to
+//! people is formatted in `crate::tz`, through the system's tz database.
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
@@ -23,18 +26,6 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day)
-}
-
-/// `2026-11-27 16:04:18 UTC`.
-pub fn format_utc(unix: i64) -> String {
-    let (y, mo, d) = civil_from_days(unix.div_euclid(86_400));
-    let secs = unix.rem_euclid(86_400);
-    format!(
-        "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
 }
 
 /// `1h 02m 03s`, `4m 05s`, `6s`.
@@ -160,7 +151,7 @@ mod tests {
     #[test]
     fn parses_rsyslog_file_timestamps() {
         let t = parse_rfc3339(b"2026-11-27T16:04:18.430882+00:00").unwrap();
-        assert_eq!(format_utc(t), "2026-11-27 16:04:18 UTC");
+        assert_eq!(crate::tz::rfc3339_utc(t), "2026-11-27T16:04:18Z");
         assert_eq!(parse_rfc3339(b"2026-11-27T17:04:18+01:00"), Some(t));
         assert_eq!(parse_rfc3339(b"2026-11-27T16:04:18Z"), Some(t));
         assert_eq!(parse_rfc3339(b"2026-13-27T16:04:18Z"), None);
@@ -175,9 +166,9 @@ mod tests {
     fn parses_traditional_timestamps() {
         let now = parse_rfc3339(b"2026-11-28T00:00:00Z").unwrap();
         let t = parse_traditional(b"Nov 27 16:04:26", now).unwrap();
-        assert_eq!(format_utc(t), "2026-11-27 16:04:26 UTC");
+        assert_eq!(crate::tz::rfc3339_utc(t), "2026-11-27T16:04:26Z");
         let t = parse_traditional(b"Dec  7 01:02:03", now).unwrap();
-        assert_eq!(format_utc(t), "2025-12-07 01:02:03 UTC");
+        assert_eq!(crate::tz::rfc3339_utc(t), "2025-12-07T01:02:03Z");
         assert_eq!(parse_traditional(b"Foo 27 16:04:26", now), None);
     }
 

@@ -269,6 +269,28 @@ SFTP
     grep -A2 '^DELETED' <<<"$text" | grep -q 'scratch.txt' || fail "scratch.txt is not under DELETED"
 }
 
+# Local time (issue 12): the watcher's sandboxed unit (ProtectSystem=strict, PrivateTmp, …)
+# still reads the guest's /etc/localtime and zone data; back to UTC afterwards.
+s_local_time() {
+    local before eml text start
+    guest_sh 'test -e /usr/share/zoneinfo/Europe/Berlin' || fail "no tzdata in the guest"
+    guest_sh 'ln -sf /usr/share/zoneinfo/Europe/Berlin /etc/localtime'
+    in_guest systemctl restart sftpctl-watch
+    before=$(spool_count)
+    sftp_as alice alice >/dev/null <<'SFTP'
+put report.txt /data/tz.txt
+SFTP
+    wait_for "a report in $SPOOL" 15 "test \$(spool_count) -gt $before"
+    eml=$(newest_report)
+    text=$(report_text "$eml")
+    start=$(grep '^Start:' <<<"$text" || true)
+    echo "  | $start"
+    guest_sh 'ln -sf /usr/share/zoneinfo/Etc/UTC /etc/localtime'
+    in_guest systemctl restart sftpctl-watch
+    grep -Eq '^Start: +[0-9-]{10} [0-9:]{8} \+0[12]:00 \(CES?T\)$' <<<"$start" ||
+        fail "the report is not in the guest's zone, Europe/Berlin: $start"
+}
+
 # The policy service (issue 11): init enabled its timer and path units; a session of a client
 # with a quota marks it, and the path unit runs `sftpctl policy run` at once.
 s_policy_service() {
@@ -597,6 +619,7 @@ step login-existing-account s_login_existing
 step login-admin-custom-key s_login_admin_custom
 step login-admin-init-key s_login_admin_init
 step session-reported s_session
+step local-time s_local_time
 needed
 step policy-service s_policy_service
 step shared-write s_shared_write

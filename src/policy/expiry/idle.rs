@@ -22,7 +22,8 @@ use crate::plan::Plan;
 use crate::policy::notices::{self, Notice};
 use crate::policy::values::Day;
 use crate::registry::{self, UserSettings};
-use crate::watch::time::{format_utc, now_unix};
+use crate::tz::format_local;
+use crate::watch::time::now_unix;
 
 pub fn clock_path(config: &Config, name: &str) -> PathBuf {
     config
@@ -54,8 +55,7 @@ fn clock(config: &Config, name: &str) -> Option<i64> {
 
 /// When the idle clock of `name` started: its last session or its clock file, the later.
 pub fn clock_start(config: &Config, name: &str) -> Option<i64> {
-    let session = registry::last_session(config, name)
-        .and_then(|s| crate::watch::time::parse_rfc3339(s.as_bytes()));
+    let session = registry::last_session_unix(config, name);
     session.max(clock(config, name))
 }
 
@@ -115,12 +115,12 @@ pub fn check(
     )?;
     plan.apply(out)?;
     let today = Day::today();
-    let last = registry::last_session(config, name)
-        .map(|s| format!("its last session ended {s}"))
+    let last = registry::last_session_unix(config, name)
+        .map(|t| format!("its last session ended {}", format_local(t)))
         .unwrap_or_else(|| {
             format!(
                 "it had no session since sftpctl began to watch it ({})",
-                format_utc(since)
+                format_local(since)
             )
         });
     let notice = Notice {

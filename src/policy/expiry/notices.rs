@@ -21,7 +21,8 @@ pub fn due(config: &Config, name: &str, settings: &UserSettings, today: Day) -> 
                 user: name.to_string(),
                 subject: format!("SFTP account {name} expires on {day}"),
                 text: format!(
-                    "The SFTP account {name} works through {day} (UTC) and stops at the end of that day: {} day(s) left, today included.\n\nTo keep it: sftpctl set {name} expires=YYYY-MM-DD (or expires=never).\n",
+                    "The SFTP account {name} works through {day} (UTC) and stops at the end of that day, {}: {} day(s) left, today included.\n\nTo keep it: sftpctl set {name} expires=YYYY-MM-DD (or expires=never).\n",
+                    crate::tz::format_local(day.end_unix()),
                     days_left + 1
                 ),
                 to_client: false,
@@ -32,7 +33,8 @@ pub fn due(config: &Config, name: &str, settings: &UserSettings, today: Day) -> 
             user: name.to_string(),
             subject: format!("SFTP account {name} expired"),
             text: format!(
-                "The SFTP account {name} expired at the end of {day} (UTC): its logins are refused.\n\nTo extend it: sftpctl set {name} expires=YYYY-MM-DD (or expires=never).\n"
+                "The SFTP account {name} expired at the end of {day} (UTC), {}: its logins are refused.\n\nTo extend it: sftpctl set {name} expires=YYYY-MM-DD (or expires=never).\n",
+                crate::tz::format_local(day.end_unix())
             ),
             to_client: false,
         }),
