@@ -22,10 +22,11 @@ pub fn write_header(out: &mut impl Write) -> Result<()> {
 /// was not seen): the log's lines carry times, the report's entries do not yet.
 pub fn write_rows(out: &mut impl Write, r: &Report) -> Result<()> {
     let time = rfc3339_utc(r.start.unwrap_or(r.end));
+    let session = session_id(&r.id);
     let mut row = |action: &str, path: &str, size: Option<u64>, status: &str| -> Result<()> {
         let size = size.map(|s| s.to_string()).unwrap_or_default();
         let fields = [
-            &r.id, &r.user, &r.client, &time, action, path, &size, status,
+            session, &r.user, &r.client, &time, action, path, &size, status,
         ];
         let mut line = String::new();
         for (i, f) in fields.iter().enumerate() {
@@ -82,6 +83,12 @@ pub fn write_rows(out: &mut impl Write, r: &Report) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The report id without its last part (which makes each run's ids unique for the outbox):
+/// `START-HOST-PID`, the same session in every run.
+fn session_id(id: &str) -> &str {
+    id.rsplit_once('-').map_or(id, |(stable, _)| stable)
 }
 
 fn transfer_status(incomplete: bool) -> &'static str {
