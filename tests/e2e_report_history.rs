@@ -338,11 +338,17 @@ fn csv_parses_back_with_hostile_names_intact_and_formulas_neutralized() {
         "-2+3.txt",
         "@SUM(A1).txt",
         "plain, \"quoted\".txt",
+        "'=already quoted.txt",
     ];
     client_file(sb, "src.txt", "x\n");
     let mut script = String::new();
     for name in hostile {
-        script.push_str(&format!("put src.txt '{name}'\n"));
+        let quoted = if name.contains('\'') {
+            format!("\"{name}\"")
+        } else {
+            format!("'{name}'")
+        };
+        script.push_str(&format!("put src.txt {quoted}\n"));
     }
     sb.sftp_ok(&w.alice, &w.alice_key, &script);
     sb.wait_log_line(&format!("session closed for local user {}", w.alice));
@@ -358,7 +364,7 @@ fn csv_parses_back_with_hostile_names_intact_and_formulas_neutralized() {
     assert_eq!(rows.len(), hostile.len(), "{csv}");
     for (row, name) in rows.iter().zip(hostile) {
         let path = row["path"].as_str().unwrap();
-        if name.starts_with(['=', '+', '-', '@']) {
+        if name.starts_with(['=', '+', '-', '@', '\'']) {
             assert_eq!(path, format!("'{name}"), "neutralized, intact after the '");
         } else {
             assert_eq!(path, name);

@@ -1,8 +1,8 @@
 //! `report --format csv`: one row per listed action, RFC 4180 (CRLF line ends, a field with
 //! `"`, `,`, CR or LF quoted, `"` doubled). A text field that starts with `=`, `+`, `-`, `@`,
 //! a tab or a CR gets one `'` in front, so a spreadsheet shows a hostile file name as text
-//! instead of running it as a formula (OWASP's advice); strip one leading `'` to get the name
-//! back.
+//! instead of running it as a formula (OWASP's advice). A field that starts with `'` gets one
+//! too, so the way back is always the same: strip one leading `'`.
 
 use std::io::Write;
 
@@ -102,7 +102,7 @@ fn transfer_status(incomplete: bool) -> &'static str {
 fn push_field(line: &mut String, value: &str) {
     let guard = matches!(
         value.as_bytes().first(),
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r' | b'\'')
     );
     let quote = guard || value.contains(['"', ',', '\n', '\r']);
     if quote {
@@ -143,6 +143,11 @@ mod tests {
         assert_eq!(field("-x"), "\"'-x\"");
         assert_eq!(field("@SUM(A1)"), "\"'@SUM(A1)\"");
         assert_eq!(field("x=1"), "x=1");
+        assert_eq!(
+            field("'=x"),
+            "\"''=x\"",
+            "a leading ' is doubled: one way back"
+        );
     }
 
     #[test]

@@ -25,8 +25,19 @@ pub fn rotated_logs(log_file: &Path) -> Result<Vec<PathBuf>> {
         .file_name()
         .and_then(OsStr::to_str)
         .with_context(|| format!("rsyslog.log_file {} has no file name", log_file.display()))?;
-    let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot list {} for the rotated logs", dir.display()))?;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(usage(format!(
+                "no log directory {}: give the log FILE to read, or set rsyslog.log_file",
+                dir.display()
+            )))
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot list {} for the rotated logs", dir.display()))
+        }
+    };
     let mut rotated: Vec<(u64, PathBuf)> = Vec::new();
     let mut current = None;
     for entry in entries {
