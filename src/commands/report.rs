@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::error::usage;
 use crate::history::csv;
 use crate::history::filter::{Action, Filter, PathGlob};
-use crate::history::logs::{open_log, rotated_logs};
+use crate::history::logs::{open_log, reader, rotated_logs};
 use crate::history::when::parse_when;
 use crate::watch::mail::Templates;
 use crate::watch::parse::{parse_feed_line, Parsed};
@@ -64,7 +64,8 @@ pub fn run(config: &Config, args: &ReportArgs) -> Result<()> {
     let mut line = Vec::new();
     // One Sessions table across all files: a session that a rotation split continues in the
     // next file. Files are read one by one so a last line without newline stays a line.
-    for (path, mut reader) in inputs {
+    for (path, log) in inputs {
+        let mut reader = reader(log, path)?;
         loop {
             line.clear();
             if reader

@@ -74,15 +74,23 @@ fn rotation_number(name: &str, base: &str) -> Option<u64> {
     digits.parse().ok().filter(|n| *n >= 1)
 }
 
+/// A log checked and opened, not yet buffered: every FILE is opened (and refused) before the
+/// first line is read, without holding a buffer per file.
+pub struct OpenLog(Box<dyn Read>);
+
 /// A log to read: a regular file reached without following a symlink in its last component,
-/// or `-` for standard input. Gzip (`.gz` rotations) is decompressed whatever the name.
-pub fn open_log(path: &Path) -> Result<Box<dyn BufRead>> {
-    let raw: Box<dyn Read> = if path.as_os_str() == "-" {
+/// or `-` for standard input.
+pub fn open_log(path: &Path) -> Result<OpenLog> {
+    Ok(OpenLog(if path.as_os_str() == "-" {
         Box::new(std::io::stdin())
     } else {
         Box::new(std::fs::File::from(open_regular(path)?))
-    };
-    let mut reader = BufReader::with_capacity(BUFFER, raw);
+    }))
+}
+
+/// The lines of an opened log; gzip (`.gz` rotations) is decompressed whatever the name.
+pub fn reader(log: OpenLog, path: &Path) -> Result<Box<dyn BufRead>> {
+    let mut reader = BufReader::with_capacity(BUFFER, log.0);
     let head = reader
         .fill_buf()
         .with_context(|| format!("cannot read the log {}", path.display()))?;
