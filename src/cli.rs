@@ -68,7 +68,8 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Follow internal-sftp log lines and mail one report per SFTP session.
     Watch(WatchArgs),
-    /// Print per-session summaries of a log file (e.g. /var/log/sftp.log).
+    /// Print per-session summaries of the SFTP logs: every rotation of rsyslog.log_file (or
+    /// the FILEs given) as one history, filtered by user, time, path and action.
     Report(ReportArgs),
     /// Run only the shared-write permission watcher in the foreground until SIGTERM/SIGINT
     /// (for tests; `watch` runs it when perms.enabled).
@@ -317,13 +318,47 @@ pub struct WatchArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Log file to read, or - for standard input.
-    #[arg(value_name = "FILE", default_value = "-")]
-    pub file: PathBuf,
+    /// Logs to read in this order, `-` for standard input; gzip (`.gz` rotations) is
+    /// decompressed. Without FILE: every log of `rsyslog.log_file` as logrotate leaves it,
+    /// oldest first (`sftp.log.3.gz` … `sftp.log.1`, `sftp.log`), read as one stream, so a
+    /// session open across a rotation is one session. A symlink or a non-regular file is
+    /// refused.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
 
-    /// Print JSON instead of text.
+    /// Output: text (what the mails say), json (an array of reports) or csv (one row per
+    /// listed action: session, user, client, time, action, path, size, status).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+
+    /// Print JSON instead of text (the same as `--format json`).
     #[arg(long)]
     pub json: bool,
+
+    /// Only sessions of this user (repeatable).
+    #[arg(long = "user", value_name = "NAME")]
+    pub users: Vec<String>,
+
+    /// Only sessions that ended at or after this time: a date (2026-03-01), a date-time
+    /// (2026-03-01T14:30, UTC unless it ends in Z or ±HH:MM) or a duration back from now
+    /// (30d, 12h, 90m, 45s, 2w).
+    #[arg(long, value_name = "WHEN", allow_hyphen_values = true)]
+    pub since: Option<String>,
+
+    /// Only sessions that started before this time (the same forms as --since).
+    #[arg(long, value_name = "WHEN", allow_hyphen_values = true)]
+    pub until: Option<String>,
+
+    /// Only sessions with at least one listed entry whose path matches GLOB, and of them only
+    /// the matching entries (`*` stays within a directory, `**` crosses; a glob without `/`
+    /// matches the file name alone). Totals stay the whole session's.
+    #[arg(long, value_name = "GLOB", allow_hyphen_values = true)]
+    pub path: Option<String>,
+
+    /// Only sessions with at least one such action, and of them only entries of the chosen
+    /// kinds: upload, download, delete (files and directories), rename, failed (repeatable).
+    #[arg(long = "action", value_name = "ACTION")]
+    pub actions: Vec<String>,
 
     /// Also read lines that carry no credentials of their sender (`[uid= pid=]`), e.g. a
     /// log written before the trusted feed. Anyone on the host could have written those.

@@ -1,12 +1,17 @@
-//! `sftpctl report`: per-session summaries of a log file, printed to stdout.
+//! `sftpctl report`: per-session summaries of the logs, filtered, printed to stdout.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
 use crate::cli::ReportArgs;
 use crate::config::Config;
 use crate::error::usage;
+use crate::history::csv;
+use crate::history::filter::{Action, Filter, PathGlob};
+use crate::history::logs::{open_log, reader, rotated_logs};
+use crate::history::when::parse_when;
 use crate::watch::mail::Templates;
 use crate::watch::parse::{parse_feed_line, Parsed};
 use crate::watch::report::Report;
@@ -15,23 +20,38 @@ use crate::watch::session::{Ending, Limits, Sessions};
 use crate::watch::time::now_unix;
 use crate::watch::trust::Trust;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+    Csv,
+}
+
 pub fn run(config: &Config, args: &ReportArgs) -> Result<()> {
-    let input: Box<dyn Read> = if args.file.as_os_str() == "-" {
-        Box::new(std::io::stdin())
+    let wall = now_unix();
+    let format = format_of(args)?;
+    let filter = filter_of(args, wall)?;
+    let files: Vec<PathBuf> = if args.files.is_empty() {
+        rotated_logs(&config.rsyslog.log_file)?
     } else {
-        Box::new(
-            fs_err::File::open(&args.file)
-                .map_err(|e| usage(format!("cannot open the log {}: {e}", args.file.display())))?,
-        )
+        args.files.clone()
     };
-    let templates = if args.json {
-        None
-    } else {
-        Some(Templates::load(config.watch.template_dir.as_deref())?)
+    if files.iter().filter(|f| f.as_os_str() == "-").count() > 1 {
+        return Err(usage("standard input (-) can be read only once"));
+    }
+    // Every file is opened before anything is printed: a refused one changes nothing.
+    let mut inputs = Vec::with_capacity(files.len());
+    for f in &files {
+        inputs.push((f, open_log(f)?));
+    }
+    let templates = match format {
+        Format::Text => Some(Templates::load(config.watch.template_dir.as_deref())?),
+        _ => None,
     };
     let stdout = std::io::stdout();
     let mut printer = Printer {
         out: std::io::BufWriter::new(stdout.lock()),
+        format,
         templates,
         printed: 0,
     };
@@ -39,33 +59,36 @@ pub fn run(config: &Config, args: &ReportArgs) -> Result<()> {
     let limits = Limits::from_config(&config.watch);
     let mut sessions = Sessions::new(limits, &format!("/{}", config.data_dir));
     sessions.trust = Trust::system(config);
-    let wall = now_unix();
     let mut clock = i64::MIN;
     let mut finished = Vec::new();
-    let mut reader = BufReader::with_capacity(1 << 20, input);
     let mut line = Vec::new();
-    loop {
-        line.clear();
-        if reader
-            .read_until(b'\n', &mut line)
-            .context("cannot read the log")?
-            == 0
-        {
-            break;
-        }
-        let (sender, parsed) = parse_feed_line(&line, wall);
-        if let Parsed::Sftp(l) = &parsed {
-            clock = clock.max(l.time.unwrap_or(clock));
-        }
-        sessions.apply_from(sender, parsed, args.trust_unverified, clock, &mut finished);
-        for r in finished.drain(..) {
-            printer.print(&r)?;
+    // One Sessions table across all files: a session that a rotation split continues in the
+    // next file. Files are read one by one so a last line without newline stays a line.
+    for (path, log) in inputs {
+        let mut reader = reader(log, path)?;
+        loop {
+            line.clear();
+            if reader
+                .read_until(b'\n', &mut line)
+                .with_context(|| format!("cannot read the log {}", path.display()))?
+                == 0
+            {
+                break;
+            }
+            let (sender, parsed) = parse_feed_line(&line, wall);
+            if let Parsed::Sftp(l) = &parsed {
+                clock = clock.max(l.time.unwrap_or(clock));
+            }
+            sessions.apply_from(sender, parsed, args.trust_unverified, clock, &mut finished);
+            for r in finished.drain(..) {
+                printer.print(&filter, r)?;
+            }
         }
     }
     sessions.expire(clock, config.watch.idle_timeout_secs, &mut finished);
     sessions.finish_all(Ending::EndOfInput, &mut finished);
     for r in finished.drain(..) {
-        printer.print(&r)?;
+        printer.print(&filter, r)?;
     }
     printer.end()?;
     let stats = sessions.stats;
@@ -81,38 +104,101 @@ pub fn run(config: &Config, args: &ReportArgs) -> Result<()> {
     Ok(())
 }
 
+fn format_of(args: &ReportArgs) -> Result<Format> {
+    let format = match args.format.as_deref() {
+        None if args.json => return Ok(Format::Json),
+        None | Some("text") => Format::Text,
+        Some("json") => Format::Json,
+        Some("csv") => Format::Csv,
+        Some(other) => {
+            return Err(usage(format!(
+                "--format {other:?} is not a format: use text, json or csv"
+            )))
+        }
+    };
+    if args.json && format != Format::Json {
+        return Err(usage("--json means --format json: give one of them"));
+    }
+    Ok(format)
+}
+
+fn filter_of(args: &ReportArgs, now: i64) -> Result<Filter> {
+    for u in &args.users {
+        crate::names::check_user_name("--user", u).map_err(|e| usage(format!("{e:#}")))?;
+    }
+    let when = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
+        v.as_deref()
+            .map(|v| parse_when(v, now).map_err(|e| usage(format!("--{flag} {e}"))))
+            .transpose()
+    };
+    let since = when("since", &args.since)?;
+    let until = when("until", &args.until)?;
+    if let (Some(s), Some(u)) = (since, until) {
+        if s >= u {
+            return Err(usage(
+                "--since is not before --until: nothing could match; swap them",
+            ));
+        }
+    }
+    let path = args
+        .path
+        .as_deref()
+        .map(PathGlob::parse)
+        .transpose()
+        .map_err(usage)?;
+    let actions = args
+        .actions
+        .iter()
+        .map(|a| Action::parse(a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(usage)?;
+    Ok(Filter {
+        users: args.users.clone(),
+        since,
+        until,
+        path,
+        actions,
+    })
+}
+
 struct Printer<W: Write> {
     out: W,
+    format: Format,
     templates: Option<Templates>,
     printed: u64,
 }
 
 impl<W: Write> Printer<W> {
     fn start(&mut self) -> Result<()> {
-        if self.templates.is_none() {
-            self.out.write_all(b"[").context("cannot write")?;
+        match self.format {
+            Format::Json => self.out.write_all(b"[").context("cannot write"),
+            Format::Csv => csv::write_header(&mut self.out),
+            Format::Text => Ok(()),
         }
-        Ok(())
     }
 
-    fn print(&mut self, report: &Report) -> Result<()> {
-        match &self.templates {
-            Some(t) => {
+    fn print(&mut self, filter: &Filter, report: Report) -> Result<()> {
+        let Some(report) = filter.apply(report) else {
+            return Ok(());
+        };
+        match (&self.templates, self.format) {
+            (Some(t), _) => {
                 if self.printed > 0 {
                     writeln!(self.out, "\n{}\n", "=".repeat(72)).context("cannot write")?;
                 }
-                let text = t.render_text(report)?;
+                let text = t.render_text(&report)?;
                 self.out
                     .write_all(text.trim_end().as_bytes())
                     .and_then(|()| self.out.write_all(b"\n"))
                     .context("cannot write")?;
             }
-            None => {
+            (None, Format::Csv) => csv::write_rows(&mut self.out, &report)?,
+            (None, _) => {
                 if self.printed > 0 {
                     self.out.write_all(b",").context("cannot write")?;
                 }
                 self.out.write_all(b"\n").context("cannot write")?;
-                serde_json::to_writer(&mut self.out, report).context("cannot write")?;
+                serde_json::to_writer(&mut self.out, &report).context("cannot write")?;
             }
         }
         self.printed += 1;
@@ -120,7 +206,7 @@ impl<W: Write> Printer<W> {
     }
 
     fn end(&mut self) -> Result<()> {
-        if self.templates.is_none() {
+        if self.format == Format::Json {
             self.out.write_all(b"\n]\n").context("cannot write")?;
         }
         self.out.flush().context("cannot write")

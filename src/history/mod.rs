@@ -1,0 +1,7 @@
+//! `sftpctl report` over the whole history: every rotated log as one stream (`logs`), the
+//! filters (`filter`, with their time values in `when`) and the CSV output (`csv`).
+
+pub mod csv;
+pub mod filter;
+pub mod logs;
+pub mod when;
