@@ -202,6 +202,9 @@ pub struct Policy {
     pub quota_warn_percent: Vec<u8>,
     /// Minutes between two full rescans of the usage of clients with a quota.
     pub rescan_minutes: u32,
+    /// Where systemd is not PID 1: the live watcher runs `sftpctl policy run` itself, after
+    /// sessions and every 15 minutes. `false`: run it yourself (cron).
+    pub watcher_runs: bool,
 }
 
 impl Default for Policy {
@@ -214,6 +217,7 @@ impl Default for Policy {
             idle_lock_days: 0,
             quota_warn_percent: vec![80, 95],
             rescan_minutes: 60,
+            watcher_runs: true,
         }
     }
 }

@@ -395,7 +395,9 @@ fn idle_lock_locks_notifies_and_unlock_restarts_the_clock() {
     let fresh = sb.user("fresh");
     let fresh_key = add_user(sb, &fresh);
     let text = fs::read_to_string(&sb.config).unwrap();
-    sb.set_config(&format!("{text}\n[policy]\nidle_lock_days = 1\n"));
+    sb.set_config(&format!(
+        "{text}\n[policy]\nidle_lock_days = 1\nwatcher_runs = false\n"
+    ));
     let dir = sb.path("state/last-session");
     fs::create_dir_all(&dir).unwrap();
     let old = Command::new("date")

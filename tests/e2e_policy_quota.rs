@@ -26,7 +26,17 @@ struct World {
 /// init with an admin, rsyslogd, alice with `quota=100K`, sshd, the watcher (reports and
 /// notices go to the file transport's spool).
 fn world() -> World {
+    world_with(false)
+}
+
+/// [`world`]; `watcher_runs`: the watcher runs `policy run` itself after sessions (else only
+/// the test does, so what each run finds is known).
+fn world_with(watcher_runs: bool) -> World {
     let mut sb = Sandbox::new();
+    sb.edit_config(
+        "[mail]\n",
+        &format!("[policy]\nwatcher_runs = {watcher_runs}\n\n[mail]\n"),
+    );
     let admin = sb.admin.clone();
     sb.edit_config(
         "umask = \"0007\"",
@@ -327,7 +337,7 @@ fn doctor_fails_when_sshd_still_allows_uploads_of_a_full_client_and_fix_repairs(
 /// refuses her next upload (the sandbox's sshd has `sshd.reload = []`: reloaded by hand).
 #[test]
 fn the_watcher_runs_the_policy_jobs_after_a_session() {
-    let mut w = world();
+    let mut w = world_with(true);
     w.local("a.bin", 85 * K);
     let out = w.sftp("put a.bin\n");
     assert!(out.status.success(), "{}", show(&out));

@@ -38,7 +38,7 @@ fn world(warn_days: u32, settings: &[&str]) -> World {
     );
     let text = fs::read_to_string(&sb.config).unwrap();
     sb.set_config(&format!(
-        "{text}\n[policy]\nretention_warn_days = {warn_days}\n"
+        "{text}\n[policy]\nretention_warn_days = {warn_days}\nwatcher_runs = false\n"
     ));
     let (admin_key, admin_pub) = sb.keygen("admin");
     sb.sftpctl_ok(&["init", "--admin-key", admin_pub.to_str().unwrap()]);

@@ -20,7 +20,7 @@ pub fn run(config: &Config, source: &Source, args: &WatchArgs) -> Result<()> {
         foreground: args.foreground || args.stdin,
         retry_first: Duration::from_secs(1),
         trust_unverified: args.trust_unverified,
-        run_policy: true,
+        run_policy: config.policy.watcher_runs,
         config_path: source.exists.then(|| source.path.clone()),
     };
     watch(config, input, options)
