@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use lettre::message::{header::ContentType, Mailbox};
+use lettre::message::header::ContentType;
 use lettre::Message;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::plan::fsops::{self, Meta};
 use crate::watch::deliver::Mailer;
 use crate::watch::mail::Addresses;
+use crate::watch::outbox::ensure_private_dir;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notice {
@@ -45,11 +46,6 @@ fn check_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-fn private_dir(path: &std::path::Path) -> Result<()> {
-    std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
-    crate::watch::outbox::ensure_private_dir(path)
-}
-
 /// Queues `notice` unless one with its id was queued or sent before; true when queued now.
 pub fn queue(config: &Config, notice: &Notice) -> Result<bool> {
     check_id(&notice.id)?;
@@ -59,7 +55,7 @@ pub fn queue(config: &Config, notice: &Notice) -> Result<bool> {
     if std::fs::symlink_metadata(&pending).is_ok() || std::fs::symlink_metadata(&sent).is_ok() {
         return Ok(false);
     }
-    private_dir(&base.join("pending"))?;
+    ensure_private_dir(&base.join("pending"))?;
     let body = serde_json::to_vec(notice).context("cannot serialize a notice")?;
     fsops::write_atomic(&pending, &body, Meta::current_user(0o600))?;
     Ok(true)
@@ -106,10 +102,10 @@ pub fn deliver_pending(config: &Config) -> Result<usize> {
     let notices = pending(config)?;
     let addresses = Addresses::from_config(config)?;
     let mut mailer = Mailer::from_config(config)?;
-    private_dir(&base.join("sent"))?;
+    ensure_private_dir(&base.join("sent"))?;
     let mut sent = 0;
     for notice in &notices {
-        let message = build(config, &addresses, notice)?;
+        let message = build(&addresses, notice)?;
         let outcome = mailer
             .send(&format!("notice-{}", notice.id), &message)
             .and_then(|_| mailer.flush());
@@ -132,32 +128,19 @@ pub fn deliver_pending(config: &Config) -> Result<usize> {
     Ok(sent)
 }
 
-fn build(config: &Config, addresses: &Addresses, notice: &Notice) -> Result<Message> {
-    let from: Mailbox = config
-        .mail
-        .from
-        .parse()
-        .with_context(|| format!("mail.from {:?} is not an address", config.mail.from))?;
-    let mut recipients: Vec<Mailbox> = config
-        .mail
-        .to
-        .iter()
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    if notice.to_client {
-        for r in addresses.recipients(&notice.user) {
-            if !recipients.contains(&r) {
-                recipients.push(r);
-            }
-        }
-    }
+fn build(addresses: &Addresses, notice: &Notice) -> Result<Message> {
+    let recipients = if notice.to_client {
+        addresses.recipients(&notice.user)
+    } else {
+        addresses.admins().to_vec()
+    };
     anyhow::ensure!(
         !recipients.is_empty(),
         "no recipient for notice {} (mail.to is empty)",
         notice.id
     );
     let mut builder = Message::builder()
-        .from(from)
+        .from(addresses.from().clone())
         .subject(crate::watch::mail::one_line(&notice.subject));
     for to in recipients {
         builder = builder.to(to);
@@ -180,15 +163,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn queues_once_and_delivers_to_the_spool() {
-        let tmp = std::env::temp_dir().join(format!("sftpctl-notices-{}", std::process::id()));
+    /// A config whose state, spool and user files are under a fresh temp dir `tag`.
+    fn config_in(tag: &str) -> (std::path::PathBuf, Config) {
+        let tmp = std::env::temp_dir().join(format!("sftpctl-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         let mut config = Config::default();
         config.watch.state_dir = tmp.join("state");
         config.mail.spool_dir = tmp.join("spool");
         config.mail.to = vec!["admin@example.org".into()];
         config.user_dir = tmp.join("users");
+        (tmp, config)
+    }
+
+    #[test]
+    fn queues_once_and_delivers_to_the_spool() {
+        let (tmp, config) = config_in("notices");
         let n = Notice {
             id: "test-1".into(),
             user: "alice".into(),
@@ -213,13 +202,7 @@ mod tests {
 
     #[test]
     fn two_runs_at_once_deliver_each_notice_once() {
-        let tmp = std::env::temp_dir().join(format!("sftpctl-notices2-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let mut config = Config::default();
-        config.watch.state_dir = tmp.join("state");
-        config.mail.spool_dir = tmp.join("spool");
-        config.mail.to = vec!["admin@example.org".into()];
-        config.user_dir = tmp.join("users");
+        let (tmp, config) = config_in("notices2");
         for i in 0..40 {
             let n = Notice {
                 id: format!("race-{i}"),

@@ -85,7 +85,7 @@ fn now() -> i64 {
 pub fn run(config: &Config, _source: &Source, dry_run: bool, out: &mut dyn Write) -> Result<()> {
     let _serialized = if dry_run { None } else { Some(lock(config)?) };
     let dirty: BTreeSet<String> = if dry_run {
-        peek_dirty(config)
+        super::runner::peek_dirty(config)?.into_iter().collect()
     } else {
         super::runner::take_dirty(config)?.into_iter().collect()
     };
@@ -243,17 +243,6 @@ fn lock(config: &Config) -> Result<nix::fcntl::Flock<std::fs::File>> {
     let dir = state::dir(config);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     super::lock::exclusive(&dir.join(".lock"))
-}
-
-fn peek_dirty(config: &Config) -> BTreeSet<String> {
-    std::fs::read_dir(super::runner::dirty_dir(config))
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn level_notice(name: &str, s: &State, quota: Size, level: u8, since: i64) -> Notice {

@@ -96,16 +96,33 @@ pub fn mark_after_session(config: &Config, user: &str) -> Result<bool> {
     Ok(marked)
 }
 
-/// Removes the marks made before `when`.
-fn drop_marks_before(config: &Config, when: std::time::SystemTime) -> Result<()> {
+/// The entries of the marks dir (none when it does not exist).
+fn mark_entries(config: &Config) -> Result<Vec<std::fs::DirEntry>> {
     let dir = dirty_dir(config);
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
     };
-    for entry in entries {
-        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+    entries
+        .map(|e| e.with_context(|| format!("cannot read {}", dir.display())))
+        .collect()
+}
+
+/// Users marked now, marks left in place (for a dry run).
+pub fn peek_dirty(config: &Config) -> Result<Vec<String>> {
+    let mut users: Vec<String> = mark_entries(config)?
+        .iter()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| crate::names::check_user_name("user", n).is_ok())
+        .collect();
+    users.sort();
+    Ok(users)
+}
+
+/// Removes the marks made before `when`.
+fn drop_marks_before(config: &Config, when: std::time::SystemTime) -> Result<()> {
+    for entry in mark_entries(config)? {
         let old = entry
             .metadata()
             .and_then(|m| m.modified())
@@ -120,15 +137,8 @@ fn drop_marks_before(config: &Config, when: std::time::SystemTime) -> Result<()>
 /// Users marked since the last run; the marks are removed (a user marked again meanwhile
 /// is seen by the next run).
 pub fn take_dirty(config: &Config) -> Result<Vec<String>> {
-    let dir = dirty_dir(config);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
-    };
     let mut users = Vec::new();
-    for entry in entries {
-        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+    for entry in mark_entries(config)? {
         let name = entry.file_name().to_string_lossy().into_owned();
         if crate::names::check_user_name("user", &name).is_ok() {
             fs_err::remove_file(entry.path())?;

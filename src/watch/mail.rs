@@ -164,6 +164,15 @@ impl Addresses {
         })
     }
 
+    pub fn from(&self) -> &Mailbox {
+        &self.from
+    }
+
+    /// `mail.to`: the admin's recipients.
+    pub fn admins(&self) -> &[Mailbox] {
+        &self.to
+    }
+
     /// `mail.to` plus the user's own address: the one `sftpctl set-email` stored, else the
     /// one in `mail.users`.
     pub fn recipients(&self, user: &str) -> Vec<Mailbox> {

@@ -54,7 +54,7 @@ pub fn save_announced(config: &Config, name: &str, announced: &Announced) -> Res
             _ => Ok(()),
         };
     }
-    private_dir(&dir(config).join("announced"))?;
+    crate::watch::outbox::ensure_private_dir(&dir(config).join("announced"))?;
     let mut text = String::with_capacity(announced.len() * 40);
     for ((ino, sec, nsec), day) in announced {
         text.push_str(&format!("{day} {ino} {sec} {nsec}\n"));
@@ -70,7 +70,7 @@ pub fn last_run(config: &Config) -> Result<Option<i64>> {
 }
 
 pub fn set_last_run(config: &Config, day: i64) -> Result<()> {
-    private_dir(&dir(config))?;
+    crate::watch::outbox::ensure_private_dir(&dir(config))?;
     fsops::write_atomic(
         &dir(config).join("last-run"),
         format!("{day}\n").as_bytes(),
@@ -81,10 +81,6 @@ pub fn set_last_run(config: &Config, day: i64) -> Result<()> {
 /// An exclusive lock on `state_dir/policy/retention/lock`, held until dropped (the kernel
 /// drops it when the process dies).
 pub fn lock(config: &Config) -> Result<nix::fcntl::Flock<std::fs::File>> {
-    private_dir(&dir(config))?;
+    crate::watch::outbox::ensure_private_dir(&dir(config))?;
     crate::policy::lock::exclusive(&dir(config).join("lock"))
-}
-
-fn private_dir(path: &std::path::Path) -> Result<()> {
-    crate::watch::outbox::ensure_private_dir(path)
 }
