@@ -36,12 +36,16 @@ pub fn run(cli: Cli) -> Result<()> {
     // The watcher must keep mailing when a zone vanishes from the tz database (tzdata
     // renames, Debian 13's tzdata-legacy split): UTC and a warning. Every other command
     // refuses an unknown `mail.timezone` so that a typo shows at once.
-    let zone = match &cli.command {
-        Command::Watch(_) => crate::tz::Zone::for_config(&config.mail.timezone),
-        _ => crate::tz::Zone::strict(&config.mail.timezone)
-            .map_err(|e| crate::error::usage(format!("{}: {e:#}", source.path.display())))?,
-    };
-    crate::tz::install(zone);
+    // The host's zone (mail.timezone = "") is looked up on the first time formatted
+    // (`tz::local`): most commands print none, and the lookup lists the tz database.
+    if !config.mail.timezone.is_empty() {
+        let zone = match &cli.command {
+            Command::Watch(_) => crate::tz::Zone::for_config(&config.mail.timezone),
+            _ => crate::tz::Zone::strict(&config.mail.timezone)
+                .map_err(|e| crate::error::usage(format!("{}: {e:#}", source.path.display())))?,
+        };
+        crate::tz::install(zone);
+    }
     match cli.command {
         Command::Init(args) if args.undo => init_undo::run(&config, &source, args.dry_run.dry_run),
         Command::Init(args) => init::run(&config, &source, &args),
