@@ -555,7 +555,17 @@ impl Step for Activate {
         if self.argv.is_empty() {
             bail!("{} is empty", self.key);
         }
-        run_command(&self.argv).map(|_| ())
+        match run_command(&self.argv) {
+            // systemd's words for result 'resources': it could not spawn the process at all
+            // (systemd 257 under quick restarts: "Failed to spawn executor"); once more works.
+            Err(e) if format!("{e}").contains("unavailable resources") => {
+                std::thread::sleep(Duration::from_secs(1));
+                run_command(&self.argv)
+                    .map(|_| ())
+                    .with_context(|| format!("also after one retry; first: {e}"))
+            }
+            other => other.map(|_| ()),
+        }
     }
     fn phase(&self) -> Phase {
         Phase::Activate
@@ -709,5 +719,44 @@ mod tests {
             "`useradd x` failed (exit status: 9): useradd: user 'x' already exists"
         );
         assert!(!is_old_shadow_refusal(&other));
+    }
+
+    /// A command that fails once as systemctl does for result 'resources', then works; and
+    /// one that fails otherwise, which is not run again.
+    #[test]
+    fn an_activation_refused_for_resources_is_tried_once_more() {
+        let dir = std::env::temp_dir().join(format!("sftpctl-activate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let once = |text: &str| {
+            let seen = dir.join(format!("seen-{}", text.len()));
+            vec![
+                "/bin/sh".to_string(),
+                "-c".into(),
+                format!(
+                    "echo run >> {seen}.log; [ -e {seen} ] && exit 0; touch {seen}; echo '{text}' >&2; exit 1",
+                    seen = seen.display()
+                ),
+            ]
+        };
+        let step = |argv| Activate {
+            what: "restart rsyslog".into(),
+            key: "rsyslog.restart",
+            argv,
+            topic: None,
+        };
+        let flaky = once("Job for rsyslog.service failed because of unavailable resources or another system error.");
+        step(flaky).apply(&mut Journal::default()).unwrap();
+        let broken = once("Unit rsyslog.service not found.");
+        assert!(step(broken).apply(&mut Journal::default()).is_err());
+        let runs = |n: usize| {
+            std::fs::read_to_string(dir.join(format!("seen-{n}.log")))
+                .unwrap()
+                .lines()
+                .count()
+        };
+        assert_eq!(runs(88), 2, "tried once more");
+        assert_eq!(runs(31), 1, "not tried again");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
