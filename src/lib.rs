@@ -13,6 +13,8 @@ pub mod history;
 pub mod host_auth;
 pub mod jail;
 pub mod keys;
+pub mod letters;
+pub mod lockfile;
 pub mod log_links;
 pub mod names;
 pub mod openssh;

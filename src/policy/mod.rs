@@ -13,7 +13,6 @@
 pub mod assign;
 pub mod expiry;
 pub mod kick;
-pub mod lock;
 pub mod notices;
 pub mod quota;
 pub mod retention;

@@ -1,21 +1,15 @@
-//! Policy notices (expiry, idle lock, retention, quota): each is written to disk first
-//! (`state_dir/policy/notices/pending/ID.json`, root 0600), then delivered through the
-//! configured transport and only then removed; a sent notice leaves `sent/ID`, so a notice
-//! is queued once however often a job runs. A transport that is down keeps them pending for
-//! the next run: nothing is lost.
+//! Policy notices (expiry, idle lock, retention, quota): letters of kind `notice` in the
+//! outbox (`crate::letters`: on disk before any delivery attempt, removed only once the
+//! transport took them, queued once per id). `sftpctl policy run` delivers them at its end;
+//! the watcher's delivery thread delivers whatever is left.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use lettre::message::header::ContentType;
-use lettre::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::plan::fsops::{self, Meta};
-use crate::watch::deliver::Mailer;
-use crate::watch::mail::Addresses;
-use crate::watch::outbox::ensure_private_dir;
+use crate::letters::{self, Letter, To};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notice {
@@ -31,137 +25,106 @@ pub struct Notice {
     pub to_client: bool,
 }
 
-fn dir(config: &Config) -> PathBuf {
-    config.watch.state_dir.join("policy").join("notices")
+impl Notice {
+    fn letter(&self) -> Letter {
+        Letter {
+            id: self.id.clone(),
+            kind: "notice".into(),
+            user: self.user.clone(),
+            to: if self.to_client {
+                To::AdminsAndClient
+            } else {
+                To::Admins
+            },
+            subject: self.subject.clone(),
+            text: self.text.clone(),
+            html: None,
+        }
+    }
 }
 
-fn check_id(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 200
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    anyhow::ensure!(ok, "notice id {id:?} is not a plain file name");
-    Ok(())
+/// Where notices waited before they were letters (issue 11).
+fn legacy_dir(config: &Config) -> PathBuf {
+    config.watch.state_dir.join("policy").join("notices")
 }
 
 /// Queues `notice` unless one with its id was queued or sent before; true when queued now.
 pub fn queue(config: &Config, notice: &Notice) -> Result<bool> {
-    check_id(&notice.id)?;
-    let base = dir(config);
-    let pending = base.join("pending").join(format!("{}.json", notice.id));
-    let sent = base.join("sent").join(&notice.id);
-    if std::fs::symlink_metadata(&pending).is_ok() || std::fs::symlink_metadata(&sent).is_ok() {
-        return Ok(false);
-    }
-    ensure_private_dir(&base.join("pending"))?;
-    let body = serde_json::to_vec(notice).context("cannot serialize a notice")?;
-    fsops::write_atomic(&pending, &body, Meta::current_user(0o600))?;
-    Ok(true)
+    migrate(config)?;
+    letters::queue(config, &notice.letter())
 }
 
 /// Notices waiting for delivery, oldest first.
 pub fn pending(config: &Config) -> Result<Vec<Notice>> {
-    let path = dir(config).join("pending");
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(&path) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.with_context(|| format!("cannot read {}", path.display()))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".json") && !name.starts_with('.') {
-            let mtime = entry.metadata().and_then(|m| m.modified()).ok();
-            files.push((mtime, entry.path()));
-        }
-    }
-    files.sort();
-    for (_, file) in files {
-        let bytes = fs_err::read(&file)?;
-        let notice: Notice = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is not a notice", file.display()))?;
-        out.push(notice);
-    }
-    Ok(out)
+    migrate(config)?;
+    Ok(letters::pending(config)?
+        .into_iter()
+        .filter(|l| l.kind == "notice")
+        .map(|l| Notice {
+            to_client: l.to == To::AdminsAndClient,
+            id: l.id,
+            user: l.user,
+            subject: l.subject,
+            text: l.text,
+        })
+        .collect())
 }
 
-/// Delivers every pending notice; stops at the first failure (the rest stay pending).
-/// Returns how many went out.
+/// Delivers every pending letter (notices and any other); stops at the first failure (the
+/// rest stay pending). Returns how many went out.
 pub fn deliver_pending(config: &Config) -> Result<usize> {
-    if pending(config)?.is_empty() {
-        return Ok(0);
-    }
-    // Two runs at once (the timer's, the watcher's, an admin's) would send a notice twice:
-    // one delivers at a time, and reads what is pending only once it holds the lock.
-    let base = dir(config);
-    let _lock = super::lock::exclusive(&base.join(".lock"))?;
-    let notices = pending(config)?;
-    let addresses = Addresses::from_config(config)?;
-    let mut mailer = Mailer::from_config(config)?;
-    ensure_private_dir(&base.join("sent"))?;
-    let mut sent = 0;
-    for notice in &notices {
-        let message = build(&addresses, notice)?;
-        let outcome = mailer
-            .send(&format!("notice-{}", notice.id), &message)
-            .and_then(|_| mailer.flush());
-        if let Err(e) = outcome {
-            mailer.end_batch();
-            return Err(e.context(format!(
-                "notice {} not delivered (it stays queued for the next run)",
-                notice.id
-            )));
-        }
-        fsops::write_atomic(
-            &base.join("sent").join(&notice.id),
-            b"",
-            Meta::current_user(0o600),
-        )?;
-        fs_err::remove_file(base.join("pending").join(format!("{}.json", notice.id)))?;
-        sent += 1;
-    }
-    mailer.end_batch();
-    Ok(sent)
+    migrate(config)?;
+    letters::deliver_pending(config)
 }
 
-fn build(addresses: &Addresses, notice: &Notice) -> Result<Message> {
-    let recipients = if notice.to_client {
-        addresses.recipients(&notice.user)
-    } else {
-        addresses.admins().to_vec()
-    };
-    anyhow::ensure!(
-        !recipients.is_empty(),
-        "no recipient for notice {} (mail.to is empty)",
-        notice.id
-    );
-    let mut builder = Message::builder()
-        .from(addresses.from().clone())
-        .subject(crate::watch::mail::one_line(&notice.subject));
-    for to in recipients {
-        builder = builder.to(to);
+/// Moves notices of the issue-11 queue (`state_dir/policy/notices`) into the outbox's
+/// letters: pending ones are queued, sent ones keep their id from being queued again.
+fn migrate(config: &Config) -> Result<()> {
+    let old = legacy_dir(config);
+    if std::fs::symlink_metadata(&old).is_err() {
+        return Ok(());
     }
-    builder
-        .header(ContentType::TEXT_PLAIN)
-        .body(notice.text.clone())
-        .context("cannot build the notice mail")
+    let _lock = crate::lockfile::exclusive(
+        &config
+            .watch
+            .state_dir
+            .join("policy")
+            .join(".notices-move.lock"),
+    )?;
+    if std::fs::symlink_metadata(&old).is_err() {
+        return Ok(());
+    }
+    let base = letters::dir(config);
+    let sent_dir = old.join("sent");
+    if let Ok(entries) = std::fs::read_dir(&sent_dir) {
+        crate::watch::outbox::ensure_private_dir(&base.join("sent"))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot read {}", sent_dir.display()))?;
+            let target = base.join("sent").join(entry.file_name());
+            fs_err::rename(entry.path(), target)?;
+        }
+    }
+    let pending_dir = old.join("pending");
+    if let Ok(entries) = std::fs::read_dir(&pending_dir) {
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot read {}", pending_dir.display()))?;
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let bytes = fs_err::read(&path)?;
+                if let Ok(notice) = serde_json::from_slice::<Notice>(&bytes) {
+                    letters::queue(config, &notice.letter())?;
+                }
+            }
+            fs_err::remove_file(&path)?;
+        }
+    }
+    fs_err::remove_dir_all(&old)?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_are_plain_names() {
-        check_id("quota-80-alice-1").unwrap();
-        for bad in ["", ".x", "a/b", "a b", "../x", "a\n"] {
-            assert!(check_id(bad).is_err(), "{bad:?}");
-        }
-    }
 
     /// A config whose state, spool and user files are under a fresh temp dir `tag`.
     fn config_in(tag: &str) -> (std::path::PathBuf, Config) {
@@ -222,6 +185,39 @@ mod tests {
         let sent: usize = runs.into_iter().map(|r| r.join().unwrap().unwrap()).sum();
         assert_eq!(sent, 40);
         assert!(pending(&config).unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn notices_of_the_old_queue_are_moved_into_the_outbox() {
+        let (tmp, config) = config_in("notices-move");
+        let old = legacy_dir(&config);
+        std::fs::create_dir_all(old.join("pending")).unwrap();
+        std::fs::create_dir_all(old.join("sent")).unwrap();
+        let n = Notice {
+            id: "old-1".into(),
+            user: "alice".into(),
+            subject: "old".into(),
+            text: "old\n".into(),
+            to_client: true,
+        };
+        std::fs::write(
+            old.join("pending/old-1.json"),
+            serde_json::to_vec(&n).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(old.join("sent/old-0"), b"").unwrap();
+        assert_eq!(pending(&config).unwrap(), vec![n]);
+        assert!(!old.exists());
+        let was_sent = Notice {
+            id: "old-0".into(),
+            user: "alice".into(),
+            subject: "x".into(),
+            text: "x".into(),
+            to_client: false,
+        };
+        assert!(!queue(&config, &was_sent).unwrap(), "sent before the move");
+        assert_eq!(deliver_pending(&config).unwrap(), 1);
         let _ = std::fs::remove_dir_all(&tmp);
     }
 }

@@ -242,7 +242,7 @@ fn forget_unmanaged(config: &Config) -> Result<()> {
 fn lock(config: &Config) -> Result<nix::fcntl::Flock<std::fs::File>> {
     let dir = state::dir(config);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    super::lock::exclusive(&dir.join(".lock"))
+    crate::lockfile::exclusive(&dir.join(".lock"))
 }
 
 fn level_notice(name: &str, s: &State, quota: Size, level: u8, since: i64) -> Notice {

@@ -502,6 +502,16 @@ impl Delivery {
                 self.cursors.remove(&segment);
             }
         }
+        // The outbox's letters (notices, new files, welcome, digests), after the reports.
+        let letters = self.dir.join("letters");
+        match crate::letters::deliver_with(&letters, &self.addresses, &mut self.mailer) {
+            Ok(0) => {}
+            Ok(_) => self.mailer.end_batch(),
+            Err(e) => {
+                self.mailer.end_batch();
+                return Err(e);
+            }
+        }
         Ok(true)
     }
 
@@ -712,6 +722,17 @@ mod tests {
         let mut writer = Writer::open(&outbox_dir).unwrap();
         writer.close().unwrap();
         outbox::ensure_private_dir(&spool).unwrap();
+        // A letter queued by another process goes out through the same thread.
+        let letter = crate::letters::Letter {
+            id: "n1".into(),
+            kind: "notice".into(),
+            user: "a".into(),
+            to: crate::letters::To::Admins,
+            subject: "s".into(),
+            text: "t".into(),
+            html: None,
+        };
+        assert!(crate::letters::queue_in(&outbox_dir.join("letters"), &letter).unwrap());
         let delivery = Delivery::new(
             &outbox_dir,
             writer.shared(),
@@ -733,7 +754,7 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["a.eml", "b.eml"]);
+        assert_eq!(names, ["a.eml", "b.eml", "notice-n1.eml"]);
         let mail = std::fs::read_to_string(spool.join("a.eml")).unwrap();
         assert!(mail.contains("Content-Type: text/html"), "{mail}");
         assert_eq!(outbox::count_pending(&outbox_dir).unwrap(), 0);

@@ -177,17 +177,23 @@ impl Addresses {
     /// one in `mail.users`.
     pub fn recipients(&self, user: &str) -> Vec<Mailbox> {
         let mut all = self.to.clone();
-        let stored = crate::names::check_user_name("user", user)
-            .ok()
-            .and_then(|_| crate::registry::load(&self.config, user).ok())
-            .and_then(|s| s.email)
-            .and_then(|a| a.parse::<Mailbox>().ok());
-        if let Some(own) = stored.as_ref().or_else(|| self.users.get(user)) {
-            if !all.contains(own) {
-                all.push(own.clone());
+        if let Some(own) = self.client(user) {
+            if !all.contains(&own) {
+                all.push(own);
             }
         }
         all
+    }
+
+    /// The client's own address alone: the one `sftpctl set-email` stored, else the one in
+    /// `mail.users`.
+    pub fn client(&self, user: &str) -> Option<Mailbox> {
+        crate::names::check_user_name("user", user)
+            .ok()
+            .and_then(|_| crate::registry::load(&self.config, user).ok())
+            .and_then(|s| s.email)
+            .and_then(|a| a.parse::<Mailbox>().ok())
+            .or_else(|| self.users.get(user).cloned())
     }
 
     /// [`Addresses::recipients`] through `cache`: the user's file is read once per cache,

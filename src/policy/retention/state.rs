@@ -82,5 +82,5 @@ pub fn set_last_run(config: &Config, day: i64) -> Result<()> {
 /// drops it when the process dies).
 pub fn lock(config: &Config) -> Result<nix::fcntl::Flock<std::fs::File>> {
     crate::watch::outbox::ensure_private_dir(&dir(config))?;
-    crate::policy::lock::exclusive(&dir(config).join("lock"))
+    crate::lockfile::exclusive(&dir(config).join("lock"))
 }

@@ -1,4 +1,4 @@
-//! Policy jobs may run twice at once (the timer's run, the watcher's, an admin's command):
+//! Jobs and deliveries may run twice at once (the timer's run, the watcher's, an admin's command):
 //! each job that reads and writes its state takes its own lock file, held until dropped
 //! (the kernel drops it when the process dies).
 
