@@ -362,6 +362,8 @@ pub fn parse_proc_net_udp_inodes(text: &str) -> Vec<(SocketAddr, u64)> {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Backlog {
     pub pending: u64,
+    /// Letters (notices, welcome mails, digests) in `letters/pending/`.
+    pub letters: u64,
     pub oldest: Option<SystemTime>,
 }
 
@@ -383,6 +385,20 @@ pub fn backlog(dir: &Path) -> anyhow::Result<Backlog> {
             out.pending += pending;
             if out.oldest.is_none() {
                 out.oldest = md.modified().ok();
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir.join("letters").join("pending")) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || !name.ends_with(".json") {
+                continue;
+            }
+            out.letters += 1;
+            let written = entry.metadata().ok().and_then(|m| m.modified().ok());
+            if let Some(t) = written {
+                out.oldest = Some(out.oldest.map_or(t, |o| o.min(t)));
             }
         }
     }
@@ -429,15 +445,16 @@ fn outbox(ctx: &Ctx) -> Check {
         .oldest
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .unwrap_or_default();
-    if b.pending == 0 {
-        return Check::ok(AREA, name, "empty: every report was delivered");
+    if b.pending == 0 && b.letters == 0 {
+        return Check::ok(AREA, name, "empty: every report and letter was delivered");
     }
     let msg = format!(
-        "{} report(s) wait for delivery, the oldest for at least {}s",
+        "{} report(s) and {} letter(s) wait for delivery, the oldest for at least {}s",
         b.pending,
+        b.letters,
         age.as_secs()
     );
-    if age > STUCK_AFTER || b.pending >= BACKLOG {
+    if age > STUCK_AFTER || b.pending + b.letters >= BACKLOG {
         Check::warn(
             AREA,
             name,
@@ -455,6 +472,19 @@ fn outbox(ctx: &Ctx) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_letters_count_in_the_backlog() {
+        let dir = std::env::temp_dir().join(format!("sftpctl-backlog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("letters/pending")).unwrap();
+        std::fs::write(dir.join("letters/pending/a.json"), b"{}").unwrap();
+        std::fs::write(dir.join("letters/pending/.a.json.tmp"), b"{}").unwrap();
+        let b = backlog(&dir).unwrap();
+        assert_eq!((b.pending, b.letters), (0, 1));
+        assert!(b.oldest.is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn parses_proc_net_udp() {
