@@ -149,6 +149,41 @@ pub fn rfc3339_utc(unix: i64) -> String {
     }
 }
 
+/// Seconds since the epoch of a calendar date and time of day at a fixed offset from UTC (in
+/// seconds east), or None when there is no such moment (2027-02-30, 25:00, an offset beyond
+/// ±25 h). For what people type (`--since`, `expires=`): jiff checks the calendar.
+pub fn unix_of(date: (i64, i64, i64), time: (i64, i64, i64), offset_secs: i64) -> Option<i64> {
+    let (year, month, day) = date;
+    let (hour, minute, second) = time;
+    let date = jiff::civil::Date::new(
+        i16::try_from(year).ok()?,
+        i8::try_from(month).ok()?,
+        i8::try_from(day).ok()?,
+    )
+    .ok()?;
+    let time = jiff::civil::Time::new(
+        i8::try_from(hour).ok()?,
+        i8::try_from(minute).ok()?,
+        i8::try_from(second).ok()?,
+        0,
+    )
+    .ok()?;
+    let offset = jiff::tz::Offset::from_seconds(i32::try_from(offset_secs).ok()?).ok()?;
+    let ts = offset.to_timestamp(date.to_datetime(time)).ok()?;
+    Some(ts.as_second())
+}
+
+/// The UTC calendar date (year, month, day) of the day `days` after 1970-01-01.
+pub fn utc_date(days: i64) -> Option<(i64, i64, i64)> {
+    let ts = Timestamp::from_second(days.checked_mul(86_400)?).ok()?;
+    let date = ts.to_zoned(jiff::tz::TimeZone::UTC).date();
+    Some((
+        i64::from(date.year()),
+        i64::from(date.month()),
+        i64::from(date.day()),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,5 +289,19 @@ mod tests {
             rfc3339_utc(at("2026-11-27T17:04:18+01:00")),
             "2026-11-27T16:04:18Z"
         );
+    }
+
+    #[test]
+    fn calendar_days_and_moments() {
+        assert_eq!(unix_of((1970, 1, 1), (0, 0, 0), 0), Some(0));
+        assert_eq!(
+            unix_of((2026, 3, 1), (12, 0, 0), 7_200),
+            Some(1_772_359_200)
+        );
+        assert_eq!(unix_of((2027, 2, 29), (0, 0, 0), 0), None);
+        assert_eq!(unix_of((2024, 2, 29), (0, 0, 0), 0), Some(1_709_164_800));
+        assert_eq!(unix_of((2026, 1, 1), (24, 0, 0), 0), None);
+        assert_eq!(utc_date(0), Some((1970, 1, 1)));
+        assert_eq!(utc_date(1_709_164_800 / 86_400), Some((2024, 2, 29)));
     }
 }

@@ -9,7 +9,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use super::filter::failure_paths;
-use super::when::rfc3339_utc;
+use crate::tz::rfc3339_utc;
 use crate::watch::report::Report;
 
 pub const HEADER: &str = "session,user,client,time,action,path,size,status";

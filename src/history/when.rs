@@ -1,6 +1,9 @@
 //! The time values of `--since` / `--until`: `2026-03-01`, `2026-03-01T14:30[:05][Z|±HH:MM]`
 //! (a space may replace the `T`), or a duration back from now: `30d`, `12h`, `90m`, `45s`,
-//! `2w`. Without an offset a value is read as UTC, the zone the logs are written in.
+//! `2w`. Without an offset a value is read as UTC, the zone the logs are written in. The
+//! calendar is jiff's (`crate::tz::unix_of`).
+
+use crate::tz::unix_of;
 
 /// Seconds since the epoch for `value`, or a one-line reason it is not a time.
 pub fn parse_when(value: &str, now: i64) -> Result<i64, String> {
@@ -41,19 +44,13 @@ fn parse_date_time(v: &str) -> Option<i64> {
     if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let year = num(&b[0..4])?;
-    let month = num(&b[5..7])?;
-    let day = num(&b[8..10])?;
-    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) {
+    let date = (num(&b[0..4])?, num(&b[5..7])?, num(&b[8..10])?);
+    if date.0 < 1970 {
         return None;
     }
-    if day < 1 || day > days_in_month(year, month) {
-        return None;
-    }
-    let date = days_from_civil(year, month, day) * 86_400;
     let rest = &b[10..];
     if rest.is_empty() {
-        return Some(date);
+        return unix_of(date, (0, 0, 0), 0);
     }
     if rest[0] != b'T' && rest[0] != b't' && rest[0] != b' ' {
         return None;
@@ -68,9 +65,6 @@ fn parse_date_time(v: &str) -> Option<i64> {
     if rest.first() == Some(&b':') {
         second = num(rest.get(1..3)?)?;
         rest = &rest[3..];
-    }
-    if hour > 23 || minute > 59 || second > 59 {
-        return None;
     }
     let offset = match rest {
         b"" | b"Z" | b"z" => 0,
@@ -88,7 +82,7 @@ fn parse_date_time(v: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    Some(date + hour * 3_600 + minute * 60 + second - offset)
+    unix_of(date, (hour, minute, second), offset)
 }
 
 fn num(digits: &[u8]) -> Option<i64> {
@@ -98,51 +92,10 @@ fn num(digits: &[u8]) -> Option<i64> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm). Only
-/// parsing needs it; how times are shown belongs to the time-zone library.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// `2026-03-01T14:30:05Z`: the machine-readable form for CSV (RFC 3339, UTC).
-pub fn rfc3339_utc(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3_600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tz::rfc3339_utc;
 
     #[test]
     fn dates_date_times_and_durations() {

@@ -8,8 +8,6 @@ use std::str::FromStr;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::watch::time::{civil_from_days, days_from_civil};
-
 /// What a client may do in its jail (internal-sftp's request lists, docs/policy.md).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Access {
@@ -158,24 +156,25 @@ impl FromStr for Day {
             return Err(bad());
         }
         let year: i64 = parts[0].parse().map_err(|_| bad())?;
-        let month: u32 = parts[1].parse().map_err(|_| bad())?;
-        let day: u32 = parts[2].parse().map_err(|_| bad())?;
-        if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || day == 0 {
+        let month: i64 = parts[1].parse().map_err(|_| bad())?;
+        let day: i64 = parts[2].parse().map_err(|_| bad())?;
+        if year < 1970 {
             return Err(bad());
         }
-        let days = days_from_civil(year, month, day);
-        // 2027-02-30 comes back as another day: not a date.
-        if civil_from_days(days) != (year, month, day) {
-            return Err(bad());
-        }
-        Ok(Day { days })
+        // None for 2027-02-30: not a date.
+        let start = crate::tz::unix_of((year, month, day), (0, 0, 0), 0).ok_or_else(bad)?;
+        Ok(Day {
+            days: start.div_euclid(86_400),
+        })
     }
 }
 
 impl fmt::Display for Day {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (y, m, d) = civil_from_days(self.days);
-        write!(f, "{y:04}-{m:02}-{d:02}")
+        match crate::tz::utc_date(self.days) {
+            Some((y, m, d)) => write!(f, "{y:04}-{m:02}-{d:02}"),
+            None => write!(f, "day {}", self.days),
+        }
     }
 }
 
@@ -391,7 +390,10 @@ mod tests {
     fn days() {
         let d: Day = "2027-03-31".parse().unwrap();
         assert_eq!(d.to_string(), "2027-03-31");
-        assert_eq!(d.end_unix(), days_from_civil(2027, 4, 1) * 86_400);
+        assert_eq!(
+            Some(d.end_unix()),
+            crate::tz::unix_of((2027, 4, 1), (0, 0, 0), 0)
+        );
         for bad in [
             "2027-02-30",
             "2027-3-31",
