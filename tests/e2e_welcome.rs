@@ -502,6 +502,17 @@ fn refusals_are_one_line_and_change_nothing() {
     let out = sb.sftpctl_ok(&["welcome", &carol, "--dry-run"]);
     assert!(stdout(&out).contains(&format!("would mail {carol}@client.example")));
     snap.assert_same(&sb.snapshot(), "refused");
+
+    // add-user --welcome without --email takes the stored address.
+    sb.sftpctl_ok(&["add-user", &carol, "--welcome"]);
+    let spooled: Vec<String> = fs::read_dir(sb.path("spool"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("welcome-welcome-{carol}-")))
+        .collect();
+    assert_eq!(spooled.len(), 1, "{spooled:?}");
+    let mail = parse_mail(&fs::read_to_string(sb.path("spool").join(&spooled[0])).unwrap());
+    assert_eq!(mail.to, format!("{carol}@client.example"));
 }
 
 #[test]
