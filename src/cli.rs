@@ -50,6 +50,9 @@ pub enum Command {
     Unlock(NameArgs),
     /// Set the address that gets a copy of this user's session reports ("" to clear).
     SetEmail(SetEmailArgs),
+    /// Mail a client how to connect (host, port, user name, the server's host key
+    /// fingerprints, its installed keys, its folder), again; never a password.
+    Welcome(WelcomeArgs),
     /// Change a client's settings: `sftpctl set alice access=read-only quota=5G`
     /// (docs/policy.md has every key).
     Set(SetArgs),
@@ -137,8 +140,24 @@ pub struct AddUserArgs {
     #[arg(value_name = "KEY=VALUE")]
     pub settings: Vec<String>,
 
+    /// Then mail the client how to connect (as `sftpctl welcome NAME`); needs --email or an
+    /// address stored before. With --dry-run: say what would be mailed to whom, send nothing.
+    #[arg(long)]
+    pub welcome: bool,
+
     #[command(flatten)]
     pub dry_run: DryRun,
+}
+
+#[derive(Debug, Args)]
+pub struct WelcomeArgs {
+    /// The jailed user; its mail address is the one stored (`--email`, `sftpctl set NAME
+    /// email=ADDR`) or `mail.users`.
+    pub name: String,
+
+    /// Print the mail and its recipient, send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -56,6 +56,7 @@ pub struct Config {
     pub mail: Mail,
     pub perms: Perms,
     pub policy: Policy,
+    pub welcome: Welcome,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -161,6 +162,16 @@ pub struct Watch {
     pub report_window_secs: u64,
     /// Receive buffer asked for the UDP socket, so bursts are not dropped.
     pub receive_buffer_bytes: usize,
+}
+
+/// What the welcome mail (`add-user --welcome`, `sftpctl welcome`) tells clients to connect to.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Welcome {
+    /// Host name or address clients connect to; empty = this host's FQDN (`hostname --fqdn`).
+    pub host: String,
+    /// Port clients connect to; 0 = sshd's first `Port` as `sshd -T` reports it.
+    pub port: u16,
 }
 
 /// Shared write access (issue 5): files and directories created in any data tree are made
@@ -303,6 +314,7 @@ impl Default for Config {
             mail: Mail::default(),
             perms: Perms::default(),
             policy: Policy::default(),
+            welcome: Welcome::default(),
         }
     }
 }
@@ -642,6 +654,9 @@ impl Config {
         if !self.mail.smtp.password_file.as_os_str().is_empty() {
             check_abs_path("mail.smtp.password_file", &self.mail.smtp.password_file)?;
         }
+        if !self.welcome.host.is_empty() {
+            check_host_name("welcome.host", &self.welcome.host)?;
+        }
         let watches = self.perms.max_user_watches;
         if watches != 0 && !(8192..=i32::MAX as u32).contains(&watches) {
             anyhow::bail!(
@@ -749,6 +764,28 @@ pub fn check_address_or_network(key: &str, entry: &str) -> Result<()> {
     if host_bits_set {
         anyhow::bail!(
             "{key}: {entry:?} has host bits set after the /{bits} (sshd refuses it): give the network address"
+        );
+    }
+    Ok(())
+}
+
+/// A DNS name (letters, digits, `-` and `.`) or an IP address: it goes into a mail's subject
+/// and into the commands a client is told to run.
+pub fn check_host_name(key: &str, host: &str) -> Result<()> {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if host.len() > 253 || !host.split('.').all(label_ok) {
+        anyhow::bail!(
+            "{key}: {:?} is not a host name or IP address (letters, digits, - and . only), e.g. \"sftp.example.com\"",
+            host
         );
     }
     Ok(())
@@ -931,6 +968,11 @@ port = 587
             "[watch]\nreport_window_secs = 1",
             "[watch]\nidle_timeout_secs = 0",
             "[mail]\nretry_max_secs = 0",
+            "[welcome]\nhost = \"sftp.example.com\\r\\nBcc: x@y\"",
+            "[welcome]\nhost = \"a b\"",
+            "[welcome]\nhost = \"-x.example\"",
+            "[welcome]\nport = 70000",
+            "[welcome]\nuser = \"x\"",
         ] {
             assert!(Config::parse(bad).is_err(), "accepted {bad}");
         }

@@ -26,3 +26,4 @@ pub mod render;
 pub mod setup;
 pub mod tz;
 pub mod watch;
+pub mod welcome;

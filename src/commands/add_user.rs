@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use crate::accounts::{self, Account};
 use crate::cli::AddUserArgs;
-use crate::commands::{finish, init::merged_keys};
+use crate::commands::{finish, init::merged_keys, key, welcome};
 use crate::config::Config;
 use crate::error::{require_root, usage};
 use crate::jail::{Jail, DATA_MODE};
@@ -36,6 +36,14 @@ pub fn run(config: &Config, args: &AddUserArgs) -> Result<()> {
     }
     let assignments =
         crate::policy::assign::parse_all(&args.settings).map_err(|e| usage(format!("{e:#}")))?;
+    // Everything a welcome needs is checked before anything changes.
+    let welcome = match args.welcome {
+        true => Some((
+            welcome::address(config, name, args.email.as_deref())?,
+            welcome::Ready::new(config)?,
+        )),
+        false => None,
+    };
     let password = if args.password_stdin {
         Some(crate::commands::account::read_password(false)?)
     } else {
@@ -94,7 +102,26 @@ pub fn run(config: &Config, args: &AddUserArgs) -> Result<()> {
             password,
         });
     }
-    finish("add-user", plan, args.dry_run.dry_run)
+    finish("add-user", plan, args.dry_run.dry_run)?;
+    let Some((address, ready)) = welcome else {
+        return Ok(());
+    };
+    if args.dry_run.dry_run {
+        let mut keys = key::current(config, name)?;
+        for k in new_keys {
+            if !keys.iter().any(|e| e.same_key(&k)) {
+                keys.push(k);
+            }
+        }
+        return ready.print_dry_run(
+            config,
+            name,
+            &address,
+            &keys,
+            "add-user --dry-run --welcome",
+        );
+    }
+    ready.send(config, name, &address, &key::current(config, name)?)
 }
 
 /// The steps that make `name` a jailed account with its jail: account, jail dir, data dir,

@@ -17,6 +17,7 @@ mod report;
 mod retention;
 mod set;
 mod watch;
+mod welcome;
 
 use std::io::Write;
 
@@ -60,6 +61,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Unlock(args) => account::lock(&config, &args, false),
         Command::SetEmail(args) => account::set_email(&config, &args),
         Command::Set(args) => set::run(&config, &args),
+        Command::Welcome(args) => welcome::run(&config, &args),
         Command::Policy(command) => policy::run(&config, &source, &command),
         Command::Retention(args) => retention::run(&config, &args),
         Command::Apply(args) => apply::run(&config, &args),
