@@ -14,6 +14,7 @@ pub mod host_auth;
 pub mod jail;
 pub mod keys;
 pub mod log_links;
+pub mod logins;
 pub mod names;
 pub mod openssh;
 pub mod perms;

@@ -81,6 +81,10 @@ pub struct Engine {
     untrusted_logged: (u64, Option<Instant>),
     /// Runs `sftpctl policy run` where no systemd unit does (live only).
     policy: Option<crate::policy::kick::Kicker>,
+    /// sshd's login lines → each account's last login and failures (list-users).
+    logins: crate::logins::track::Tracker,
+    login_states: crate::logins::state::Recorder,
+    login_states_written: Option<Instant>,
 }
 
 impl Engine {
@@ -103,6 +107,9 @@ impl Engine {
             trust_unverified: false,
             untrusted_logged: (0, None),
             policy: None,
+            logins: Default::default(),
+            login_states: Default::default(),
+            login_states_written: None,
         }
     }
 
@@ -179,6 +186,9 @@ impl Engine {
                     .expire(self.clock, self.idle_secs, &mut self.finished);
             }
         }
+        if matches!(parsed, Parsed::Foreign) {
+            self.login_line(bytes, origin);
+        }
         self.sessions.apply_from(
             sender,
             parsed,
@@ -187,6 +197,48 @@ impl Engine {
             &mut self.finished,
         );
         self.queue_finished()
+    }
+
+    /// An sshd login line (the others are left alone). UDP's lines are never believed for
+    /// a login: anyone can send them, and list-users shows what they would say.
+    fn login_line(&mut self, bytes: &[u8], origin: Origin) {
+        let Some((sender, line)) = crate::logins::parse::parse_login_line(bytes, self.wall) else {
+            return;
+        };
+        let accept = origin == Origin::Rsyslog && self.trust_unverified;
+        let mut done = Vec::new();
+        self.logins
+            .line(sender, line, accept, self.clock, &mut done);
+        self.note_logins(done);
+    }
+
+    fn note_logins(&mut self, done: Vec<crate::logins::Login>) {
+        for l in &done {
+            self.login_states.note(&self.config, l);
+        }
+    }
+
+    /// Writes the changed login states: at most once a second unless `force`.
+    fn write_login_states(&mut self, force: bool) {
+        if !self.login_states.is_dirty()
+            || (!force
+                && self
+                    .login_states_written
+                    .is_some_and(|t| t.elapsed() < Duration::from_secs(1)))
+        {
+            return;
+        }
+        self.login_states_written = Some(Instant::now());
+        if let Err(e) = self.login_states.flush(&self.config) {
+            eprintln!("sftpctl: warning: {e:#}");
+        }
+    }
+
+    /// End of a stream: connections still waiting for their end are finished as they are.
+    pub fn finish_logins(&mut self) {
+        let mut done = Vec::new();
+        self.logins.finish_all(&mut done);
+        self.note_logins(done);
     }
 
     fn queue_finished(&mut self) -> Result<()> {
@@ -209,6 +261,10 @@ impl Engine {
         self.clock = self.wall;
         self.sessions
             .expire(self.clock, self.idle_secs, &mut self.finished);
+        let mut done = Vec::new();
+        self.logins.expire(self.clock, &mut done);
+        self.note_logins(done);
+        self.write_login_states(false);
         // Last sessions (and the policy marks) held back by commit's once-a-second rule are
         // written here when no more lines come: else they waited for the next line.
         if !self.last_sessions.is_empty()
@@ -235,6 +291,7 @@ impl Engine {
         {
             self.write_last_sessions();
         }
+        self.write_login_states(false);
         Ok(())
     }
 
@@ -242,6 +299,7 @@ impl Engine {
     pub fn commit_all(&mut self) -> Result<()> {
         self.writer.commit()?;
         self.write_last_sessions();
+        self.write_login_states(true);
         Ok(())
     }
 
@@ -508,6 +566,7 @@ fn read_stream(engine: &mut Engine, mut reader: Box<dyn Read + Send>) -> Result<
     if !partial.is_empty() {
         engine.line(&partial, false)?;
     }
+    engine.finish_logins();
     engine.commit_all()
 }
 
