@@ -315,6 +315,15 @@ fn forged_login_lines_change_nothing() {
         "{err}"
     );
     assert_eq!(w.alice_row(), before, "list-users changed by forged lines");
+    // The watcher says so in its log.
+    wait_until(
+        "the watcher's log names the dropped lines",
+        DEADLINE,
+        || {
+            fs::read_to_string(sb.path("run/watch.log"))
+                .is_ok_and(|t| t.contains("sshd login line(s) not sent by root's sshd"))
+        },
+    );
     // The watcher never made a state file for anything but alice.
     let names: Vec<String> = fs::read_dir(sb.path("state/logins"))
         .unwrap()

@@ -85,6 +85,7 @@ pub struct Engine {
     logins: crate::logins::track::Tracker,
     login_states: crate::logins::state::Recorder,
     login_states_written: Option<Instant>,
+    untrusted_logins_logged: (u64, Option<Instant>),
 }
 
 impl Engine {
@@ -110,6 +111,7 @@ impl Engine {
             logins: Default::default(),
             login_states: Default::default(),
             login_states_written: None,
+            untrusted_logins_logged: (0, None),
         }
     }
 
@@ -155,6 +157,25 @@ impl Engine {
             count - said
         );
         self.untrusted_logged = (count, Some(Instant::now()));
+    }
+
+    /// The same for sshd login lines not sent by root (src/logins/track.rs).
+    fn log_untrusted_logins(&mut self, force: bool) {
+        let count = self.logins.untrusted;
+        let (said, at) = self.untrusted_logins_logged;
+        if count == said || (!force && at.is_some_and(|t| t.elapsed() < Duration::from_secs(10))) {
+            return;
+        }
+        let last = self
+            .logins
+            .last_untrusted
+            .map(|w| format!("; the last: {}", w.describe()))
+            .unwrap_or_default();
+        eprintln!(
+            "sftpctl watch: dropped {} sshd login line(s) not sent by root's sshd ({count} since start){last}",
+            count - said
+        );
+        self.untrusted_logins_logged = (count, Some(Instant::now()));
     }
 
     fn line_from(&mut self, bytes: &[u8], live: bool, origin: Origin) -> Result<()> {
@@ -257,6 +278,7 @@ impl Engine {
     /// Once a second or so while live: refresh the clock, report idle sessions.
     pub fn tick(&mut self) -> Result<()> {
         self.log_untrusted(false);
+        self.log_untrusted_logins(false);
         self.wall = now_unix();
         self.clock = self.wall;
         self.sessions
@@ -618,6 +640,7 @@ fn read_live(engine: &mut Engine, feed: &UnixDatagram, udp: Option<&UdpSocket>) 
     loop {
         if daemon::stop_requested() {
             engine.log_untrusted(true);
+            engine.log_untrusted_logins(true);
             return Ok(());
         }
         let mut got = false;
