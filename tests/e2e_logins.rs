@@ -22,6 +22,7 @@ const OUTSIDE: &str = "127.0.0.2";
 
 struct World {
     sb: Sandbox,
+    admin_key: PathBuf,
     alice: String,
     key: PathBuf,
     key_pub: PathBuf,
@@ -41,7 +42,7 @@ fn world() -> World {
     .unwrap();
     let admin = sb.admin.clone();
     sb.edit_config("umask = ", &format!("admin = \"{admin}\"\numask = "));
-    let (_, admin_pub) = sb.keygen("admin");
+    let (admin_key, admin_pub) = sb.keygen("admin");
     sb.sftpctl_ok(&[
         "init",
         "--admin",
@@ -57,6 +58,7 @@ fn world() -> World {
     sb.start_watcher();
     World {
         sb,
+        admin_key,
         alice,
         key,
         key_pub,
@@ -66,23 +68,29 @@ fn world() -> World {
 impl World {
     /// OpenSSH `sftp -b -` as `user` with `key` from source address `from`.
     fn sftp(&self, user: &str, key: &Path, from: &str, script: &str) -> Output {
+        self.sftp_keys(user, &[key], from, script)
+    }
+
+    /// The same, offering each of `keys` in turn.
+    fn sftp_keys(&self, user: &str, keys: &[&Path], from: &str, script: &str) -> Output {
         let mut cmd = Command::new("sftp");
         cmd.current_dir(self.sb.client_dir())
             .args(["-b", "-", "-F", "/dev/null", "-P"])
-            .arg(self.sb.ssh_port.to_string())
-            .arg("-i")
-            .arg(key)
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-            ])
-            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
-            .args(["-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"])
-            .arg("-o")
-            .arg(format!("BindAddress={from}"))
-            .arg(format!("{user}@127.0.0.1"));
+            .arg(self.sb.ssh_port.to_string());
+        for key in keys {
+            cmd.arg("-i").arg(key);
+        }
+        cmd.args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+        .args(["-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"])
+        .arg("-o")
+        .arg(format!("BindAddress={from}"))
+        .arg(format!("{user}@127.0.0.1"));
         run_with_timeout(&mut cmd, script.as_bytes(), DEADLINE)
     }
 
@@ -178,16 +186,23 @@ fn failed_and_accepted_logins_are_reported_and_listed() {
     let out = w.curl_password(&hostile, "x", OUTSIDE);
     assert!(!out.status.success(), "{}", show(&out));
     w.wait_logged(&format!("Failed password for invalid user {hostile}"));
+    // 4. more keys than MaxAuthTries (6)
+    let many: Vec<PathBuf> = (0..7).map(|i| sb.keygen(&format!("many{i}")).0).collect();
+    let refs: Vec<&Path> = many.iter().map(PathBuf::as_path).collect();
+    let out = w.sftp_keys(&w.alice, &refs, OUTSIDE, "ls\n");
+    assert!(!out.status.success(), "{}", show(&out));
 
-    // Before the success: two failed logins of alice, no last login.
+    // Before the success: three failed logins of alice, no last login.
     wait_until("list-users counts alice's failed logins", DEADLINE, || {
-        w.alice_row()["failed_logins"] == 2
+        w.alice_row()["failed_logins"] == 3
     });
     assert_eq!(w.alice_row()["last_login"], Value::Null);
 
-    // 4. a real login
+    // 5. a real login, and the admin's
     let out = w.sftp(&w.alice, &w.key, INSIDE, "ls\n");
     assert!(out.status.success(), "alice's login\n{}", show(&out));
+    let out = w.sftp(&sb.admin, &w.admin_key, INSIDE, "ls\n");
+    assert!(out.status.success(), "the admin's login\n{}", show(&out));
     wait_until("list-users shows alice's last login", DEADLINE, || {
         w.alice_row()["last_login_from"] == INSIDE
     });
@@ -199,11 +214,16 @@ fn failed_and_accepted_logins_are_reported_and_listed() {
 
     let (logins, err) = w.logins_json(&[]);
     let failed = of(&logins, "failed", &w.alice);
-    assert_eq!(failed.len(), 2, "{logins:#?}");
+    assert_eq!(failed.len(), 3, "{logins:#?}");
+    let tries = failed
+        .iter()
+        .find(|l| l["note"] == "too many authentication failures")
+        .unwrap_or_else(|| panic!("no MaxAuthTries login\n{logins:#?}"));
+    assert_eq!(tries["failed_attempts"], 6, "{tries}");
     // The refused key: sftpctl's Match block logs it at VERBOSE, with its fingerprint.
     let key_fail = failed
         .iter()
-        .find(|l| l["method"] == "publickey")
+        .find(|l| l["method"] == "publickey" && l["failed_attempts"] == 1)
         .unwrap_or_else(|| panic!("no failed publickey\n{logins:#?}"));
     assert_eq!(key_fail["key"], fingerprint(&stranger_pub).as_str());
     assert_eq!(key_fail["source"], OUTSIDE);
@@ -224,23 +244,26 @@ fn failed_and_accepted_logins_are_reported_and_listed() {
     assert_eq!(accepted[0]["method"], "publickey");
     assert_eq!(accepted[0]["key"], fingerprint(&w.key_pub).as_str());
     assert!(accepted[0]["time_text"].as_str().unwrap().len() > 19);
+    let admin = of(&logins, "accepted", &sb.admin);
+    assert_eq!(admin.len(), 1, "the admin's login\n{logins:#?}");
+    assert_eq!(admin[0]["source"], INSIDE);
     assert!(err.is_empty(), "{err}");
 
     // Filters and the other formats.
     let (only, _) = w.logins_json(&["--user", &w.alice, "--since", "1h"]);
-    assert_eq!(only.len(), 3, "{only:#?}");
+    assert_eq!(only.len(), 4, "{only:#?}");
     let (none, _) = w.logins_json(&["--until", "2000-01-01"]);
     assert!(none.is_empty());
     let csv = stdout(&sb.sftpctl_ok(&["report", "--logins", "--format", "csv"]));
     assert!(csv.starts_with("time,user,outcome,method,source,port,key,failed_attempts,note\r\n"));
     assert_eq!(
         csv.matches(",accepted,publickey,127.0.0.1,").count(),
-        1,
+        2,
         "{csv}"
     );
     let text = stdout(&sb.sftpctl_ok(&["report", "--logins"]));
     assert!(
-        text.contains("5 login(s): 1 accepted, 2 failed, 2 invalid user, 0 penalties"),
+        text.contains("7 login(s): 2 accepted, 3 failed, 2 invalid user, 0 penalties"),
         "{text}"
     );
     let out = sb.sftpctl(&["report", "--logins", "--action", "upload"]);

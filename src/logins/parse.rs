@@ -108,6 +108,8 @@ pub fn parse_login_line(raw: &[u8], now: i64) -> Option<(Sender, LoginLine)> {
 }
 
 pub fn parse_message(m: &[u8]) -> Option<LoginEvent> {
+    // sshd logs `maximum authentication attempts exceeded` with error(): `error: ` first.
+    let m = m.strip_prefix(b"error: ").unwrap_or(m);
     if let Some(rest) = m.strip_prefix(b"Accepted ") {
         let (method, user, invalid, source, key) = method_for(rest)?;
         if invalid {
@@ -407,7 +409,7 @@ mod tests {
             })
         );
         assert!(matches!(
-            parse_message(b"maximum authentication attempts exceeded for lgxu from 127.0.0.1 port 36880 ssh2 [preauth]"),
+            parse_message(b"error: maximum authentication attempts exceeded for lgxu from 127.0.0.1 port 36880 ssh2 [preauth]"),
             Some(LoginEvent::MaxTries { invalid: false, .. })
         ));
         // the end of an accepted session, and sshd's other lines, are no login events
