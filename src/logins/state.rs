@@ -121,6 +121,7 @@ impl Recorder {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
+        let wrote = !self.dirty.is_empty();
         for name in std::mem::take(&mut self.dirty) {
             let Some(state) = self.states.get(&name) else {
                 continue;
@@ -128,6 +129,12 @@ impl Recorder {
             let json = serde_json::to_vec(state).context("cannot serialize a login state")?;
             fsops::write_atomic(&path(config, &name), &json, Meta::current_user(0o644))
                 .with_context(|| format!("cannot record {name}'s last login"))?;
+        }
+        if wrote {
+            // The renames are durable only once the directory is synced.
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("cannot sync {}", dir.display()))?;
         }
         Ok(())
     }
