@@ -266,6 +266,20 @@ fn failed_and_accepted_logins_are_reported_and_listed() {
         text.contains("7 login(s): 2 accepted, 3 failed, 2 invalid user, 0 penalties"),
         "{text}"
     );
+    // A gzip-compressed rotation reads the same.
+    let gz = sb.path("run/sftp.log.2.gz");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "gzip -c {} > {}",
+            sb.path("log/sftp.log").display(),
+            gz.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let (again, _) = w.logins_json(&[gz.to_str().unwrap()]);
+    assert_eq!(again, logins);
     let out = sb.sftpctl(&["report", "--logins", "--action", "upload"]);
     support::assert_fails_one_line(&out, 2);
 }
