@@ -383,4 +383,10 @@ pub struct ReportArgs {
     /// log written before the trusted feed. Anyone on the host could have written those.
     #[arg(long)]
     pub trust_unverified: bool,
+
+    /// List SSH logins instead of sessions: one per connection (accepted, failed, invalid
+    /// user, penalty), with time, user, method, source address and key fingerprint when
+    /// sshd logged one. Takes --user, --since, --until and --format (not --path, --action).
+    #[arg(long)]
+    pub logins: bool,
 }

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod letters;
 pub mod lockfile;
 pub mod log_links;
+pub mod logins;
 pub mod names;
 pub mod openssh;
 pub mod perms;

@@ -1,5 +1,5 @@
 //! `sftpctl list-users`: every managed user with jail, data size, keys, lock state, e-mail
-//! and the last session the watcher saw.
+//! the last session and the last login the watcher saw, and failed logins since.
 
 use std::os::unix::fs::MetadataExt;
 
@@ -13,6 +13,7 @@ use crate::commands::key;
 use crate::config::Config;
 use crate::display::human;
 use crate::jail::Jail;
+use crate::logins::state as login_state;
 use crate::policy::expiry;
 use crate::policy::quota;
 use crate::policy::values::Day;
@@ -33,6 +34,13 @@ struct Row {
     last_session: Option<String>,
     #[serde(skip)]
     last_session_unix: Option<i64>,
+    /// The last accepted SSH login the watcher saw: RFC 3339 in UTC, and its source address.
+    last_login: Option<String>,
+    last_login_from: Option<String>,
+    #[serde(skip)]
+    last_login_unix: Option<i64>,
+    /// Failed logins of this account since its last accepted one (all seen, without one).
+    failed_logins: u64,
     access: String,
     allow_from: Vec<String>,
     expires: Option<String>,
@@ -75,6 +83,8 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
                 .and_then(|_| quota::state::load(config, &name).ok().flatten());
             let expiry = expiry::state(settings.expires, today);
             let last = registry::last_session_unix(config, &name);
+            let logins = login_state::load(config, &name).unwrap_or_default();
+            let last_login = logins.last_login;
             Row {
                 expired: matches!(expiry, expiry::State::Expired { .. }),
                 expires_in_days: settings.expires.map(|d| d.days - today.days),
@@ -102,6 +112,10 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
                 email: registry::email_of(config, &name),
                 last_session: last.map(tz::rfc3339_utc),
                 last_session_unix: last,
+                last_login: last_login.as_ref().map(|l| tz::rfc3339_utc(l.time)),
+                last_login_from: last_login.as_ref().map(|l| l.source.clone()),
+                last_login_unix: last_login.as_ref().map(|l| l.time),
+                failed_logins: logins.failed_since,
                 jail: jail.dir.display().to_string(),
                 name,
             }
@@ -116,12 +130,12 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:>10} {:>4} {:<7} {:<28} {:<32} {:<40} JAIL",
-        "NAME", "DATA", "KEYS", "LOCKED", "EMAIL", "LAST SESSION", "POLICY"
+        "{:<20} {:>10} {:>4} {:<7} {:<28} {:<32} {:<50} {:>6} {:<40} JAIL",
+        "NAME", "DATA", "KEYS", "LOCKED", "EMAIL", "LAST SESSION", "LAST LOGIN", "FAILED", "POLICY"
     );
     for r in &rows {
         let row = format!(
-            "{:<20} {:>10} {:>4} {:<7} {:<28} {:<32} {:<40} {}",
+            "{:<20} {:>10} {:>4} {:<7} {:<28} {:<32} {:<50} {:>6} {:<40} {}",
             r.name,
             human(r.data_bytes),
             r.keys,
@@ -134,6 +148,11 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
             r.last_session_unix
                 .map(tz::format_local)
                 .unwrap_or_else(|| "-".into()),
+            match (r.last_login_unix, &r.last_login_from) {
+                (Some(t), Some(from)) => format!("{} from {from}", tz::format_local(t)),
+                _ => "-".into(),
+            },
+            r.failed_logins,
             policy_summary(r),
             r.jail
         );

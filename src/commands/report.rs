@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::error::usage;
 use crate::history::csv;
 use crate::history::filter::{Action, Filter, PathGlob};
+use crate::history::logins::{self as login_history, LoginFilter};
 use crate::history::logs::{open_log, reader, rotated_logs};
 use crate::history::when::parse_when;
 use crate::watch::mail::Templates;
@@ -43,6 +44,9 @@ pub fn run(config: &Config, args: &ReportArgs) -> Result<()> {
     let mut inputs = Vec::with_capacity(files.len());
     for f in &files {
         inputs.push((f, open_log(f)?));
+    }
+    if args.logins {
+        return logins(args, format, &filter, inputs, wall);
     }
     let templates = match format {
         Format::Text => Some(Templates::load(config.watch.template_dir.as_deref())?),
@@ -104,6 +108,42 @@ pub fn run(config: &Config, args: &ReportArgs) -> Result<()> {
     Ok(())
 }
 
+/// `report --logins`: the logins of the same logs, with the filters that apply to them.
+fn logins(
+    args: &ReportArgs,
+    format: Format,
+    filter: &Filter,
+    inputs: Vec<(&PathBuf, crate::history::logs::OpenLog)>,
+    wall: i64,
+) -> Result<()> {
+    let inputs = inputs.into_iter().map(|(p, l)| (p.clone(), l)).collect();
+    let found = login_history::read(inputs, wall, args.trust_unverified)?;
+    let keep = LoginFilter {
+        users: filter.users.clone(),
+        since: filter.since,
+        until: filter.until,
+    };
+    let shown: Vec<_> = found.logins.iter().filter(|l| keep.keeps(l)).collect();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match format {
+        Format::Text => login_history::write_text(&mut out, &shown)?,
+        Format::Json => login_history::write_json(&mut out, &shown)?,
+        Format::Csv => login_history::write_csv(&mut out, &shown)?,
+    }
+    out.flush().context("cannot write")?;
+    if found.untrusted > 0 {
+        let why = found
+            .last_untrusted
+            .map(|w| format!(" (the last: {})", w.describe()))
+            .unwrap_or_default();
+        eprintln!(
+            "sftpctl report: {} sshd line(s) were not sent by root's sshd and were skipped{why}",
+            found.untrusted
+        );
+    }
+    Ok(())
+}
+
 fn format_of(args: &ReportArgs) -> Result<Format> {
     let format = match args.format.as_deref() {
         None if args.json => return Ok(Format::Json),
@@ -123,6 +163,11 @@ fn format_of(args: &ReportArgs) -> Result<Format> {
 }
 
 fn filter_of(args: &ReportArgs, now: i64) -> Result<Filter> {
+    if args.logins && (args.path.is_some() || !args.actions.is_empty()) {
+        return Err(usage(
+            "--path and --action select sessions' entries: leave them out with --logins",
+        ));
+    }
     for u in &args.users {
         crate::names::check_user_name("--user", u).map_err(|e| usage(format!("{e:#}")))?;
     }

@@ -99,7 +99,7 @@ fn transfer_status(incomplete: bool) -> &'static str {
     }
 }
 
-fn push_field(line: &mut String, value: &str) {
+pub(crate) fn push_field(line: &mut String, value: &str) {
     let guard = matches!(
         value.as_bytes().first(),
         Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r' | b'\'')

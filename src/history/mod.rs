@@ -3,5 +3,6 @@
 
 pub mod csv;
 pub mod filter;
+pub mod logins;
 pub mod logs;
 pub mod when;

@@ -320,7 +320,7 @@ fn trim_end(mut s: &[u8]) -> &[u8] {
 }
 
 /// ((seconds, microseconds), host, sender, tag, message) of a syslog line.
-type Header<'a> = (
+pub(crate) type Header<'a> = (
     (Option<i64>, Option<i64>),
     &'a [u8],
     Sender,
@@ -329,7 +329,7 @@ type Header<'a> = (
 );
 
 /// `[<PRI>]TIMESTAMP HOST [[uid=U pid=P] ]TAG: MESSAGE` → (time, host, sender, tag, message).
-fn split_header(line: &[u8], now: i64) -> Option<Header<'_>> {
+pub(crate) fn split_header(line: &[u8], now: i64) -> Option<Header<'_>> {
     let mut rest = line;
     if let Some(after) = rest.strip_prefix(b"<") {
         let end = after.iter().take(4).position(|&b| b == b'>')?;

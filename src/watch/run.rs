@@ -81,6 +81,11 @@ pub struct Engine {
     untrusted_logged: (u64, Option<Instant>),
     /// Runs `sftpctl policy run` where no systemd unit does (live only).
     policy: Option<crate::policy::kick::Kicker>,
+    /// sshd's login lines → each account's last login and failures (list-users).
+    logins: crate::logins::track::Tracker,
+    login_states: crate::logins::state::Recorder,
+    login_states_written: Option<Instant>,
+    untrusted_logins_logged: (u64, Option<Instant>),
 }
 
 impl Engine {
@@ -103,6 +108,10 @@ impl Engine {
             trust_unverified: false,
             untrusted_logged: (0, None),
             policy: None,
+            logins: Default::default(),
+            login_states: Default::default(),
+            login_states_written: None,
+            untrusted_logins_logged: (0, None),
         }
     }
 
@@ -150,6 +159,25 @@ impl Engine {
         self.untrusted_logged = (count, Some(Instant::now()));
     }
 
+    /// The same for sshd login lines not sent by root (src/logins/track.rs).
+    fn log_untrusted_logins(&mut self, force: bool) {
+        let count = self.logins.untrusted;
+        let (said, at) = self.untrusted_logins_logged;
+        if count == said || (!force && at.is_some_and(|t| t.elapsed() < Duration::from_secs(10))) {
+            return;
+        }
+        let last = self
+            .logins
+            .last_untrusted
+            .map(|w| format!("; the last: {}", w.describe()))
+            .unwrap_or_default();
+        eprintln!(
+            "sftpctl watch: dropped {} sshd login line(s) not sent by root's sshd ({count} since start){last}",
+            count - said
+        );
+        self.untrusted_logins_logged = (count, Some(Instant::now()));
+    }
+
     fn line_from(&mut self, bytes: &[u8], live: bool, origin: Origin) -> Result<()> {
         let (sender, mut parsed) = parse_feed_line(bytes, self.wall);
         let (sender, accept_unverified) = match origin {
@@ -179,6 +207,9 @@ impl Engine {
                     .expire(self.clock, self.idle_secs, &mut self.finished);
             }
         }
+        if matches!(parsed, Parsed::Foreign) {
+            self.login_line(bytes, origin);
+        }
         self.sessions.apply_from(
             sender,
             parsed,
@@ -187,6 +218,48 @@ impl Engine {
             &mut self.finished,
         );
         self.queue_finished()
+    }
+
+    /// An sshd login line (the others are left alone). UDP's lines are never believed for
+    /// a login: anyone can send them, and list-users shows what they would say.
+    fn login_line(&mut self, bytes: &[u8], origin: Origin) {
+        let Some((sender, line)) = crate::logins::parse::parse_login_line(bytes, self.wall) else {
+            return;
+        };
+        let accept = origin == Origin::Rsyslog && self.trust_unverified;
+        let mut done = Vec::new();
+        self.logins
+            .line(sender, line, accept, self.clock, &mut done);
+        self.note_logins(done);
+    }
+
+    fn note_logins(&mut self, done: Vec<crate::logins::Login>) {
+        for l in &done {
+            self.login_states.note(&self.config, l);
+        }
+    }
+
+    /// Writes the changed login states: at most once a second unless `force`.
+    fn write_login_states(&mut self, force: bool) {
+        if !self.login_states.is_dirty()
+            || (!force
+                && self
+                    .login_states_written
+                    .is_some_and(|t| t.elapsed() < Duration::from_secs(1)))
+        {
+            return;
+        }
+        self.login_states_written = Some(Instant::now());
+        if let Err(e) = self.login_states.flush(&self.config) {
+            eprintln!("sftpctl: warning: {e:#}");
+        }
+    }
+
+    /// End of a stream: connections still waiting for their end are finished as they are.
+    pub fn finish_logins(&mut self) {
+        let mut done = Vec::new();
+        self.logins.finish_all(&mut done);
+        self.note_logins(done);
     }
 
     fn queue_finished(&mut self) -> Result<()> {
@@ -205,10 +278,15 @@ impl Engine {
     /// Once a second or so while live: refresh the clock, report idle sessions.
     pub fn tick(&mut self) -> Result<()> {
         self.log_untrusted(false);
+        self.log_untrusted_logins(false);
         self.wall = now_unix();
         self.clock = self.wall;
         self.sessions
             .expire(self.clock, self.idle_secs, &mut self.finished);
+        let mut done = Vec::new();
+        self.logins.expire(self.clock, &mut done);
+        self.note_logins(done);
+        self.write_login_states(false);
         // Last sessions (and the policy marks) held back by commit's once-a-second rule are
         // written here when no more lines come: else they waited for the next line.
         if !self.last_sessions.is_empty()
@@ -235,6 +313,7 @@ impl Engine {
         {
             self.write_last_sessions();
         }
+        self.write_login_states(false);
         Ok(())
     }
 
@@ -242,6 +321,7 @@ impl Engine {
     pub fn commit_all(&mut self) -> Result<()> {
         self.writer.commit()?;
         self.write_last_sessions();
+        self.write_login_states(true);
         Ok(())
     }
 
@@ -508,6 +588,7 @@ fn read_stream(engine: &mut Engine, mut reader: Box<dyn Read + Send>) -> Result<
     if !partial.is_empty() {
         engine.line(&partial, false)?;
     }
+    engine.finish_logins();
     engine.commit_all()
 }
 
@@ -559,6 +640,7 @@ fn read_live(engine: &mut Engine, feed: &UnixDatagram, udp: Option<&UdpSocket>) 
     loop {
         if daemon::stop_requested() {
             engine.log_untrusted(true);
+            engine.log_untrusted_logins(true);
             return Ok(());
         }
         let mut got = false;

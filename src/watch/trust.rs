@@ -37,6 +37,9 @@ pub enum Untrusted {
     OtherUidsSession,
     /// A datagram on the watcher's socket from a process other than root's.
     NotFromRoot,
+    /// An sshd login line whose sender is not root: only sshd running as root speaks for a
+    /// login (src/logins/track.rs).
+    NotRoot,
 }
 
 impl Untrusted {
@@ -48,6 +51,7 @@ impl Untrusted {
             Untrusted::WrongUser => "the sender is not the user the line names",
             Untrusted::OtherUidsSession => "another account started that session",
             Untrusted::NotFromRoot => "the datagram did not come from root (rsyslog)",
+            Untrusted::NotRoot => "an sshd login line not sent by root",
         }
     }
 }

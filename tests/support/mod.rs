@@ -757,6 +757,39 @@ spool_dir = "{d}/spool"
         );
     }
 
+    /// Starts the private sshd logging through syslog to the sandbox's host socket, as a
+    /// real host's sshd does to /dev/log (not `-e`: then it logs only to stderr). It runs in
+    /// a mount namespace of its own where `/dev` is an overlay whose `log` is the sandbox's
+    /// `run/hostlog`: the host's /dev stays as it is. `sshd_log` is then empty.
+    pub fn start_sshd_syslog(&mut self) {
+        assert!(self.sshd.is_none(), "sshd already running");
+        let _ = fs::DirBuilder::new().mode(0o755).create("/run/sshd");
+        let ns = self.mkdir("run/devns");
+        let script = format!(
+            "set -e; mount -t tmpfs sftpctl-test {ns}; mkdir {ns}/upper {ns}/work; \
+             mount -t overlay overlay -o lowerdir=/dev,upperdir={ns}/upper,workdir={ns}/work /dev; \
+             touch /dev/log; mount --bind {log} /dev/log; exec {SSHD} -D -f {config}",
+            ns = ns.display(),
+            log = self.host_socket().display(),
+            config = self.path("etc/ssh/sshd_config").display(),
+        );
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-m", "--propagation", "private", "sh", "-c", &script]);
+        let mut d = Daemon::spawn("sshd", &mut cmd, self.path("run/sshd.log"));
+        let port = self.ssh_port;
+        let mut exited = None;
+        let ok = holds_within(DEADLINE, || {
+            exited = d.exited();
+            exited.is_some() || port_accepts(port)
+        });
+        let log = d.log_text();
+        self.sshd = Some(d);
+        assert!(
+            ok && exited.is_none(),
+            "sshd did not accept on 127.0.0.1:{port} (exit {exited:?})\n{log}"
+        );
+    }
+
     /// SIGHUP to the private sshd: it re-executes itself and re-reads its config.
     pub fn reload_sshd(&mut self) {
         let d = self.sshd.as_ref().expect("sshd is not running");
