@@ -46,6 +46,30 @@ s_policy_access() {
     in_guest sftpctl remove-user bob --remove-data >/dev/null
 }
 
+# issue 12: logins on the real sshd of this release (9.2: sshd; 10.0: sshd-session) through
+# journald and rsyslog: a refused key and a real login of alice are in `report --logins` with
+# their source, and list-users shows the last login with the failures reset.
+s_logins() {
+    if ssh_as alice bob true 2>/dev/null; then
+        fail "alice logged in with bob's key"
+    fi
+    echo 'pwd' | sftp_as alice alice >/dev/null || fail "alice cannot log in"
+    local out
+    wait_for "alice's login in report --logins" 10 \
+        "sftpctl report --logins --user alice --since 10m --format csv | grep -q ',alice,accepted,publickey,127.0.0.1,'"
+    out=$(in_guest sftpctl report --logins --user alice --since 10m --format csv)
+    grep_all ',alice,failed,publickey,127.0.0.1,' <<<"$out" || fail "no refused key for alice: $out"
+    grep -E ',alice,(failed|accepted),' <<<"$out" | tail -2 | sed 's/^/  | /'
+    out=$(in_guest sftpctl list-users --json)
+    python3 -c '
+import json, sys
+users = {u["name"]: u for u in json.load(sys.stdin)}
+a = users["alice"]
+assert a["last_login_from"] == "127.0.0.1", a
+assert a["failed_logins"] == 0, a
+' <<<"$out" || fail "list-users: $out"
+}
+
 run_start=$(now)
 trap 'guest_cleanup' EXIT
 SSH_OPTS=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes
@@ -635,6 +659,7 @@ step penalties-exempt s_penalties
 step lock-kills-session s_lock_kills
 step remove-user-kills-session s_remove_kills
 step policy-access s_policy_access
+step logins s_logins
 if [[ -n $deb ]]; then
     step package-removal s_package_removal
 else
