@@ -326,31 +326,46 @@ impl Notifier {
             return Ok(());
         }
         let maybe_more = report.uploads_more > 0 || report.renames_more > 0;
+        let mut failed = Vec::new();
         for (name, files) in new_files(config, report) {
-            if crate::accounts::account(config, &name) != crate::accounts::Account::Managed {
-                continue;
+            // One client's unreadable settings must not cost the others their letters.
+            if let Err(e) = self.queue_for(config, report, &name, &files, maybe_more) {
+                failed.push(format!("{name}: {e:#}"));
             }
-            let settings = crate::registry::load(config, &name)
-                .with_context(|| format!("settings of {name}"))?;
-            if !settings.notify_new_files(config)
-                || crate::registry::email_of(config, &name).is_none()
-            {
-                continue;
-            }
-            let (subject, text, html) =
-                self.render(&name, &report.host, &report.end_text, &files, maybe_more)?;
-            let letter = Letter {
-                id: format!("newfiles-{}-{name}", report.id),
-                kind: "newfiles".into(),
-                user: name.clone(),
-                to: To::Client,
-                subject,
-                text,
-                html: Some(html),
-            };
-            letters::queue(config, &letter)
-                .with_context(|| format!("cannot queue the new-files letter for {name}"))?;
         }
+        anyhow::ensure!(failed.is_empty(), "{}", failed.join("; "));
+        Ok(())
+    }
+
+    fn queue_for(
+        &self,
+        config: &Config,
+        report: &Report,
+        name: &str,
+        files: &[NewFile],
+        maybe_more: bool,
+    ) -> Result<()> {
+        if crate::accounts::account(config, name) != crate::accounts::Account::Managed {
+            return Ok(());
+        }
+        let settings =
+            crate::registry::load(config, name).with_context(|| format!("settings of {name}"))?;
+        if !settings.notify_new_files(config) || crate::registry::email_of(config, name).is_none() {
+            return Ok(());
+        }
+        let (subject, text, html) =
+            self.render(name, &report.host, &report.end_text, files, maybe_more)?;
+        let letter = Letter {
+            id: format!("newfiles-{}-{name}", report.id),
+            kind: "newfiles".into(),
+            user: name.to_string(),
+            to: To::Client,
+            subject,
+            text,
+            html: Some(html),
+        };
+        letters::queue(config, &letter)
+            .with_context(|| format!("cannot queue the new-files letter for {name}"))?;
         Ok(())
     }
 }
