@@ -250,6 +250,9 @@ pub struct Mail {
     /// Zone of every time people read (mail, `report`, `list-users`), e.g. "Europe/Berlin";
     /// empty = the host's (`TZ`, else /etc/localtime).
     pub timezone: String,
+    /// Clients get a mail listing the files another session put in their tree (a client's
+    /// own `notify_new_files` overrides).
+    pub notify_new_files: bool,
     pub smtp: Smtp,
 }
 
@@ -430,6 +433,7 @@ impl Default for Mail {
             users: Default::default(),
             retry_max_secs: 300,
             timezone: String::new(),
+            notify_new_files: false,
             smtp: Smtp::default(),
         }
     }

@@ -32,6 +32,9 @@ pub struct UserSettings {
     pub quota: Option<Size>,
     /// The client gets policy notices too (retention warnings); `None` = the config's.
     pub notify_client: Option<bool>,
+    /// The client gets a mail listing the files another session (the admin's) put in its
+    /// tree; `None` = `mail.notify_new_files` of the config.
+    pub notify_new_files: Option<bool>,
 }
 
 impl UserSettings {
@@ -42,6 +45,11 @@ impl UserSettings {
 
     pub fn notify_client(&self, config: &Config) -> bool {
         self.notify_client.unwrap_or(config.policy.notify_client)
+    }
+
+    pub fn notify_new_files(&self, config: &Config) -> bool {
+        self.notify_new_files
+            .unwrap_or(config.mail.notify_new_files)
     }
 }
 

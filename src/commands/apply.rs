@@ -13,6 +13,7 @@
 //! retention = "90d"
 //! quota = "5G"
 //! notify_client = true
+//! notify_new_files = true
 //! ```
 //!
 //! The whole file is validated before anything changes. Fields that are absent are left as
@@ -71,6 +72,7 @@ struct Entry {
     /// A size, or "none".
     quota: Option<String>,
     notify_client: Option<bool>,
+    notify_new_files: Option<bool>,
 }
 
 /// One validated entry.
@@ -222,6 +224,9 @@ fn load(config: &Config, path: &Path) -> Result<Vec<Wanted>> {
         }
         if let Some(notify) = e.notify_client {
             settings.push(Assignment::NotifyClient(Some(notify)));
+        }
+        if let Some(notify) = e.notify_new_files {
+            settings.push(Assignment::NotifyNewFiles(Some(notify)));
         }
         if let Some(hash) = &e.password_hash {
             check_hash(hash).map_err(|err| bad(format!("{err:#}")))?;

@@ -65,6 +65,8 @@ struct Row {
     /// RFC 3339 in UTC, like `last_session`.
     #[serde(skip_serializing_if = "Option::is_none")]
     quota_counted: Option<String>,
+    /// In effect: the client gets a mail when another session puts files in its tree.
+    notify_new_files: bool,
     /// `1.2 GiB / 5G (24 %)`, `, full` when full.
     #[serde(skip_serializing_if = "Option::is_none")]
     quota_usage: Option<String>,
@@ -103,6 +105,7 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
                 allow_from: settings.allow_from.iter().map(|n| n.to_string()).collect(),
                 expires: settings.expires.map(|d| d.to_string()),
                 retention: settings.retention(config).to_string(),
+                notify_new_files: settings.notify_new_files(config),
                 quota_bytes: settings.quota.map(|q| q.bytes),
                 data_bytes: data_size(&jail),
                 keys: key::current(config, &name).map(|k| k.len()).unwrap_or(0),
@@ -189,6 +192,9 @@ fn policy_summary(r: &Row) -> String {
     }
     if let Some(usage) = &r.quota_usage {
         parts.push(format!("quota {usage}"));
+    }
+    if r.notify_new_files {
+        parts.push("new-files mail".into());
     }
     if parts.is_empty() {
         "-".into()

@@ -7,7 +7,7 @@ use super::values::{Access, Day, Network, Retention, Size};
 use crate::registry::UserSettings;
 
 /// The keys `set` takes, in the order `--help` and errors list them.
-pub const KEYS: [&str; 7] = [
+pub const KEYS: [&str; 8] = [
     "email",
     "access",
     "allow_from",
@@ -15,6 +15,7 @@ pub const KEYS: [&str; 7] = [
     "retention",
     "quota",
     "notify_client",
+    "notify_new_files",
 ];
 
 /// One validated `KEY=VALUE`.
@@ -28,6 +29,7 @@ pub enum Assignment {
     Retention(Option<Retention>),
     Quota(Option<Size>),
     NotifyClient(Option<bool>),
+    NotifyNewFiles(Option<bool>),
 }
 
 /// Parses `KEY=VALUE` words; one bad word fails the whole list (nothing is changed).
@@ -62,13 +64,19 @@ pub fn parse(key: &str, value: &str) -> Result<Assignment> {
         "retention" => Assignment::Retention(Some(value.parse()?)),
         "quota" if value == "none" => Assignment::Quota(None),
         "quota" => Assignment::Quota(Some(value.parse()?)),
-        "notify_client" => Assignment::NotifyClient(match value {
-            "true" => Some(true),
-            "false" => Some(false),
-            "default" => None,
-            _ => bail!("notify_client: {value:?} must be true, false or default"),
-        }),
+        "notify_client" => Assignment::NotifyClient(tri_state(key, value)?),
+        "notify_new_files" => Assignment::NotifyNewFiles(tri_state(key, value)?),
         _ => bail!("unknown setting {key:?}; keys: {}", KEYS.join(", ")),
+    })
+}
+
+/// `true`, `false`, or `default` (the config's).
+fn tri_state(key: &str, value: &str) -> Result<Option<bool>> {
+    Ok(match value {
+        "true" => Some(true),
+        "false" => Some(false),
+        "default" => None,
+        _ => bail!("{key}: {value:?} must be true, false or default"),
     })
 }
 
@@ -96,6 +104,7 @@ impl Assignment {
             Assignment::Retention(v) => s.retention = v,
             Assignment::Quota(v) => s.quota = v,
             Assignment::NotifyClient(v) => s.notify_client = v,
+            Assignment::NotifyNewFiles(v) => s.notify_new_files = v,
         }
     }
 }
@@ -118,6 +127,7 @@ mod tests {
             "retention=90d",
             "quota=5G",
             "notify_client=true",
+            "notify_new_files=true",
         ]))
         .unwrap();
         let mut s = UserSettings::default();
@@ -130,6 +140,7 @@ mod tests {
         assert_eq!(s.retention, Some(Retention::Days(90)));
         assert_eq!(s.quota.unwrap().bytes, 5 << 30);
         assert_eq!(s.notify_client, Some(true));
+        assert_eq!(s.notify_new_files, Some(true));
         let text = toml::to_string(&s).unwrap();
         let back: UserSettings = toml::from_str(&text).unwrap();
         assert_eq!(back, s, "{text}");
@@ -144,6 +155,7 @@ mod tests {
             "retention=default",
             "quota=none",
             "notify_client=default",
+            "notify_new_files=default",
         ]))
         .unwrap();
         let mut s = UserSettings::default();
@@ -165,6 +177,7 @@ mod tests {
             &["quota=5 G"],
             &["retention=forever"],
             &["notify_client=yes"],
+            &["notify_new_files=1"],
             &["email=a@b\nBcc: c@d"],
         ] {
             assert!(parse_all(&words(bad)).is_err(), "accepted {bad:?}");

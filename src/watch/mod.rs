@@ -4,6 +4,7 @@ pub mod daemon;
 pub mod deliver;
 pub mod escape;
 pub mod mail;
+pub mod newfiles;
 pub mod outbox;
 pub mod parse;
 pub mod report;

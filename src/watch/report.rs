@@ -114,6 +114,9 @@ pub struct Report {
     /// What the client's policy did to this session (e.g. why uploads were refused).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The client jails an admin's session named (docs/watch.md, "New files for you").
+    #[serde(default)]
+    pub touched_jails: Vec<String>,
 }
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
@@ -259,6 +262,7 @@ impl Report {
             totals: s.totals,
             unreadable_lines: s.unreadable_lines,
             notes: Vec::new(),
+            touched_jails: Vec::new(),
         }
     }
 }
@@ -317,6 +321,7 @@ pub fn example() -> Report {
     r.changes = shown.changes;
     r.failures = shown.failures;
     r.notes = vec!["uploads refused: quota 5G reached (5.1 GiB used)".into()];
+    r.touched_jails = vec!["alice".into(), "bob".into()];
     r
 }
 

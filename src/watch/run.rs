@@ -86,6 +86,8 @@ pub struct Engine {
     login_states: crate::logins::state::Recorder,
     login_states_written: Option<Instant>,
     untrusted_logins_logged: (u64, Option<Instant>),
+    /// Queues the clients' "new files" letters of the admin's sessions (`watch` sets it).
+    newfiles: Option<super::newfiles::Notifier>,
 }
 
 impl Engine {
@@ -112,7 +114,13 @@ impl Engine {
             login_states: Default::default(),
             login_states_written: None,
             untrusted_logins_logged: (0, None),
+            newfiles: None,
         }
+    }
+
+    /// The admin's reports name the jails they touched, and clients get their letters.
+    pub fn notify_new_files_with(&mut self, notifier: super::newfiles::Notifier) {
+        self.newfiles = Some(notifier);
     }
 
     /// The policy jobs are run from here (no systemd): after sessions, and periodically.
@@ -268,6 +276,16 @@ impl Engine {
                 &self.config,
                 &report.user,
             ));
+            // Before the report is appended: its letters are on disk before it can be
+            // acknowledged (a crash in between repeats the report, and the same letter ids).
+            if let Some(notifier) = &self.newfiles {
+                if let Err(e) = notifier.process(&self.config, &mut report) {
+                    eprintln!(
+                        "sftpctl watch: warning: new-files letters of report {}: {e:#} (the admin's report still lists every file)",
+                        report.id
+                    );
+                }
+            }
             self.writer.append(&report)?;
             self.last_sessions
                 .insert(report.user.clone(), crate::tz::rfc3339_utc(report.end));
@@ -371,6 +389,7 @@ pub fn watch(config: &Config, input: Input, options: Options) -> Result<()> {
             .map_err(|e| usage(format!("cannot open {} to follow: {e}", path.display())))?;
     }
     let templates = Templates::load(config.watch.template_dir.as_deref())?;
+    let notifier = super::newfiles::Notifier::load(config.watch.template_dir.as_deref())?;
     let addresses = Addresses::from_config(config)?;
     let mailer = Mailer::from_config(config)?;
     let state_dir = &config.watch.state_dir;
@@ -442,6 +461,7 @@ pub fn watch(config: &Config, input: Input, options: Options) -> Result<()> {
     let shared = writer.shared();
     let mut engine = Engine::new(config, writer);
     engine.trust_unverified = options.trust_unverified;
+    engine.notify_new_files_with(notifier);
     if live && options.run_policy {
         if let Some(kicker) =
             crate::policy::kick::Kicker::for_watcher(options.config_path.as_deref())
