@@ -5,91 +5,22 @@
 //!
 //! The admin is not chrooted, so its internal-sftp logs to `/dev/log`, which this machine
 //! does not have (and which a test must never take). The sshd of these tests therefore runs
-//! in a mount namespace of its own whose `/dev` is a fresh tmpfs with the few device nodes
-//! sshd needs and `/dev/log` pointing at the sandbox rsyslogd's system socket: nothing of the
-//! host's `/dev` is mounted or changed, and the namespace ends with sshd.
+//! in a mount namespace of its own whose `/dev/log` is the sandbox rsyslogd's system socket
+//! (`Sandbox::start_sshd_syslog`): the host's `/dev` is not changed.
 
 mod support;
 mod watch_common;
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use support::{
-    assert_fails_one_line, holds_within, stderr, stdout, wait_until, Sandbox, DEADLINE, SSHD,
-};
+use support::{assert_fails_one_line, stderr, stdout, wait_until, Sandbox, DEADLINE};
 use watch_common::{maildir_mails, text_of};
 
-/// sshd in its own mount namespace (see the module docs); stopped when dropped.
-struct NsSshd(Child);
-
-impl NsSshd {
-    fn start(sb: &Sandbox) -> NsSshd {
-        let d = sb.dir.display();
-        let script = format!(
-            "set -e\n\
-             mount --make-rprivate /\n\
-             mount -t tmpfs -o mode=0755,size=64k sftpctl-test-dev /dev\n\
-             mknod -m 666 /dev/null c 1 3\n\
-             mknod -m 666 /dev/zero c 1 5\n\
-             mknod -m 666 /dev/random c 1 8\n\
-             mknod -m 666 /dev/urandom c 1 9\n\
-             mknod -m 666 /dev/tty c 5 0\n\
-             ln -s /proc/self/fd /dev/fd\n\
-             ln -s {d}/run/hostlog /dev/log\n\
-             exec {SSHD} -D -e -f {d}/etc/ssh/sshd_config\n"
-        );
-        let log = fs::File::create(sb.path("run/sshd.log")).unwrap();
-        let child = Command::new("unshare")
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "/bin/sh",
-                "-c",
-                &script,
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start sshd in a mount namespace");
-        let port = sb.ssh_port;
-        let up = holds_within(DEADLINE, || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        assert!(
-            up,
-            "sshd did not listen\n{}",
-            fs::read_to_string(sb.path("run/sshd.log")).unwrap_or_default()
-        );
-        NsSshd(child)
-    }
-}
-
-impl Drop for NsSshd {
-    fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGTERM);
-        let deadline = std::time::Instant::now() + DEADLINE;
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Field order = drop order: sshd goes before the sandbox (which stops the watcher,
-/// rsyslogd, aiosmtpd and removes everything).
 struct World {
-    _sshd: Option<NsSshd>,
     sb: Sandbox,
     maildir: PathBuf,
     admin: String,
@@ -161,10 +92,9 @@ fn world(smtp_down: bool) -> World {
     sb.set_config(&format!(
         "{text}\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntimeout_secs = 5\n"
     ));
-    let sshd = NsSshd::start(&sb);
+    sb.start_sshd_syslog();
     sb.start_watcher();
     World {
-        _sshd: Some(sshd),
         sb,
         maildir,
         admin,
