@@ -32,6 +32,8 @@ pub struct UserSettings {
     pub quota: Option<Size>,
     /// The client gets policy notices too (retention warnings); `None` = the config's.
     pub notify_client: Option<bool>,
+    /// One mail per session or a daily digest; `None` = `mail.mode` of the config.
+    pub mail_mode: Option<crate::config::MailMode>,
 }
 
 impl UserSettings {
@@ -42,6 +44,10 @@ impl UserSettings {
 
     pub fn notify_client(&self, config: &Config) -> bool {
         self.notify_client.unwrap_or(config.policy.notify_client)
+    }
+
+    pub fn mail_mode(&self, config: &Config) -> crate::config::MailMode {
+        self.mail_mode.unwrap_or(config.mail.mode)
     }
 }
 

@@ -13,6 +13,7 @@
 //! retention = "90d"
 //! quota = "5G"
 //! notify_client = true
+//! mail_mode = "digest"                       # session | digest | default
 //! ```
 //!
 //! The whole file is validated before anything changes. Fields that are absent are left as
@@ -71,6 +72,8 @@ struct Entry {
     /// A size, or "none".
     quota: Option<String>,
     notify_client: Option<bool>,
+    /// `session`, `digest` or `default`.
+    mail_mode: Option<String>,
 }
 
 /// One validated entry.
@@ -212,6 +215,7 @@ fn load(config: &Config, path: &Path) -> Result<Vec<Wanted>> {
         setting("expires", e.expires)?;
         setting("retention", e.retention)?;
         setting("quota", e.quota)?;
+        setting("mail_mode", e.mail_mode)?;
         if let Some(access) = e.access {
             settings.push(Assignment::Access(access));
         }

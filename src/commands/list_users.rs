@@ -60,6 +60,10 @@ struct Row {
     /// `1.2 GiB / 5G (24 %)`, `, full` when full.
     #[serde(skip_serializing_if = "Option::is_none")]
     quota_usage: Option<String>,
+    /// In effect: `session` (a mail per session) or `digest` (the daily digest).
+    mail_mode: &'static str,
+    #[serde(skip)]
+    mail_mode_default: bool,
 }
 
 pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
@@ -93,6 +97,8 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
                 allow_from: settings.allow_from.iter().map(|n| n.to_string()).collect(),
                 expires: settings.expires.map(|d| d.to_string()),
                 retention: settings.retention(config).to_string(),
+                mail_mode: settings.mail_mode(config).as_str(),
+                mail_mode_default: settings.mail_mode(config) == config.mail.mode,
                 quota_bytes: settings.quota.map(|q| q.bytes),
                 data_bytes: data_size(&jail),
                 keys: key::current(config, &name).map(|k| k.len()).unwrap_or(0),
@@ -170,6 +176,12 @@ fn policy_summary(r: &Row) -> String {
     }
     if let Some(usage) = &r.quota_usage {
         parts.push(format!("quota {usage}"));
+    }
+    // Shown when it is not the config's mode, and always for a digest.
+    if r.mail_mode == "digest" {
+        parts.push("daily digest".into());
+    } else if !r.mail_mode_default {
+        parts.push("mail per session".into());
     }
     if parts.is_empty() {
         "-".into()

@@ -4,10 +4,11 @@
 use anyhow::{bail, Result};
 
 use super::values::{Access, Day, Network, Retention, Size};
+use crate::config::MailMode;
 use crate::registry::UserSettings;
 
 /// The keys `set` takes, in the order `--help` and errors list them.
-pub const KEYS: [&str; 7] = [
+pub const KEYS: [&str; 8] = [
     "email",
     "access",
     "allow_from",
@@ -15,6 +16,7 @@ pub const KEYS: [&str; 7] = [
     "retention",
     "quota",
     "notify_client",
+    "mail_mode",
 ];
 
 /// One validated `KEY=VALUE`.
@@ -28,6 +30,8 @@ pub enum Assignment {
     Retention(Option<Retention>),
     Quota(Option<Size>),
     NotifyClient(Option<bool>),
+    /// `None`: back to the config's `mail.mode`.
+    MailMode(Option<MailMode>),
 }
 
 /// Parses `KEY=VALUE` words; one bad word fails the whole list (nothing is changed).
@@ -68,6 +72,12 @@ pub fn parse(key: &str, value: &str) -> Result<Assignment> {
             "default" => None,
             _ => bail!("notify_client: {value:?} must be true, false or default"),
         }),
+        "mail_mode" => Assignment::MailMode(match value {
+            "session" => Some(MailMode::Session),
+            "digest" => Some(MailMode::Digest),
+            "default" => None,
+            _ => bail!("mail_mode: {value:?} must be session, digest or default"),
+        }),
         _ => bail!("unknown setting {key:?}; keys: {}", KEYS.join(", ")),
     })
 }
@@ -96,6 +106,7 @@ impl Assignment {
             Assignment::Retention(v) => s.retention = v,
             Assignment::Quota(v) => s.quota = v,
             Assignment::NotifyClient(v) => s.notify_client = v,
+            Assignment::MailMode(v) => s.mail_mode = v,
         }
     }
 }
@@ -118,6 +129,7 @@ mod tests {
             "retention=90d",
             "quota=5G",
             "notify_client=true",
+            "mail_mode=digest",
         ]))
         .unwrap();
         let mut s = UserSettings::default();
@@ -130,6 +142,7 @@ mod tests {
         assert_eq!(s.retention, Some(Retention::Days(90)));
         assert_eq!(s.quota.unwrap().bytes, 5 << 30);
         assert_eq!(s.notify_client, Some(true));
+        assert_eq!(s.mail_mode, Some(MailMode::Digest));
         let text = toml::to_string(&s).unwrap();
         let back: UserSettings = toml::from_str(&text).unwrap();
         assert_eq!(back, s, "{text}");
@@ -144,6 +157,7 @@ mod tests {
             "retention=default",
             "quota=none",
             "notify_client=default",
+            "mail_mode=default",
         ]))
         .unwrap();
         let mut s = UserSettings::default();
@@ -165,6 +179,7 @@ mod tests {
             &["quota=5 G"],
             &["retention=forever"],
             &["notify_client=yes"],
+            &["mail_mode=daily"],
             &["email=a@b\nBcc: c@d"],
         ] {
             assert!(parse_all(&words(bad)).is_err(), "accepted {bad:?}");
