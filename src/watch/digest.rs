@@ -231,11 +231,15 @@ impl Digest {
                 continue;
             }
             let path = dir.join(&name);
-            let bytes = fs_err::read(&path)?;
-            match serde_json::from_slice::<summary::Stored>(&bytes) {
+            // Never through a link, even in this root-only directory.
+            let parsed = fsops::read_regular(&path).and_then(|found| {
+                let (bytes, _) = found.context("vanished")?;
+                serde_json::from_slice::<summary::Stored>(&bytes).context("not a stored report")
+            });
+            match parsed {
                 Ok(r) => records.push(r),
                 Err(e) => eprintln!(
-                    "sftpctl watch: {} is not a stored report ({e}); left out of the digest",
+                    "sftpctl watch: {}: {e:#}; left out of the digest",
                     path.display()
                 ),
             }
