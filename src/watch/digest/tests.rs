@@ -275,3 +275,31 @@ fn a_client_in_session_mode_under_a_digest_default() {
     assert_eq!(d.mode_of("alice"), MailMode::Digest);
     assert_eq!(d.mode_of("../etc"), MailMode::Digest);
 }
+
+#[test]
+fn the_head_of_a_record_in_any_order() {
+    let r = record("r1", "alice", "x");
+    assert_eq!(
+        head(&r),
+        Some(Head {
+            id: "r1".into(),
+            user: "alice".into()
+        })
+    );
+    assert_eq!(
+        head(br#"{"a":[1,{"user":"no"}],"user":"bob","x":"y","id":"i"}"#),
+        Some(Head {
+            id: "i".into(),
+            user: "bob".into()
+        })
+    );
+    for bad in [
+        &b"not json"[..],
+        b"{\"id\":\"x\"}",
+        b"{\"id\":1,\"user\":\"u\"}",
+        b"[]",
+        b"{\"id\":\"a\",\"id\":\"b\"}",
+    ] {
+        assert_eq!(head(bad), None, "{}", String::from_utf8_lossy(bad));
+    }
+}
