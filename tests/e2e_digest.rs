@@ -346,6 +346,32 @@ fn bad_digest_settings_are_refused_in_one_line_and_change_nothing() {
         assert!(stderr(&out).contains("mail_mode"), "{}", stderr(&out));
     }
     assert_eq!(sb.snapshot(), snap, "a refused set changed something");
+    // apply: the same key, the same values.
+    let users = sb.path("run/users.toml");
+    let mode_of = |sb: &Sandbox| -> String {
+        let json: serde_json::Value =
+            serde_json::from_slice(&sb.sftpctl_ok(&["list-users", "--json"]).stdout).unwrap();
+        json[0]["mail_mode"].as_str().unwrap().to_string()
+    };
+    for (value, want) in [("digest", "digest"), ("default", "session")] {
+        fs::write(
+            &users,
+            format!("[[user]]\nname = \"{alice}\"\nmail_mode = \"{value}\"\n"),
+        )
+        .unwrap();
+        sb.sftpctl_ok(&["apply", users.to_str().unwrap()]);
+        assert_eq!(mode_of(&sb), want);
+    }
+    fs::write(
+        &users,
+        format!("[[user]]\nname = \"{alice}\"\nmail_mode = \"weekly\"\n"),
+    )
+    .unwrap();
+    let snap = sb.snapshot();
+    let out = sb.sftpctl(&["apply", users.to_str().unwrap()]);
+    assert_fails_one_line(&out, 2);
+    assert!(stderr(&out).contains("mail_mode"), "{}", stderr(&out));
+    assert_eq!(sb.snapshot(), snap, "a refused apply changed something");
     let good = fs::read_to_string(&sb.config).unwrap();
     for bad in [
         "digest_at = \"25:00\"",
