@@ -106,7 +106,19 @@ impl Digest {
             at,
             dir,
         };
-        digest.last = digest.read_last()?;
+        // A watcher that refused to start would lose the lines rsyslog sends meanwhile: a
+        // broken `last` (or stored reports without one) means "the digest time just past".
+        digest.last = match digest.read_last() {
+            Ok(Some(last)) => Some(last),
+            Ok(None) if list(&digest.reports_dir())?.is_empty() => None,
+            Ok(None) => Some(period::latest_due(&digest.zone, at, now())),
+            Err(e) => {
+                eprintln!(
+                    "sftpctl watch: warning: {e:#}; the next digest covers everything stored"
+                );
+                Some(period::latest_due(&digest.zone, at, now()))
+            }
+        };
         Ok(digest)
     }
 
@@ -125,10 +137,7 @@ impl Digest {
             Some((bytes, _)) => {
                 let text = String::from_utf8_lossy(&bytes);
                 text.trim().parse::<i64>().map(Some).with_context(|| {
-                    format!(
-                        "{} does not hold a time (Unix seconds): remove it and the next digest covers everything stored",
-                        path.display()
-                    )
+                    format!("{} does not hold a time (Unix seconds)", path.display())
                 })
             }
         }

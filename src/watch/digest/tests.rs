@@ -303,3 +303,23 @@ fn the_head_of_a_record_in_any_order() {
         assert_eq!(head(bad), None, "{}", String::from_utf8_lossy(bad));
     }
 }
+
+#[test]
+fn a_broken_last_file_does_not_stop_the_watcher() {
+    let env = env("broken-last", MailMode::Digest);
+    let mut d = digest(&env);
+    let line = record("r1", "bob", "b.txt");
+    d.divert(&[(0, &line[..])]);
+    std::fs::write(
+        env.config.watch.state_dir.join("outbox/digest/last"),
+        "garbage",
+    )
+    .unwrap();
+    let d = digest(&env);
+    assert!(
+        d.last.is_some(),
+        "the stored report still has a digest to wait for"
+    );
+    std::fs::remove_file(env.config.watch.state_dir.join("outbox/digest/last")).unwrap();
+    assert!(digest(&env).last.is_some());
+}
