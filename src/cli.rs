@@ -247,6 +247,7 @@ pub struct SetArgs {
     /// allow_from=NET[,NET…]|"", expires=YYYY-MM-DD|never, retention=90d|off|default,
     /// quota=5G|none, notify_client=true|false|default,
     /// notify_new_files=true|false|default.
+    /// quota=5G|none, notify_client=true|false|default, mail_mode=session|digest|default.
     #[arg(required = true, value_name = "KEY=VALUE")]
     pub settings: Vec<String>,
 

@@ -253,7 +253,30 @@ pub struct Mail {
     /// Clients get a mail listing the files another session put in their tree (a client's
     /// own `notify_new_files` overrides).
     pub notify_new_files: bool,
+    /// `session`: one mail per session; `digest`: one a day per recipient (a client's own
+    /// `mail_mode` overrides it).
+    pub mode: MailMode,
+    /// When the daily digest goes out, `HH:MM` (or `HH:MM:SS`) in `timezone`.
+    pub digest_at: String,
     pub smtp: Smtp,
+}
+
+/// How a client's sessions are mailed (docs/watch.md, "Digest mode").
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MailMode {
+    #[default]
+    Session,
+    Digest,
+}
+
+impl MailMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailMode::Session => "session",
+            MailMode::Digest => "digest",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -434,6 +457,8 @@ impl Default for Mail {
             retry_max_secs: 300,
             timezone: String::new(),
             notify_new_files: false,
+            mode: MailMode::Session,
+            digest_at: "18:00".into(),
             smtp: Smtp::default(),
         }
     }
@@ -640,6 +665,7 @@ impl Config {
             anyhow::bail!("mail.retry_max_secs must be between 1 and 86400");
         }
         crate::tz::validate(&self.mail.timezone)?;
+        crate::watch::digest::period::At::parse(&self.mail.digest_at)?;
         check_abs_path("mail.spool_dir", &self.mail.spool_dir)?;
         check_abs_path("mail.sendmail", &self.mail.sendmail)?;
         names::check_single_line("mail.from", &self.mail.from)?;
@@ -977,6 +1003,9 @@ port = 587
             "[welcome]\nhost = \"-x.example\"",
             "[welcome]\nport = 70000",
             "[welcome]\nuser = \"x\"",
+            "[mail]\ndigest_at = \"25:00\"",
+            "[mail]\ndigest_at = \"6pm\"",
+            "[mail]\nmode = \"daily\"",
         ] {
             assert!(Config::parse(bad).is_err(), "accepted {bad}");
         }

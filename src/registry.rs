@@ -35,6 +35,8 @@ pub struct UserSettings {
     /// The client gets a mail listing the files another session (the admin's) put in its
     /// tree; `None` = `mail.notify_new_files` of the config.
     pub notify_new_files: Option<bool>,
+    /// One mail per session or a daily digest; `None` = `mail.mode` of the config.
+    pub mail_mode: Option<crate::config::MailMode>,
 }
 
 impl UserSettings {
@@ -50,6 +52,10 @@ impl UserSettings {
     pub fn notify_new_files(&self, config: &Config) -> bool {
         self.notify_new_files
             .unwrap_or(config.mail.notify_new_files)
+    }
+
+    pub fn mail_mode(&self, config: &Config) -> crate::config::MailMode {
+        self.mail_mode.unwrap_or(config.mail.mode)
     }
 }
 

@@ -61,6 +61,11 @@ impl Zone {
         Zone::named(name)
     }
 
+    /// The jiff zone itself (calendar arithmetic: the digest's days).
+    pub fn time_zone(&self) -> &TimeZone {
+        &self.tz
+    }
+
     /// `2026-11-27 17:04:18 +01:00 (CET)`; the abbreviation is left out where the zone has
     /// none but the offset itself (`+0530`-style names, e.g. `-03` for America/Sao_Paulo).
     pub fn format(&self, unix: i64) -> String {

@@ -14,6 +14,7 @@
 //! quota = "5G"
 //! notify_client = true
 //! notify_new_files = true
+//! mail_mode = "digest"                       # session | digest | default
 //! ```
 //!
 //! The whole file is validated before anything changes. Fields that are absent are left as
@@ -73,6 +74,8 @@ struct Entry {
     quota: Option<String>,
     notify_client: Option<bool>,
     notify_new_files: Option<bool>,
+    /// `session`, `digest` or `default`.
+    mail_mode: Option<String>,
 }
 
 /// One validated entry.
@@ -214,6 +217,7 @@ fn load(config: &Config, path: &Path) -> Result<Vec<Wanted>> {
         setting("expires", e.expires)?;
         setting("retention", e.retention)?;
         setting("quota", e.quota)?;
+        setting("mail_mode", e.mail_mode)?;
         if let Some(access) = e.access {
             settings.push(Assignment::Access(access));
         }

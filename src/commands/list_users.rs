@@ -70,6 +70,10 @@ struct Row {
     /// `1.2 GiB / 5G (24 %)`, `, full` when full.
     #[serde(skip_serializing_if = "Option::is_none")]
     quota_usage: Option<String>,
+    /// In effect: `session` (a mail per session) or `digest` (the daily digest).
+    mail_mode: &'static str,
+    #[serde(skip)]
+    mail_mode_default: bool,
 }
 
 pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
@@ -106,6 +110,8 @@ pub fn run(config: &Config, args: &ListUsersArgs) -> Result<()> {
                 expires: settings.expires.map(|d| d.to_string()),
                 retention: settings.retention(config).to_string(),
                 notify_new_files: settings.notify_new_files(config),
+                mail_mode: settings.mail_mode(config).as_str(),
+                mail_mode_default: settings.mail_mode(config) == config.mail.mode,
                 quota_bytes: settings.quota.map(|q| q.bytes),
                 data_bytes: data_size(&jail),
                 keys: key::current(config, &name).map(|k| k.len()).unwrap_or(0),
@@ -195,6 +201,12 @@ fn policy_summary(r: &Row) -> String {
     }
     if r.notify_new_files {
         parts.push("new-files mail".into());
+    }
+    // Shown when it is not the config's mode, and always for a digest.
+    if r.mail_mode == "digest" {
+        parts.push("daily digest".into());
+    } else if !r.mail_mode_default {
+        parts.push("mail per session".into());
     }
     if parts.is_empty() {
         "-".into()

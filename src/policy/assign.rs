@@ -4,10 +4,11 @@
 use anyhow::{bail, Result};
 
 use super::values::{Access, Day, Network, Retention, Size};
+use crate::config::MailMode;
 use crate::registry::UserSettings;
 
 /// The keys `set` takes, in the order `--help` and errors list them.
-pub const KEYS: [&str; 8] = [
+pub const KEYS: [&str; 9] = [
     "email",
     "access",
     "allow_from",
@@ -16,6 +17,7 @@ pub const KEYS: [&str; 8] = [
     "quota",
     "notify_client",
     "notify_new_files",
+    "mail_mode",
 ];
 
 /// One validated `KEY=VALUE`.
@@ -30,6 +32,8 @@ pub enum Assignment {
     Quota(Option<Size>),
     NotifyClient(Option<bool>),
     NotifyNewFiles(Option<bool>),
+    /// `None`: back to the config's `mail.mode`.
+    MailMode(Option<MailMode>),
 }
 
 /// Parses `KEY=VALUE` words; one bad word fails the whole list (nothing is changed).
@@ -66,6 +70,12 @@ pub fn parse(key: &str, value: &str) -> Result<Assignment> {
         "quota" => Assignment::Quota(Some(value.parse()?)),
         "notify_client" => Assignment::NotifyClient(tri_state(key, value)?),
         "notify_new_files" => Assignment::NotifyNewFiles(tri_state(key, value)?),
+        "mail_mode" => Assignment::MailMode(match value {
+            "session" => Some(MailMode::Session),
+            "digest" => Some(MailMode::Digest),
+            "default" => None,
+            _ => bail!("mail_mode: {value:?} must be session, digest or default"),
+        }),
         _ => bail!("unknown setting {key:?}; keys: {}", KEYS.join(", ")),
     })
 }
@@ -105,6 +115,7 @@ impl Assignment {
             Assignment::Quota(v) => s.quota = v,
             Assignment::NotifyClient(v) => s.notify_client = v,
             Assignment::NotifyNewFiles(v) => s.notify_new_files = v,
+            Assignment::MailMode(v) => s.mail_mode = v,
         }
     }
 }
@@ -128,6 +139,7 @@ mod tests {
             "quota=5G",
             "notify_client=true",
             "notify_new_files=true",
+            "mail_mode=digest",
         ]))
         .unwrap();
         let mut s = UserSettings::default();
@@ -141,6 +153,7 @@ mod tests {
         assert_eq!(s.quota.unwrap().bytes, 5 << 30);
         assert_eq!(s.notify_client, Some(true));
         assert_eq!(s.notify_new_files, Some(true));
+        assert_eq!(s.mail_mode, Some(MailMode::Digest));
         let text = toml::to_string(&s).unwrap();
         let back: UserSettings = toml::from_str(&text).unwrap();
         assert_eq!(back, s, "{text}");
@@ -156,6 +169,7 @@ mod tests {
             "quota=none",
             "notify_client=default",
             "notify_new_files=default",
+            "mail_mode=default",
         ]))
         .unwrap();
         let mut s = UserSettings::default();
@@ -178,6 +192,7 @@ mod tests {
             &["retention=forever"],
             &["notify_client=yes"],
             &["notify_new_files=1"],
+            &["mail_mode=daily"],
             &["email=a@b\nBcc: c@d"],
         ] {
             assert!(parse_all(&words(bad)).is_err(), "accepted {bad:?}");

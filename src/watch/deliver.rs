@@ -388,6 +388,8 @@ pub struct Delivery {
     policy: RetryPolicy,
     cursors: HashMap<u64, Cursor>,
     pub outcome: Outcome,
+    /// Digest mode: where digest clients' reports go instead of the transport.
+    digest: Option<super::digest::Digest>,
 }
 
 impl Delivery {
@@ -408,7 +410,15 @@ impl Delivery {
             policy,
             cursors: HashMap::new(),
             outcome: Outcome::default(),
+            digest: None,
         }
+    }
+
+    /// Reports of digest-mode clients are stored for the daily digest, which this thread
+    /// makes when it is due (docs/watch.md, "Digest mode").
+    pub fn with_digest(mut self, digest: super::digest::Digest) -> Delivery {
+        self.digest = Some(digest);
+        self
     }
 
     /// Delivers until the writer is closed and everything is out (or given up), or stop.
@@ -502,6 +512,9 @@ impl Delivery {
                 self.cursors.remove(&segment);
             }
         }
+        if let Some(digest) = &mut self.digest {
+            digest.tick(super::time::now_unix())?;
+        }
         // The outbox's letters (notices, new files, welcome, digests), after the reports.
         let letters = self.dir.join("letters");
         match crate::letters::deliver_with(&letters, &self.addresses, &mut self.mailer) {
@@ -559,7 +572,11 @@ impl Delivery {
                     .collect();
                 let mut outcomes: Vec<Option<Result<()>>> =
                     (0..chunk.len()).map(|_| None).collect();
-                for (i, outcome) in self.deliver_many(&todo) {
+                let (stored, todo) = match &mut self.digest {
+                    Some(digest) => digest.divert(&todo),
+                    None => (Vec::new(), todo),
+                };
+                for (i, outcome) in stored.into_iter().chain(self.deliver_many(&todo)) {
                     outcomes[i] = Some(outcome);
                 }
                 // In order: everything up to the first failure counts; the rest is tried again.

@@ -2,6 +2,7 @@
 
 pub mod daemon;
 pub mod deliver;
+pub mod digest;
 pub mod escape;
 pub mod mail;
 pub mod newfiles;

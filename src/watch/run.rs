@@ -391,6 +391,7 @@ pub fn watch(config: &Config, input: Input, options: Options) -> Result<()> {
     let templates = Templates::load(config.watch.template_dir.as_deref())?;
     let notifier = super::newfiles::Notifier::load(config.watch.template_dir.as_deref())?;
     let addresses = Addresses::from_config(config)?;
+    let digest = super::digest::Digest::from_config(config, addresses.clone())?;
     let mailer = Mailer::from_config(config)?;
     let state_dir = &config.watch.state_dir;
     outbox::ensure_private_dir(state_dir)?;
@@ -482,7 +483,8 @@ pub fn watch(config: &Config, input: Input, options: Options) -> Result<()> {
         templates,
         addresses,
         policy,
-    );
+    )
+    .with_digest(digest);
     let deliverer = std::thread::Builder::new()
         .name("delivery".into())
         .spawn(move || delivery.run())
