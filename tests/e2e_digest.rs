@@ -134,7 +134,16 @@ fn a_digest_of_three_sessions_of_two_clients_survives_watcher_restarts() {
     ]);
     sb.sftpctl_ok(&["add-user", &carol, "--key", cpub.to_str().unwrap()]);
     sb.sftpctl_ok(&["set", &carol, "mail_mode=session"]);
-    sb.start_sshd();
+    // Logging through syslog like a host's sshd: its login lines reach the log the digest
+    // reads (docs/history.md, "Logins").
+    sb.start_sshd_syslog();
+    // A refused key for alice: her digest's Logins section counts it.
+    let refused = sb
+        .sftp_command(&alice, &bkey)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "alice logged in with bob's key");
     let maildir = sb.path("maildir");
     let port = sb.start_smtp(&maildir);
     sb.edit_config(
@@ -269,7 +278,17 @@ fn a_digest_of_three_sessions_of_two_clients_survives_watcher_restarts() {
         "carol is a session client"
     );
     assert!(admin.contains(" -05:00 (EST)") || admin.contains(" -04:00 (EDT)"));
+    assert!(admin.contains("LOGINS"), "{admin}");
+    let alice_logins = admin
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{alice}: ")))
+        .unwrap_or_else(|| panic!("no login line of alice\n{admin}"));
+    assert!(
+        alice_logins.contains(" accepted, 1 failed (last from 127.0.0.1)"),
+        "{alice_logins}"
+    );
     let alice_own = text_of(to(amail));
+    assert!(alice_own.contains("1 failed"), "{alice_own}");
     assert!(alice_own.contains("alice-morning.csv") && alice_own.contains("alice-evening.csv"));
     assert!(alice_own.contains("2 sessions"), "{alice_own}");
     let bob_own = text_of(to(bmail));

@@ -71,6 +71,25 @@ pub fn read_rotated(config: &Config, now: i64, trust_unverified: bool) -> Result
     read(inputs, now, trust_unverified)
 }
 
+/// The rotations of `rsyslog.log_file` written to at or after `since` (an older one holds
+/// only older lines), oldest first: what a day's digest reads, not a year of logs.
+pub fn read_rotated_since(config: &Config, now: i64, since: i64) -> Result<Found> {
+    let mut inputs = Vec::new();
+    for f in rotated_logs(&config.rsyslog.log_file)? {
+        let written = std::fs::metadata(&f)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(i64::MAX, |d| d.as_secs() as i64);
+        if written < since {
+            continue;
+        }
+        let log = open_log(&f)?;
+        inputs.push((f, log));
+    }
+    read(inputs, now, false)
+}
+
 /// `--user`, `--since`, `--until` for logins: by the login's name and time.
 #[derive(Debug, Default)]
 pub struct LoginFilter {
