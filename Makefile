@@ -44,6 +44,7 @@ bench:
 	$(CARGO) bench --bench watch
 	$(CARGO) bench --bench provision
 	$(CARGO) bench --bench perms
+	$(CARGO) bench --bench report
 
 clean:
 	$(CARGO) clean
