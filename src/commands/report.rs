@@ -100,7 +100,7 @@ enum Printed {
 const SESSIONS_AT_ONCE: usize = 64;
 
 /// One Sessions table across all files: a session that a rotation split continues in the
-/// next file. Lines come parsed, in order, from `stream`'s threads.
+/// next file. Lines come parsed, in order, from `stream`.
 fn apply_all(
     inputs: Vec<(PathBuf, OpenLog)>,
     wall: i64,

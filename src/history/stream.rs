@@ -1,8 +1,9 @@
-//! Every log's lines, parsed, in order, on two threads of their own: one reads (and inflates
-//! the `.gz` rotations), one splits the text into lines and parses them, while the caller's
-//! thread applies them to the session table. Text moves in chunks of whole lines; the chunks
-//! are handed back for reuse, so the memory in flight is a few chunks and batches, whatever
-//! the size of the logs.
+//! Every log's lines, in order, parsed: one thread of its own reads (and inflates the `.gz`
+//! rotations) while the caller's thread parses the lines and applies them. Text moves in
+//! chunks of whole lines, handed back for reuse, so the memory in flight is a few chunks
+//! whatever the size of the logs. (Parsing on a third thread was slower on two cores: every
+//! name would be allocated on one thread and freed on another, which glibc's malloc makes
+//! pay in locks and cold caches.)
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -15,15 +16,16 @@ use crate::watch::parse::{parse_feed_line, Parsed, Sender};
 
 /// Bytes read at a time: large enough that a channel hand-over costs nothing per line.
 const CHUNK: usize = 1 << 20;
-/// Chunks (and parsed batches) queued between two threads.
+/// Chunks queued between the two threads.
 const QUEUED: usize = 2;
 
-/// The parsed lines of one chunk, in order.
+/// The parsed lines of one chunk, in order; emptied by the caller and reused.
 pub type Batch = Vec<(Sender, Parsed)>;
 
 /// Reads `logs` in the order given, each to its end on its own (a last line without a newline
 /// stays a line), parses every line with `now` for the year the forward format leaves out,
-/// and calls `apply` with each batch in order. An error of reading or of `apply` stops all.
+/// and calls `apply` with each chunk's lines in order. An error of reading or of `apply`
+/// stops all.
 pub fn parse_logs(
     logs: Vec<(PathBuf, OpenLog)>,
     now: i64,
@@ -31,16 +33,23 @@ pub fn parse_logs(
 ) -> Result<()> {
     std::thread::scope(|scope| {
         let (chunk_tx, chunk_rx) = sync_channel::<Result<Vec<u8>>>(QUEUED);
-        let (batch_tx, batch_rx) = sync_channel::<Result<Batch>>(QUEUED);
         let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(QUEUED + 2);
-        let (spare_batch_tx, spare_batch_rx) = sync_channel::<Batch>(QUEUED + 2);
         scope.spawn(move || read_all(logs, &chunk_tx, &spare_rx));
-        scope.spawn(move || parse_all(&chunk_rx, &batch_tx, &spare_tx, &spare_batch_rx, now));
-        for batch in batch_rx {
-            let mut batch = batch?;
+        let mut batch = Vec::new();
+        for chunk in chunk_rx {
+            let chunk = chunk?;
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                let (line, after) = match memchr::memchr(b'\n', rest) {
+                    Some(at) => (&rest[..at], &rest[at + 1..]),
+                    None => (rest, &rest[rest.len()..]),
+                };
+                batch.push(parse_feed_line(line, now));
+                rest = after;
+            }
+            let _ = spare_tx.try_send(chunk);
             apply(&mut batch)?;
             batch.clear();
-            let _ = spare_batch_tx.try_send(batch);
         }
         Ok(())
     })
@@ -94,41 +103,6 @@ fn read_one(
         }
         if end_of_file {
             return Ok(());
-        }
-    }
-}
-
-/// The parsing thread: every line of every chunk, in order.
-fn parse_all(
-    chunks: &Receiver<Result<Vec<u8>>>,
-    batches: &SyncSender<Result<Batch>>,
-    spare: &SyncSender<Vec<u8>>,
-    spare_batches: &Receiver<Batch>,
-    now: i64,
-) {
-    for chunk in chunks {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(e) => {
-                let _ = batches.send(Err(e));
-                return;
-            }
-        };
-        let mut batch = spare_batches
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(chunk.len() / 64));
-        let mut rest = &chunk[..];
-        while !rest.is_empty() {
-            let (line, after) = match memchr::memchr(b'\n', rest) {
-                Some(at) => (&rest[..at], &rest[at + 1..]),
-                None => (rest, &rest[rest.len()..]),
-            };
-            batch.push(parse_feed_line(line, now));
-            rest = after;
-        }
-        let _ = spare.try_send(chunk);
-        if batches.send(Ok(batch)).is_err() {
-            return;
         }
     }
 }

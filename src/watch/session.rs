@@ -1016,8 +1016,10 @@ impl Owners {
     /// A slot of `owner` moved from (seq, bytes) `was` to `now`.
     fn touch(&mut self, owner: u32, was: (u64, usize), now: (u64, usize), id: u64) {
         let g = self.group(owner);
-        g.by_activity.remove(&(was.0, id));
-        g.by_activity.insert((now.0, id));
+        if was.0 != now.0 {
+            g.by_activity.remove(&(was.0, id));
+            g.by_activity.insert((now.0, id));
+        }
         let old = g.bytes;
         g.bytes = g.bytes - was.1 + now.1;
         let new = g.bytes;
@@ -1541,8 +1543,21 @@ impl Sessions {
             (HEADLESS, Some(_), Some(user)) => self.owners.id_for(user),
             (owner, ..) => owner,
         };
-        self.next_seq += 1;
-        let seq = self.next_seq;
+        // Already its group's most recent (the usual case: a user has one session open):
+        // the activity order stays as it is, without two B-tree updates a line.
+        let latest = owner == old_owner
+            && self
+                .owners
+                .groups
+                .get(&owner)
+                .and_then(|g| g.by_activity.last())
+                == Some(&(old_seq, id));
+        let seq = if latest {
+            old_seq
+        } else {
+            self.next_seq += 1;
+            self.next_seq
+        };
         slot.owner = owner;
         slot.seq = seq;
         slot.bytes = bytes;

@@ -49,39 +49,39 @@ fn session_messages(n: usize) -> Vec<String> {
             "session opened for local user {user} from [198.51.100.{}]",
             n % 250
         ),
-        "opendir \"/data/incoming\"".to_string(),
-        "closedir \"/data/incoming\"".to_string(),
+        "opendir \"/data/in\"".to_string(),
+        "closedir \"/data/in\"".to_string(),
     ];
     for i in 0..8 {
         m.push(format!(
-            "open \"/data/incoming/2026/invoice-{n:07}-{i}.pdf\" flags WRITE,CREATE,TRUNCATE mode 0644"
+            "open \"/data/in/2026/invoice-{n:07}-{i}.pdf\" flags WRITE,CREATE,TRUNCATE mode 0644"
         ));
         m.push(format!(
-            "close \"/data/incoming/2026/invoice-{n:07}-{i}.pdf\" bytes read 0 written {}",
+            "close \"/data/in/2026/invoice-{n:07}-{i}.pdf\" bytes read 0 written {}",
             1000 + (n % 7919) * 4096 + i
         ));
     }
     m.push(format!(
-        "set \"/data/incoming/2026/invoice-{n:07}-0.pdf\" modtime 20260301-10:11:12"
+        "set \"/data/in/2026/invoice-{n:07}-0.pdf\" modtime 20260301-10:11:12"
     ));
     for i in 0..8 {
         m.push(format!(
-            "open \"/data/outgoing/r\\303\\251sum\\303\\251-statement-{i}.txt\" flags READ mode 0666"
+            "open \"/data/out/r\\303\\251sum\\303\\251-{i}.txt\" flags READ mode 0666"
         ));
         m.push(format!(
-            "close \"/data/outgoing/r\\303\\251sum\\303\\251-statement-{i}.txt\" bytes read {} written 0",
+            "close \"/data/out/r\\303\\251sum\\303\\251-{i}.txt\" bytes read {} written 0",
             500 + (n % 1013) * 977 + i
         ));
     }
     m.push(format!(
-        "posix-rename old \"/data/incoming/2026/invoice-{n:07}-0.pdf\" new \"/data/incoming/done-{n:07}.pdf\""
+        "posix-rename old \"/data/in/2026/invoice-{n:07}-0.pdf\" new \"/data/in/done-{n:07}.pdf\""
     ));
     m.push(format!(
-        "remove name \"/data/incoming/2026/invoice-{n:07}-1.pdf\""
+        "remove name \"/data/in/2026/invoice-{n:07}-1.pdf\""
     ));
     m.push(format!("mkdir name \"/data/archive/{n:07}\" mode 0777"));
     m.push(format!(
-        "set \"/data/incoming/2026/invoice-{n:07}-2.pdf\" mode 0600"
+        "set \"/data/in/2026/invoice-{n:07}-2.pdf\" mode 0600"
     ));
     m.push(format!(
         "session closed for local user {user} from [198.51.100.{}]",
@@ -126,7 +126,7 @@ impl Generator {
         let (y, mo, d) = civil_from_days(days as i64);
         writeln!(
             out,
-            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:06}+00:00 sftp-gw1 internal-sftp[{}]: {}",
+            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:06}+00:00 gw1 internal-sftp[{}]: {}",
             rem / 3600,
             rem / 60 % 60,
             rem % 60,
