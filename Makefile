@@ -45,6 +45,7 @@ bench:
 	$(CARGO) bench --bench provision
 	$(CARGO) bench --bench perms
 	$(CARGO) bench --bench digest
+	$(CARGO) bench --bench report
 
 clean:
 	$(CARGO) clean

@@ -13,7 +13,7 @@ use std::path::Path;
 /// characters (right-to-left override, zero-width joiners, bidi isolates, soft hyphen, BOM,
 /// line/paragraph separators…) as `<U+202E>`. Everything else passes unchanged.
 pub fn visible(s: &str) -> Cow<'_, str> {
-    if is_plain_ascii(s) || !s.chars().any(needs_escape) {
+    if is_plainly_visible(s) || !s.chars().any(needs_escape) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 16);
@@ -64,9 +64,12 @@ fn push_visible(out: &mut String, c: char) {
     }
 }
 
-/// Printable ASCII only: nothing to escape (most names; checked bytewise, without decoding).
-fn is_plain_ascii(s: &str) -> bool {
-    s.bytes().all(|b| (0x20..0x7f).contains(&b))
+/// Printable ASCII and Latin-1 letters (U+00C0-U+00FF, lead byte 0xC3) only: nothing to
+/// escape (most names; checked bytewise, without decoding). In valid UTF-8 every continuation
+/// byte then belongs to a 0xC3 lead.
+fn is_plainly_visible(s: &str) -> bool {
+    s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) || b == 0xC3 || (0x80..0xC0).contains(&b))
 }
 
 fn needs_escape(c: char) -> bool {

@@ -1,7 +1,8 @@
 //! `sftpctl report`: per-session summaries of the logs, filtered, printed to stdout.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use anyhow::{Context, Result};
 
@@ -11,13 +12,14 @@ use crate::error::usage;
 use crate::history::csv;
 use crate::history::filter::{Action, Filter, PathGlob};
 use crate::history::logins::{self as login_history, LoginFilter};
-use crate::history::logs::{open_log, reader, rotated_logs};
+use crate::history::logs::{open_log, rotated_logs, OpenLog};
+use crate::history::stream::parse_logs;
 use crate::history::when::parse_when;
 use crate::watch::mail::Templates;
-use crate::watch::parse::{parse_feed_line, Parsed};
+use crate::watch::parse::Parsed;
 use crate::watch::report::Report;
 use crate::watch::run::untrusted_summary;
-use crate::watch::session::{Ending, Limits, Sessions};
+use crate::watch::session::{Ending, Finished, Limits, Sessions};
 use crate::watch::time::now_unix;
 use crate::watch::trust::Trust;
 
@@ -42,8 +44,9 @@ pub fn run(config: &Config, args: &ReportArgs) -> Result<()> {
     }
     // Every file is opened before anything is printed: a refused one changes nothing.
     let mut inputs = Vec::with_capacity(files.len());
-    for f in &files {
-        inputs.push((f, open_log(f)?));
+    for f in files {
+        let log = open_log(&f)?;
+        inputs.push((f, log));
     }
     if args.logins {
         return logins(args, format, &filter, inputs, wall);
@@ -52,49 +55,31 @@ pub fn run(config: &Config, args: &ReportArgs) -> Result<()> {
         Format::Text => Some(Templates::load(config.watch.template_dir.as_deref())?),
         _ => None,
     };
-    let stdout = std::io::stdout();
-    let mut printer = Printer {
-        out: std::io::BufWriter::new(stdout.lock()),
-        format,
-        templates,
-        printed: 0,
-    };
-    printer.start()?;
     let limits = Limits::from_config(&config.watch);
     let mut sessions = Sessions::new(limits, &format!("/{}", config.data_dir));
     sessions.trust = Trust::system(config);
-    let mut clock = i64::MIN;
-    let mut finished = Vec::new();
-    let mut line = Vec::new();
-    // One Sessions table across all files: a session that a rotation split continues in the
-    // next file. Files are read one by one so a last line without newline stays a line.
-    for (path, log) in inputs {
-        let mut reader = reader(log, path)?;
-        loop {
-            line.clear();
-            if reader
-                .read_until(b'\n', &mut line)
-                .with_context(|| format!("cannot read the log {}", path.display()))?
-                == 0
-            {
-                break;
-            }
-            let (sender, parsed) = parse_feed_line(&line, wall);
-            if let Parsed::Sftp(l) = &parsed {
-                clock = clock.max(l.time.unwrap_or(clock));
-            }
-            sessions.apply_from(sender, parsed, args.trust_unverified, clock, &mut finished);
-            for r in finished.drain(..) {
-                printer.print(&filter, r)?;
-            }
-        }
-    }
-    sessions.expire(clock, config.watch.idle_timeout_secs, &mut finished);
-    sessions.finish_all(Ending::EndOfInput, &mut finished);
-    for r in finished.drain(..) {
-        printer.print(&filter, r)?;
-    }
-    printer.end()?;
+    // Finished sessions become reports on the printing thread, not the one reading lines.
+    sessions.defer_reports();
+    let prefix = sessions.data_prefix().to_string();
+    let idle = config.watch.idle_timeout_secs;
+    std::thread::scope(|scope| -> Result<()> {
+        // Reports are filtered, formatted and written on a thread of their own, in order.
+        let (to_printer, printing) = sync_channel::<Printed>(4);
+        let (filter, prefix) = (&filter, prefix.as_str());
+        let printer = scope.spawn(move || print_all(format, templates, filter, prefix, printing));
+        let applied = apply_all(
+            inputs,
+            wall,
+            args.trust_unverified,
+            idle,
+            &mut sessions,
+            &to_printer,
+        );
+        drop(to_printer);
+        // A printer that stopped (output closed) has the error that matters.
+        let printed = printer.join().expect("the printing thread panicked");
+        printed.and(applied)
+    })?;
     let stats = sessions.stats;
     if stats.unreadable_lines > 0 {
         eprintln!(
@@ -113,10 +98,9 @@ fn logins(
     args: &ReportArgs,
     format: Format,
     filter: &Filter,
-    inputs: Vec<(&PathBuf, crate::history::logs::OpenLog)>,
+    inputs: Vec<(PathBuf, OpenLog)>,
     wall: i64,
 ) -> Result<()> {
-    let inputs = inputs.into_iter().map(|(p, l)| (p.clone(), l)).collect();
     let found = login_history::read(inputs, wall, args.trust_unverified)?;
     let keep = LoginFilter {
         users: filter.users.clone(),
@@ -142,6 +126,89 @@ fn logins(
         );
     }
     Ok(())
+}
+
+/// What the session table hands the printing thread.
+enum Printed {
+    Sessions(Vec<Finished>),
+    /// Every log was read to its end: close the output (JSON's `]`).
+    Done,
+}
+
+/// Finished sessions handed over at a time.
+const SESSIONS_AT_ONCE: usize = 64;
+
+/// One Sessions table across all files: a session that a rotation split continues in the
+/// next file. Lines come parsed, in order, from `stream`.
+fn apply_all(
+    inputs: Vec<(PathBuf, OpenLog)>,
+    wall: i64,
+    trust_unverified: bool,
+    idle: u64,
+    sessions: &mut Sessions,
+    printer: &SyncSender<Printed>,
+) -> Result<()> {
+    let stopped = || anyhow::anyhow!("the output stopped");
+    let mut clock = i64::MIN;
+    // Stays empty: finished sessions are deferred (taken below).
+    let mut reports = Vec::new();
+    let mut finished = Vec::new();
+    parse_logs(inputs, wall, |batch| {
+        for (sender, parsed) in batch.drain(..) {
+            if let Parsed::Sftp(l) = &parsed {
+                clock = clock.max(l.time.unwrap_or(clock));
+            }
+            sessions.apply_from(sender, parsed, trust_unverified, clock, &mut reports);
+        }
+        finished.append(&mut sessions.take_finished());
+        if finished.len() >= SESSIONS_AT_ONCE {
+            let ready = std::mem::take(&mut finished);
+            printer
+                .send(Printed::Sessions(ready))
+                .map_err(|_| stopped())?;
+        }
+        Ok(())
+    })?;
+    sessions.expire(clock, idle, &mut reports);
+    sessions.finish_all(Ending::EndOfInput, &mut reports);
+    debug_assert!(reports.is_empty());
+    finished.append(&mut sessions.take_finished());
+    printer
+        .send(Printed::Sessions(finished))
+        .map_err(|_| stopped())?;
+    printer.send(Printed::Done).map_err(|_| stopped())
+}
+
+/// The printing thread: every report through the filter to one buffered stdout.
+fn print_all(
+    format: Format,
+    templates: Option<Templates>,
+    filter: &Filter,
+    data_prefix: &str,
+    reports: Receiver<Printed>,
+) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut printer = Printer {
+        out: std::io::BufWriter::with_capacity(1 << 20, stdout.lock()),
+        format,
+        templates,
+        printed: 0,
+    };
+    printer.start()?;
+    for message in reports {
+        match message {
+            Printed::Sessions(batch) => {
+                for (session, ending) in batch {
+                    let report = Report::from_session(session, ending, data_prefix);
+                    printer.print(filter, report)?;
+                }
+            }
+            Printed::Done => return printer.end(),
+        }
+    }
+    // The reading side stopped with an error, which is what is reported; the output is left
+    // as far as it got.
+    printer.out.flush().context("cannot write")
 }
 
 fn format_of(args: &ReportArgs) -> Result<Format> {

@@ -76,7 +76,7 @@ fn rotation_number(name: &str, base: &str) -> Option<u64> {
 
 /// A log checked and opened, not yet buffered: every FILE is opened (and refused) before the
 /// first line is read, without holding a buffer per file.
-pub struct OpenLog(Box<dyn Read>);
+pub struct OpenLog(Box<dyn Read + Send>);
 
 /// A log to read: a regular file reached without following a symlink in its last component,
 /// or `-` for standard input.
@@ -89,7 +89,7 @@ pub fn open_log(path: &Path) -> Result<OpenLog> {
 }
 
 /// The lines of an opened log; gzip (`.gz` rotations) is decompressed whatever the name.
-pub fn reader(log: OpenLog, path: &Path) -> Result<Box<dyn BufRead>> {
+pub fn reader(log: OpenLog, path: &Path) -> Result<Box<dyn BufRead + Send>> {
     let mut reader = BufReader::with_capacity(BUFFER, log.0);
     let head = reader
         .fill_buf()

@@ -8,8 +8,15 @@ pub fn unescape(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while i < input.len() {
+        // The text up to the next backslash, in one copy.
+        let run = memchr::memchr(b'\\', &input[i..]).unwrap_or(input.len() - i);
+        out.extend_from_slice(&input[i..i + run]);
+        i += run;
+        if i >= input.len() {
+            break;
+        }
         let b = input[i];
-        if b != b'\\' || i + 1 >= input.len() {
+        if i + 1 >= input.len() {
             out.push(b);
             i += 1;
             continue;
@@ -66,13 +73,26 @@ fn octal3(s: &[u8]) -> Option<u8> {
 /// invisible format characters shown as escapes again ([`crate::display::visible`]) so that a
 /// name can never start a new line in a mail or a header, nor turn its own text around.
 pub fn for_people(input: &[u8]) -> String {
-    let bytes = if input.contains(&b'\\') {
-        std::borrow::Cow::Owned(unescape(input))
+    // Most names: printable ASCII without escapes, nothing to decode or show differently.
+    // One scan and one copy (this runs for nearly every log line).
+    if input
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\')
+    {
+        return String::from_utf8(input.to_vec()).unwrap_or_default();
+    }
+    let text = if input.contains(&b'\\') {
+        match String::from_utf8(unescape(input)) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }
     } else {
-        std::borrow::Cow::Borrowed(input)
+        String::from_utf8_lossy(input).into_owned()
     };
-    let text = String::from_utf8_lossy(&bytes);
-    crate::display::visible(&text).into_owned()
+    match crate::display::visible(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(shown) => shown,
+    }
 }
 
 #[cfg(test)]

@@ -341,31 +341,39 @@ fn move_note(new: &str, replaced: Replaced, ambiguous: bool) -> String {
 
 /// `12 bytes`, or `12 bytes plus 2 files of unknown size` when the log cut their counts.
 fn total_size(bytes: u64, unknown: u64) -> String {
+    let mut out = String::with_capacity(48);
+    push_human_size(&mut out, bytes);
     match unknown {
-        0 => human_size(bytes),
-        1 => format!("{} plus 1 file of unknown size", human_size(bytes)),
-        n => format!("{} plus {n} files of unknown size", human_size(bytes)),
+        0 => {}
+        1 => out.push_str(" plus 1 file of unknown size"),
+        n => {
+            out.push_str(" plus ");
+            push_u64(&mut out, n);
+            out.push_str(" files of unknown size");
+        }
     }
+    out
 }
 
 /// `12 bytes`; for a line the log cut, what is known of the size and direction.
 fn transfer_size(t: &super::session::Transfer) -> String {
-    let mut size = if t.size_unknown {
-        "size unknown: the log cut the line before the byte counts".to_string()
-    } else if t.cut {
-        format!(
-            "{} as logged (the line may have been cut)",
-            human_size(t.bytes)
-        )
+    let mut size = String::with_capacity(40);
+    if t.size_unknown {
+        size.push_str("size unknown: the log cut the line before the byte counts");
     } else {
-        human_size(t.bytes)
-    };
+        push_human_size(&mut size, t.bytes);
+        if t.cut {
+            size.push_str(" as logged (the line may have been cut)");
+        }
+    }
     if t.direction_unknown {
         size.push_str("; upload or download: the open flags were cut too");
     }
-    let note = move_note(&t.path, t.replaced, false);
-    if !note.is_empty() {
-        size.push_str(&format!("; {note} (uploaded under a temporary name)"));
+    if t.replaced != Replaced::No {
+        let note = move_note(&t.path, t.replaced, false);
+        size.push_str("; ");
+        size.push_str(&note);
+        size.push_str(" (uploaded under a temporary name)");
     }
     size
 }
@@ -381,7 +389,13 @@ fn relative(path: String, prefix: &str) -> String {
         return ".".into();
     }
     match path.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
-        Some(rest) if !rest.is_empty() => rest.to_string(),
+        Some(rest) if !rest.is_empty() => {
+            // In place: no second allocation per name.
+            let cut = path.len() - rest.len();
+            let mut path = path;
+            path.drain(..cut);
+            path
+        }
         _ => path,
     }
 }
@@ -407,33 +421,75 @@ fn safe_for_file_name(s: &str) -> String {
 
 /// `12 bytes`, `1.5 KiB (1,536 bytes)`.
 pub fn human_size(bytes: u64) -> String {
-    if bytes < 1024 {
-        return if bytes == 1 {
-            "1 byte".into()
-        } else {
-            format!("{bytes} bytes")
-        };
-    }
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {} ({} bytes)", UNITS[unit], thousands(bytes))
+    let mut out = String::with_capacity(40);
+    push_human_size(&mut out, bytes);
+    out
 }
 
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+/// [`human_size`] appended to `out`, in integers: it runs for every transfer of every report
+/// (`format!` of an `f64` cost 17 % of `report`). The value is the one the `f64` gives,
+/// `bytes as f64 / 1024^k` (exact in binary), rounded to one decimal as `{:.1}` rounds it:
+/// to nearest, ties to even. The unit test holds it to the `f64` formatting.
+fn push_human_size(out: &mut String, bytes: u64) {
+    if bytes < 1024 {
+        if bytes == 1 {
+            out.push_str("1 byte");
+        } else {
+            push_u64(out, bytes);
+            out.push_str(" bytes");
+        }
+        return;
+    }
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    // What `bytes as f64` holds (bytes above 2^53 are rounded): an integer, exact in u128.
+    let exact = bytes as f64 as u128;
+    let mut unit = 0;
+    while unit + 1 < UNITS.len() && exact >= 1u128 << (10 * (unit + 2)) {
+        unit += 1;
+    }
+    let shift = 10 * (unit + 1);
+    let tenths = exact * 10;
+    // Below 10 * 2^54: u64 arithmetic from here (u128 division is a library call).
+    let mut q = (tenths >> shift) as u64;
+    let (r, half) = (tenths & ((1u128 << shift) - 1), 1u128 << (shift - 1));
+    if r > half || (r == half && q % 2 == 1) {
+        q += 1;
+    }
+    push_u64(out, q / 10);
+    out.push('.');
+    out.push(char::from(b'0' + (q % 10) as u8));
+    out.push(' ');
+    out.push_str(UNITS[unit]);
+    out.push_str(" (");
+    let mut digits = [0u8; 20];
+    let text = decimal(bytes, &mut digits);
+    for (i, &d) in text.iter().enumerate() {
+        if i > 0 && (text.len() - i) % 3 == 0 {
             out.push(',');
         }
-        out.push(c);
+        out.push(char::from(d));
     }
-    out
+    out.push_str(" bytes)");
+}
+
+fn push_u64(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    for &d in decimal(n, &mut digits) {
+        out.push(char::from(d));
+    }
+}
+
+/// The decimal digits of `n`, in `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
 }
 
 #[cfg(test)]
@@ -447,6 +503,103 @@ mod tests {
         assert_eq!(human_size(12), "12 bytes");
         assert_eq!(human_size(3_000_000), "2.9 MiB (3,000,000 bytes)");
         assert_eq!(human_size(u64::MAX).split(' ').nth(1), Some("EiB"));
+    }
+
+    /// The formatting `human_size` had before it was done in integers: the oracle.
+    fn human_size_f64(bytes: u64) -> String {
+        if bytes < 1024 {
+            return if bytes == 1 {
+                "1 byte".into()
+            } else {
+                format!("{bytes} bytes")
+            };
+        }
+        const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+        let mut value = bytes as f64 / 1024.0;
+        let mut unit = 0;
+        while value >= 1024.0 && unit + 1 < UNITS.len() {
+            value /= 1024.0;
+            unit += 1;
+        }
+        let digits = bytes.to_string();
+        let mut grouped = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(c);
+        }
+        format!("{value:.1} {} ({grouped} bytes)", UNITS[unit])
+    }
+
+    #[test]
+    fn sizes_in_integers_are_the_f64_formatting() {
+        let mut values: Vec<u64> = (0..70_000).collect();
+        for k in 1..7u32 {
+            let unit = 1u64 << (10 * k).min(63);
+            for d in 0..2_000u64 {
+                // Around every tenth and every tie (x.x5) of the unit, and the unit's edges.
+                let base = (unit / 20).wrapping_mul(d);
+                values.extend([base.wrapping_sub(1), base, base.wrapping_add(1)]);
+                values.extend([unit.wrapping_mul(1023).wrapping_add(d), unit - 1 + d]);
+            }
+        }
+        values.extend([
+            u64::MAX,
+            u64::MAX - 1,
+            1 << 53,
+            (1 << 53) + 1,
+            (1 << 60) + 12_345,
+        ]);
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            values.push(state >> (state % 60));
+        }
+        for v in values {
+            assert_eq!(human_size(v), human_size_f64(v), "{v}");
+        }
+        assert_eq!(human_size(1280), human_size_f64(1280), "a tie");
+    }
+
+    #[test]
+    fn total_and_transfer_sizes_read_as_before() {
+        assert_eq!(total_size(12, 0), "12 bytes");
+        assert_eq!(total_size(0, 1), "0 bytes plus 1 file of unknown size");
+        assert_eq!(
+            total_size(2048, 3),
+            "2.0 KiB (2,048 bytes) plus 3 files of unknown size"
+        );
+        let t = |bytes, cut, size_unknown, direction_unknown, replaced| {
+            super::super::session::Transfer {
+                path: "a".into(),
+                bytes,
+                incomplete: false,
+                cut,
+                size_unknown,
+                direction_unknown,
+                replaced,
+            }
+        };
+        assert_eq!(
+            transfer_size(&t(5, false, false, false, Replaced::No)),
+            "5 bytes"
+        );
+        assert_eq!(
+            transfer_size(&t(5, true, false, false, Replaced::No)),
+            "5 bytes as logged (the line may have been cut)"
+        );
+        assert_eq!(
+            transfer_size(&t(0, true, true, true, Replaced::Maybe)),
+            "size unknown: the log cut the line before the byte counts; upload or download: \
+             the open flags were cut too; REPLACED a if it existed (uploaded under a temporary name)"
+        );
+        assert_eq!(
+            transfer_size(&t(1, false, false, false, Replaced::Yes)),
+            "1 byte; REPLACED the existing a (uploaded under a temporary name)"
+        );
     }
 
     #[test]

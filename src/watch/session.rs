@@ -448,8 +448,8 @@ impl Session {
         if cut {
             t.cut_names += 1;
         }
-        let entry = |bytes| Transfer {
-            path: path.clone(),
+        let entry = |path, bytes| Transfer {
+            path,
             bytes,
             incomplete: forced,
             cut,
@@ -467,15 +467,23 @@ impl Session {
         if upload {
             t.uploads += 1;
             t.upload_bytes = t.upload_bytes.saturating_add(written);
-            self.uploads.push(entry(written), cap);
         }
         if download {
             t.downloads += 1;
             t.download_bytes = t.download_bytes.saturating_add(read);
-            self.downloads.push(entry(read), cap);
         }
         if upload || download {
             self.know(&path, true);
+        }
+        // The name moves into the (usually one) list entry instead of being copied.
+        match (upload, download) {
+            (true, true) => {
+                self.uploads.push(entry(path.clone(), written), cap);
+                self.downloads.push(entry(path, read), cap);
+            }
+            (true, false) => self.uploads.push(entry(path, written), cap),
+            (false, true) => self.downloads.push(entry(path, read), cap),
+            (false, false) => {}
         }
     }
 
@@ -891,6 +899,8 @@ pub struct Sessions {
     data_prefix: String,
     /// Who may send a session's lines ([`Sessions::apply_from`]).
     pub trust: Trust,
+    /// Finished sessions not made reports yet ([`Sessions::defer_reports`]).
+    deferred: Option<Vec<Finished>>,
 }
 
 /// Hashes the table's own numbers (slot and owner ids, handed out in sequence, never chosen
@@ -1006,8 +1016,10 @@ impl Owners {
     /// A slot of `owner` moved from (seq, bytes) `was` to `now`.
     fn touch(&mut self, owner: u32, was: (u64, usize), now: (u64, usize), id: u64) {
         let g = self.group(owner);
-        g.by_activity.remove(&(was.0, id));
-        g.by_activity.insert((now.0, id));
+        if was.0 != now.0 {
+            g.by_activity.remove(&(was.0, id));
+            g.by_activity.insert((now.0, id));
+        }
         let old = g.bytes;
         g.bytes = g.bytes - was.1 + now.1;
         let new = g.bytes;
@@ -1531,8 +1543,21 @@ impl Sessions {
             (HEADLESS, Some(_), Some(user)) => self.owners.id_for(user),
             (owner, ..) => owner,
         };
-        self.next_seq += 1;
-        let seq = self.next_seq;
+        // Already its group's most recent (the usual case: a user has one session open):
+        // the activity order stays as it is, without two B-tree updates a line.
+        let latest = owner == old_owner
+            && self
+                .owners
+                .groups
+                .get(&owner)
+                .and_then(|g| g.by_activity.last())
+                == Some(&(old_seq, id));
+        let seq = if latest {
+            old_seq
+        } else {
+            self.next_seq += 1;
+            self.next_seq
+        };
         slot.owner = owner;
         slot.seq = seq;
         slot.bytes = bytes;
@@ -1569,11 +1594,35 @@ impl Sessions {
         }
     }
 
-    fn finish(&self, mut s: Session, ending: Ending, out: &mut Vec<Report>) {
+    fn finish(&mut self, mut s: Session, ending: Ending, out: &mut Vec<Report>) {
         s.commit_pending(self.limits.max_list_entries);
         if s.has_activity() {
-            out.push(Report::from_session(s, ending, &self.data_prefix));
+            match &mut self.deferred {
+                Some(sessions) => sessions.push((s, ending)),
+                None => out.push(Report::from_session(s, ending, &self.data_prefix)),
+            }
         }
+    }
+
+    /// From now on finished sessions are kept as they are, for [`Sessions::take_finished`],
+    /// instead of becoming reports in `out`: `report` builds the reports on another thread.
+    pub fn defer_reports(&mut self) {
+        self.deferred.get_or_insert_with(Vec::new);
+    }
+
+    /// The sessions finished since the last call (in the order they finished), when
+    /// [`Sessions::defer_reports`] was called; make each a report with [`Report::from_session`]
+    /// and [`Sessions::data_prefix`].
+    pub fn take_finished(&mut self) -> Vec<Finished> {
+        self.deferred
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Prefix shown relative in reports (`/data`).
+    pub fn data_prefix(&self) -> &str {
+        &self.data_prefix
     }
 
     /// Finishes every session without a line since `now - idle_secs`.

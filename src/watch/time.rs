@@ -76,11 +76,7 @@ pub fn parse_rfc3339_micros(s: &[u8]) -> Option<(i64, Option<u32>)> {
     if s.len() < 19 || s[4] != b'-' || s[7] != b'-' || !matches!(s[10], b'T' | b' ') {
         return None;
     }
-    let (y, mo, d) = (digits(&s[0..4])?, digits(&s[5..7])?, digits(&s[8..10])?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let mut t = days_from_civil(i64::from(y), mo, d) * 86_400 + hms(&s[11..19])?;
+    let mut t = date_days(s[..10].try_into().ok()?)? * 86_400 + hms(&s[11..19])?;
     let mut rest = &s[19..];
     let mut micros = None;
     if let Some(frac) = rest.strip_prefix(b".") {
@@ -107,6 +103,30 @@ pub fn parse_rfc3339_micros(s: &[u8]) -> Option<(i64, Option<u32>)> {
         _ => return None,
     }
     Some((t, micros))
+}
+
+/// Days since 1970-01-01 of `YYYY-MM-DD`. The lines of a log come in date order, so the last
+/// date read is remembered (per thread): most lines cost one 10-byte compare here.
+fn date_days(date: &[u8; 10]) -> Option<i64> {
+    thread_local! {
+        static LAST: std::cell::Cell<([u8; 10], i64)> =
+            const { std::cell::Cell::new(([0; 10], 0)) };
+    }
+    let (last, days) = LAST.get();
+    if last == *date {
+        return Some(days);
+    }
+    let (y, mo, d) = (
+        digits(&date[0..4])?,
+        digits(&date[5..7])?,
+        digits(&date[8..10])?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let days = days_from_civil(i64::from(y), mo, d);
+    LAST.set((*date, days));
+    Some(days)
 }
 
 const MONTHS: [&[u8; 3]; 12] = [
@@ -160,6 +180,19 @@ mod tests {
         assert_eq!(us, Some(430_882));
         let (_, us) = parse_rfc3339_micros(b"2026-11-27T16:04:18.43Z").unwrap();
         assert_eq!(us, Some(430_000));
+    }
+
+    #[test]
+    fn the_remembered_date_never_answers_for_another() {
+        let a = parse_rfc3339(b"2026-11-27T16:04:18Z").unwrap();
+        assert_eq!(parse_rfc3339(b"2026-11-27T16:04:19Z"), Some(a + 1));
+        assert_eq!(parse_rfc3339(b"2026-11-28T16:04:18Z"), Some(a + 86_400));
+        assert_eq!(parse_rfc3339(b"2026-11-2xT16:04:18Z"), None);
+        assert_eq!(parse_rfc3339(b"2026-11-27T16:04:18Z"), Some(a));
+        assert_eq!(
+            parse_rfc3339(b"2026-02-30T00:00:00Z"),
+            parse_rfc3339(b"2026-03-02T00:00:00Z")
+        );
     }
 
     #[test]
