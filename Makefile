@@ -42,6 +42,7 @@ deb-package:
 # Speed and memory targets are shown here, never asserted in tests.
 bench:
 	$(CARGO) bench --bench watch
+	$(CARGO) bench --bench render
 	$(CARGO) bench --bench provision
 	$(CARGO) bench --bench perms
 	$(CARGO) bench --bench digest

@@ -7,7 +7,8 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 use tera::Tera;
 
@@ -71,9 +72,16 @@ impl Templates {
         self.render_context(&context)
     }
 
-    /// The three templates against one context (built once per report: from the outbox
-    /// record's JSON directly, see `deliver::Record`).
+    /// The three templates against one report's context (the outbox record's JSON as it
+    /// is, see `deliver::Record`); a record of an older version goes through [`view`].
     pub fn render_context(&self, context: &tera::Context) -> Result<Rendered> {
+        let old;
+        let context = if context.contains_key("n_uploads") {
+            context
+        } else {
+            old = view(context);
+            &old
+        };
         let render = |name: &str| {
             self.tera
                 .render(name, context)
@@ -92,6 +100,114 @@ impl Templates {
             .render(TEXT, &context)
             .map_err(|e| anyhow::anyhow!("mail template {TEXT}: {}", tera_message(&e)))
     }
+}
+
+/// An outbox record of an older version brought to the shape of today's [`Report`] JSON,
+/// which is what templates see (docs/watch.md, "Templates"): the flat counts (`n_uploads`
+/// …, see `report::Counts`) added, and every list entry an object with a `time` (deletes,
+/// directories and changes were plain names; nothing had times).
+fn view(record: &tera::Context) -> tera::Context {
+    use serde_json::{Map, Value};
+    const KEEP: [&str; 26] = [
+        "id",
+        "host",
+        "pid",
+        "user",
+        "client",
+        "start",
+        "end",
+        "start_text",
+        "end_text",
+        "duration_text",
+        "complete",
+        "ending",
+        "ending_text",
+        "uploads_more",
+        "downloads_more",
+        "deletes_more",
+        "renames_more",
+        "links_more",
+        "mkdirs_more",
+        "rmdirs_more",
+        "changes_more",
+        "failures_more",
+        "totals",
+        "upload_size",
+        "download_size",
+        "unreadable_lines",
+    ];
+    const LISTS: [&str; 9] = [
+        "uploads",
+        "downloads",
+        "deletes",
+        "renames",
+        "links",
+        "mkdirs",
+        "rmdirs",
+        "changes",
+        "failures",
+    ];
+    let mut out = Map::new();
+    for key in KEEP {
+        if let Some(v) = record.get(key) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    let notes = record.get("notes").cloned();
+    out.insert("notes".into(), notes.unwrap_or(Value::Array(Vec::new())));
+    let empty_text = Value::String(String::new());
+    let unknown_time = Value::String("?".into());
+    for key in LISTS {
+        let items = record.get(key).and_then(Value::as_array);
+        let rows: Vec<Value> = items
+            .into_iter()
+            .flatten()
+            .map(|item| match item {
+                Value::String(path) => {
+                    let mut row = Map::new();
+                    row.insert("path".into(), Value::String(path.clone()));
+                    row.insert("time".into(), unknown_time.clone());
+                    Value::Object(row)
+                }
+                Value::Object(fields) => {
+                    let mut row = fields.clone();
+                    row.entry("time").or_insert_with(|| unknown_time.clone());
+                    if key == "renames" || key == "links" {
+                        row.entry("note").or_insert_with(|| empty_text.clone());
+                    }
+                    Value::Object(row)
+                }
+                other => other.clone(),
+            })
+            .collect();
+        out.insert(key.into(), Value::Array(rows));
+    }
+    let count = |key: &str| {
+        record
+            .get("totals")
+            .and_then(|t| t.get(key))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    for (name, key) in [
+        ("n_uploads", "uploads"),
+        ("n_downloads", "downloads"),
+        ("n_deletes", "deletes"),
+        ("n_renames", "renames"),
+        ("n_links", "links"),
+        ("n_mkdirs", "mkdirs"),
+        ("n_rmdirs", "rmdirs"),
+        ("n_changes", "changes"),
+        ("n_failures", "failures"),
+        ("n_incomplete", "incomplete_transfers"),
+        ("n_replaced", "replaced"),
+        ("n_cut", "cut_names"),
+    ] {
+        out.insert(name.into(), count(key).into());
+    }
+    let other = count("mkdirs") + count("rmdirs") + count("changes") + count("links");
+    out.insert("n_other".into(), other.into());
+    tera::Context::from_value(Value::Object(out)).expect("an object is a context")
 }
 
 /// Tera hides the useful part of its errors in `source()`.
@@ -246,18 +362,82 @@ pub fn build_message_to(
     builder
         .multipart(
             MultiPart::alternative()
-                .singlepart(
-                    SinglePart::builder()
-                        .header(ContentType::TEXT_PLAIN)
-                        .body(rendered.text),
-                )
-                .singlepart(
-                    SinglePart::builder()
-                        .header(ContentType::TEXT_HTML)
-                        .body(rendered.html),
-                ),
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(
+                    Body::dangerous_pre_encoded(
+                        quoted_printable(&rendered.text),
+                        ContentTransferEncoding::QuotedPrintable,
+                    ),
+                ))
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(
+                    Body::dangerous_pre_encoded(
+                        base64_lines(&rendered.html),
+                        ContentTransferEncoding::Base64,
+                    ),
+                )),
         )
         .context("cannot build the report mail")
+}
+
+// The two body encodings are written here rather than left to lettre's `Body::new`: that
+// scans each body twice to choose an encoding, converts line ends byte by byte and encodes
+// base64 in 57-byte pieces through the slow tail path; together about 30 instructions a
+// byte, more than the templates cost (docs/watch.md, "Rendering cost").
+
+/// The text part as quoted-printable (RFC 2045 6.7): line ends become CRLF, `=`, control
+/// and non-ASCII bytes `=XX`, a space or tab before a line end `=20`/`=09`, and lines are
+/// broken softly (`=` CRLF) before 76 characters. The text's UTF-8 bytes survive any
+/// 7-bit path and any line-length limit.
+fn quoted_printable(text: &str) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = Vec::with_capacity(text.len() + text.len() / 8 + 16);
+    let mut lines = text.split('\n').peekable();
+    while let Some(line) = lines.next() {
+        let line = line.strip_suffix('\r').unwrap_or(line).as_bytes();
+        let mut col = 0;
+        for (i, &b) in line.iter().enumerate() {
+            let last = i + 1 == line.len();
+            let plain =
+                matches!(b, b'!'..=b'<' | b'>'..=b'~') || (b == b' ' || b == b'\t') && !last;
+            let width = if plain { 1 } else { 3 };
+            if col + width > 75 {
+                out.extend_from_slice(b"=\r\n");
+                col = 0;
+            }
+            if plain {
+                out.push(b);
+            } else {
+                out.extend_from_slice(&[b'=', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+            }
+            col += width;
+        }
+        if lines.peek().is_some() {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out
+}
+
+/// The HTML part as base64 of its CRLF form (text bodies are encoded in canonical form),
+/// in lines of 76 characters. The `base64` crate, in the tree already through lettre,
+/// encodes the whole body in one call through its block loop.
+fn base64_lines(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    let mut canonical = Vec::with_capacity(text.len() + text.len() / 32);
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            canonical.extend_from_slice(b"\r\n");
+        }
+        canonical.extend_from_slice(line.strip_suffix('\r').unwrap_or(line).as_bytes());
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&canonical);
+    let mut out = Vec::with_capacity(encoded.len() + encoded.len() / 38 + 2);
+    for (i, line) in encoded.as_bytes().chunks(76).enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(line);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -112,7 +112,7 @@ pub fn touched_jails(config: &Config, report: &Report) -> Vec<String> {
     paths.extend(report.uploads.iter().map(|t| t.path.as_str()));
     paths.extend(report.downloads.iter().map(|t| t.path.as_str()));
     for list in [&report.deletes, &report.mkdirs, &report.rmdirs] {
-        paths.extend(list.iter().map(String::as_str));
+        paths.extend(list.iter().map(|n| n.path.as_str()));
     }
     for m in &report.renames {
         paths.push(&m.old);

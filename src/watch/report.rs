@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::session::{Bounded, Ending, Move, Replaced, Session};
+use super::session::{Bounded, Ending, Replaced, Session};
 use super::time::{format_duration, now_unix};
 use crate::tz::format_local;
 
@@ -61,6 +61,10 @@ pub struct ShownTransfer {
     /// `2.9 MiB (3,000,000 bytes)` or `12 bytes`.
     pub size: String,
     pub incomplete: bool,
+    /// When the transfer ended (its close line), see [`EntryClock`]; empty in records
+    /// written before entries had times.
+    #[serde(default)]
+    pub time: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +72,120 @@ pub struct ShownFailure {
     pub action: String,
     pub path: String,
     pub status: String,
+    #[serde(default)]
+    pub time: String,
+}
+
+/// A rename or link as shown: `old → new`, what people must know about it, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShownMove {
+    pub old: String,
+    pub new: String,
+    #[serde(default)]
+    pub replaced: Replaced,
+    #[serde(default)]
+    pub ambiguous: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+    #[serde(default)]
+    pub time: String,
+}
+
+/// A name with the time of its request: a delete, a directory made or removed, an
+/// attribute change (`PATH: what changed`). It reads as its name (`Deref<Target = str>`).
+/// Records and saved reports from before entries had times hold plain strings: both read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "NamedOrString")]
+pub struct Named {
+    pub path: String,
+    pub time: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NamedOrString {
+    Plain(String),
+    Named {
+        path: String,
+        #[serde(default)]
+        time: String,
+    },
+}
+
+impl From<NamedOrString> for Named {
+    fn from(n: NamedOrString) -> Named {
+        match n {
+            NamedOrString::Plain(path) => Named {
+                path,
+                time: String::new(),
+            },
+            NamedOrString::Named { path, time } => Named { path, time },
+        }
+    }
+}
+
+impl std::ops::Deref for Named {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.path
+    }
+}
+
+impl PartialEq<&str> for Named {
+    fn eq(&self, other: &&str) -> bool {
+        self.path == *other
+    }
+}
+
+/// Entry times as people read them. The session's start and end are shown in full
+/// (`2026-11-27 17:04:18 +01:00 (CET)`); an entry on the same local day, in a session whose
+/// offset did not change, is shown as its time of day (`17:04:18`), any other in full.
+/// jiff is asked once per session (twice: start and end), not once per entry.
+pub struct EntryClock {
+    /// Offset (seconds) and local day of the session's start, when the offset held all
+    /// session long.
+    same: Option<(i64, i64)>,
+    last: Option<(i64, String)>,
+}
+
+impl EntryClock {
+    pub fn new(start: i64, end: i64) -> EntryClock {
+        let at_start = offset_of(&format_local(start));
+        let same = match (at_start, offset_of(&format_local(end))) {
+            (Some(a), Some(b)) if a == b => Some((a, (start + a).div_euclid(86_400))),
+            _ => None,
+        };
+        EntryClock { same, last: None }
+    }
+
+    pub fn text(&mut self, at: i64) -> String {
+        if let Some((last, text)) = &self.last {
+            if *last == at {
+                return text.clone();
+            }
+        }
+        let text = match self.same {
+            Some((offset, day)) if (at + offset).div_euclid(86_400) == day => {
+                let secs = (at + offset).rem_euclid(86_400);
+                format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+            }
+            _ => format_local(at),
+        };
+        self.last = Some((at, text.clone()));
+        text
+    }
+}
+
+/// The UTC offset in seconds of a [`format_local`] text (`… 17:04:18 +01:00 …`).
+fn offset_of(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let sign = match b.get(20)? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
+    Some(sign * (num(21..23)? * 3600 + num(24..26)? * 60))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,17 +210,17 @@ pub struct Report {
     pub uploads_more: u64,
     pub downloads: Vec<ShownTransfer>,
     pub downloads_more: u64,
-    pub deletes: Vec<String>,
+    pub deletes: Vec<Named>,
     pub deletes_more: u64,
-    pub renames: Vec<Move>,
+    pub renames: Vec<ShownMove>,
     pub renames_more: u64,
-    pub links: Vec<Move>,
+    pub links: Vec<ShownMove>,
     pub links_more: u64,
-    pub mkdirs: Vec<String>,
+    pub mkdirs: Vec<Named>,
     pub mkdirs_more: u64,
-    pub rmdirs: Vec<String>,
+    pub rmdirs: Vec<Named>,
     pub rmdirs_more: u64,
-    pub changes: Vec<String>,
+    pub changes: Vec<Named>,
     pub changes_more: u64,
     pub failures: Vec<ShownFailure>,
     pub failures_more: u64,
@@ -117,45 +235,73 @@ pub struct Report {
     /// The client jails an admin's session named (docs/watch.md, "New files for you").
     #[serde(default)]
     pub touched_jails: Vec<String>,
+    /// `totals` again, flat, for the templates: a dotted `totals.uploads` costs tera two
+    /// string allocations per lookup (docs/watch.md, "Rendering cost").
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+/// The counts templates use, as top-level variables (`n_other`: directories made and
+/// removed, attribute changes and links).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Counts {
+    pub n_uploads: u64,
+    pub n_downloads: u64,
+    pub n_deletes: u64,
+    pub n_renames: u64,
+    pub n_links: u64,
+    pub n_mkdirs: u64,
+    pub n_rmdirs: u64,
+    pub n_changes: u64,
+    pub n_failures: u64,
+    pub n_incomplete: u64,
+    pub n_replaced: u64,
+    pub n_cut: u64,
+    pub n_other: u64,
+}
+
+impl Counts {
+    pub fn of(t: &Totals) -> Counts {
+        Counts {
+            n_uploads: t.uploads,
+            n_downloads: t.downloads,
+            n_deletes: t.deletes,
+            n_renames: t.renames,
+            n_links: t.links,
+            n_mkdirs: t.mkdirs,
+            n_rmdirs: t.rmdirs,
+            n_changes: t.changes,
+            n_failures: t.failures,
+            n_incomplete: t.incomplete_transfers,
+            n_replaced: t.replaced,
+            n_cut: t.cut_names,
+            n_other: t.mkdirs + t.rmdirs + t.changes + t.links,
+        }
+    }
 }
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 impl Report {
     pub fn from_session(s: Session, ending: Ending, data_prefix: &str) -> Report {
-        let rel = |p: String| relative(p, data_prefix);
-        let transfers = |b: Bounded<super::session::Transfer>| -> (Vec<ShownTransfer>, u64) {
+        let fallback = s.end;
+        let mut clock = EntryClock::new(s.start.unwrap_or(s.first_seen), s.end);
+        let clock = &mut clock;
+        let times = |times: Vec<i64>| times.into_iter().chain(std::iter::repeat(fallback));
+        let mut transfers = |b: Bounded<super::session::Transfer>| -> (Vec<ShownTransfer>, u64) {
             let items = b
                 .items
                 .into_iter()
-                .map(|mut t| {
+                .zip(times(b.times))
+                .map(|(mut t, at)| {
                     t.path = relative(t.path, data_prefix);
                     ShownTransfer {
                         size: transfer_size(&t),
                         path: t.path,
                         bytes: t.bytes,
                         incomplete: t.incomplete,
-                    }
-                })
-                .collect();
-            (items, b.more)
-        };
-        let names = |b: Bounded<String>| -> (Vec<String>, u64) {
-            (b.items.into_iter().map(rel).collect(), b.more)
-        };
-        let moves = |b: Bounded<Move>| -> (Vec<Move>, u64) {
-            let items = b
-                .items
-                .into_iter()
-                .map(|m| {
-                    let old = relative(m.old, data_prefix);
-                    let new = relative(m.new, data_prefix);
-                    let note = move_note(&new, m.replaced, m.ambiguous);
-                    Move {
-                        new: if m.ambiguous { "?".into() } else { new },
-                        old,
-                        note,
-                        ..m
+                        time: clock.text(at),
                     }
                 })
                 .collect();
@@ -163,22 +309,60 @@ impl Report {
         };
         let (uploads, uploads_more) = transfers(s.uploads);
         let (downloads, downloads_more) = transfers(s.downloads);
+        let mut names = |b: Bounded<String>| -> (Vec<Named>, u64) {
+            let items = b
+                .items
+                .into_iter()
+                .zip(times(b.times))
+                .map(|(p, at)| Named {
+                    path: relative(p, data_prefix),
+                    time: clock.text(at),
+                })
+                .collect();
+            (items, b.more)
+        };
         let (deletes, deletes_more) = names(s.deletes);
         let (mkdirs, mkdirs_more) = names(s.mkdirs);
         let (rmdirs, rmdirs_more) = names(s.rmdirs);
+        let mut moves = |b: Bounded<super::session::Move>| -> (Vec<ShownMove>, u64) {
+            let items = b
+                .items
+                .into_iter()
+                .zip(times(b.times))
+                .map(|(m, at)| {
+                    let old = relative(m.old, data_prefix);
+                    let new = relative(m.new, data_prefix);
+                    let note = move_note(&new, m.replaced, m.ambiguous);
+                    ShownMove {
+                        new: if m.ambiguous { "?".into() } else { new },
+                        old,
+                        note,
+                        replaced: m.replaced,
+                        ambiguous: m.ambiguous,
+                        time: clock.text(at),
+                    }
+                })
+                .collect();
+            (items, b.more)
+        };
         let (renames, renames_more) = moves(s.renames);
         let (links, links_more) = moves(s.links);
         let changes = s
             .changes
             .items
             .into_iter()
-            .map(|c| format!("{}: {}", relative(c.path, data_prefix), c.what))
+            .zip(times(s.changes.times))
+            .map(|(c, at)| Named {
+                path: format!("{}: {}", relative(c.path, data_prefix), c.what),
+                time: clock.text(at),
+            })
             .collect();
         let failures = s
             .failures
             .items
             .into_iter()
-            .map(|f| ShownFailure {
+            .zip(times(s.failures.times))
+            .map(|(f, at)| ShownFailure {
                 action: f.action,
                 path: match f.target {
                     Some(t) => format!(
@@ -189,6 +373,7 @@ impl Report {
                     None => relative(f.path, data_prefix),
                 },
                 status: f.status,
+                time: clock.text(at),
             })
             .collect();
         let start = s.start;
@@ -259,6 +444,7 @@ impl Report {
             failures_more: s.failures.more,
             upload_size: total_size(s.totals.upload_bytes, s.totals.uploads_size_unknown),
             download_size: total_size(s.totals.download_bytes, s.totals.downloads_size_unknown),
+            counts: Counts::of(&s.totals),
             totals: s.totals,
             unreadable_lines: s.unreadable_lines,
             notes: Vec::new(),

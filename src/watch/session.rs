@@ -79,6 +79,10 @@ pub struct Bounded<T> {
     pub more: u64,
     #[serde(default)]
     pub sealed: bool,
+    /// When each kept entry happened (Unix seconds): the close line's time for a transfer,
+    /// the request's otherwise. Aligned with `items` by [`Session::stamp`].
+    #[serde(default)]
+    pub times: Vec<i64>,
 }
 
 impl<T> Default for Bounded<T> {
@@ -87,6 +91,7 @@ impl<T> Default for Bounded<T> {
             items: Vec::new(),
             more: 0,
             sealed: false,
+            times: Vec::new(),
         }
     }
 }
@@ -98,6 +103,18 @@ impl<T> Bounded<T> {
         } else {
             self.more += 1;
         }
+    }
+
+    /// Gives the entries pushed since the last call the time `at`.
+    fn stamp(&mut self, at: i64) {
+        if self.times.len() < self.items.len() {
+            self.times.resize(self.items.len(), at);
+        }
+    }
+
+    /// The time of entry `i` (`fallback` for one saved before entries had times).
+    pub fn time_of(&self, i: usize, fallback: i64) -> i64 {
+        self.times.get(i).copied().unwrap_or(fallback)
     }
 }
 
@@ -220,6 +237,9 @@ pub struct Session {
     /// Microsecond time of the pending request's line, when known.
     #[serde(default)]
     pending_us: Option<i64>,
+    /// Time of the pending request's line: what its entry is stamped with.
+    #[serde(default)]
+    pending_time: i64,
     /// `-R` refused the pending open (its line comes after the open's own).
     #[serde(default)]
     pending_refusal: Option<Refusal>,
@@ -264,6 +284,7 @@ impl Session {
             open_files: Vec::new(),
             pending: None,
             pending_us: None,
+            pending_time: time,
             pending_refusal: None,
             verbose: false,
             known: Vec::new(),
@@ -410,6 +431,21 @@ impl Session {
             | Event::Refused { .. }
             | Event::SentStatus { .. } => {}
         }
+        self.stamp();
+    }
+
+    /// Stamps the entries the last request added with that request's time.
+    fn stamp(&mut self) {
+        let at = self.pending_time;
+        self.uploads.stamp(at);
+        self.downloads.stamp(at);
+        self.deletes.stamp(at);
+        self.renames.stamp(at);
+        self.links.stamp(at);
+        self.mkdirs.stamp(at);
+        self.rmdirs.stamp(at);
+        self.changes.stamp(at);
+        self.failures.stamp(at);
     }
 
     /// A transfer closed: an upload, a download, or (a file only opened) nothing. `counts`
@@ -549,6 +585,9 @@ impl Session {
         if let Some(i) = foldable {
             if self.renames.items[i].old == new && replaced == Replaced::No {
                 self.renames.items.remove(i);
+                if i < self.renames.times.len() {
+                    self.renames.times.remove(i);
+                }
                 self.totals.renames = self.totals.renames.saturating_sub(1);
             } else {
                 self.renames.items[i].new = new;
@@ -1149,7 +1188,8 @@ impl<T: HeapBytes> Sheddable for Bounded<T> {
         } else {
             self.items.capacity() * std::mem::size_of::<T>() + ALLOC_OVERHEAD
         };
-        slots + self.items.iter().map(T::heap_bytes).sum::<usize>()
+        let times = self.times.capacity() * std::mem::size_of::<i64>();
+        slots + times + self.items.iter().map(T::heap_bytes).sum::<usize>()
     }
 
     fn shed_last(&mut self) -> usize {
@@ -1157,9 +1197,11 @@ impl<T: HeapBytes> Sheddable for Bounded<T> {
             return 0;
         };
         self.more += 1;
-        let freed = item.heap_bytes() + std::mem::size_of::<T>();
+        self.times.truncate(self.items.len());
+        let freed = item.heap_bytes() + std::mem::size_of::<T>() + std::mem::size_of::<i64>();
         if self.items.len() <= self.items.capacity() / 2 {
             self.items.shrink_to_fit();
+            self.times.shrink_to_fit();
         }
         freed
     }
@@ -1400,6 +1442,7 @@ impl Sessions {
                         s.commit_pending(cap);
                     } else {
                         s.fail_pending(status, cap);
+                        s.stamp();
                     }
                     s.pending_us = None;
                     s.end = time;
@@ -1425,6 +1468,7 @@ impl Sessions {
                 s.commit_pending(cap);
                 s.pending = Some(event);
                 s.pending_us = line.time_us;
+                s.pending_time = time;
             }
         }
     }
@@ -1860,7 +1904,10 @@ mod tests {
         let (reports, sessions) = run(&text);
         let got: Vec<_> = reports
             .iter()
-            .map(|r| (r.host.as_str(), r.deletes.clone(), r.complete))
+            .map(|r| {
+                let deletes: Vec<String> = r.deletes.iter().map(|d| d.path.clone()).collect();
+                (r.host.as_str(), deletes, r.complete)
+            })
             .collect();
         assert_eq!(
             got,
