@@ -310,7 +310,7 @@ fn verbose_log_ties_every_failure_to_its_own_request() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| d.as_str().unwrap())
+        .map(|d| d["path"].as_str().unwrap())
         .collect();
     assert_eq!(deletes, ["gone.txt"], "{text}\n{log}");
     let failed = serde_json::to_string(&s["failures"]).unwrap();

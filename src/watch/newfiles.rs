@@ -565,9 +565,7 @@ mod tests {
             "{}",
             out.text
         );
-        assert!(out
-            .html
-            .contains("Client jails touched:</strong> alice, bob"));
+        assert!(out.html.contains("Client jails touched:</b> alice, bob"));
         let mut r = crate::watch::report::example();
         r.touched_jails.clear();
         let out = t.render(&r).unwrap();

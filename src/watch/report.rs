@@ -124,6 +124,15 @@ impl From<NamedOrString> for Named {
     }
 }
 
+impl From<&str> for Named {
+    fn from(path: &str) -> Named {
+        Named {
+            path: path.to_string(),
+            time: String::new(),
+        }
+    }
+}
+
 impl std::ops::Deref for Named {
     type Target = str;
     fn deref(&self) -> &str {

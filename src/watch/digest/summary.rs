@@ -46,7 +46,7 @@ pub struct Stored {
     ending_text: String,
     uploads: Vec<StoredTransfer>,
     downloads: Vec<StoredTransfer>,
-    deletes: Vec<String>,
+    deletes: Vec<crate::watch::report::Named>,
     renames: Vec<StoredMove>,
     failures: Vec<StoredFailure>,
     totals: StoredTotals,
