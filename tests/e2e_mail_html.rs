@@ -245,11 +245,19 @@ fn html_part_of_a_real_report_renders_in_chromium_with_every_kind_and_hostile_na
     drop(stdin);
     // The server finishes writing what it had received first: on a busy disk that took
     // more than the usual 10 s.
-    wait_until("the forced close", Duration::from_secs(90), || {
-        sb.log_lines()
-            .iter()
-            .any(|l| l.contains("forced close \"/data/big.bin\""))
-    });
+    let until = std::time::Instant::now() + Duration::from_secs(90);
+    while !sb
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("forced close \"/data/big.bin\""))
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "no forced close of big.bin within 90 s:\n{}",
+            sb.log_lines().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     wait_until("the rich report", Duration::from_secs(30), || {
         spooled(&spool).len() == 2
     });
