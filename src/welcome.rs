@@ -215,24 +215,7 @@ impl Templates {
     /// The built-in templates, each replaced by a same-named file in `dir` when there is one;
     /// an override that does not parse or uses an unknown variable is refused now (exit 2).
     pub fn load(dir: Option<&Path>) -> Result<Templates> {
-        let mut sources = Vec::new();
-        for (name, built_in) in BUILT_IN {
-            let text = match dir.map(|d| d.join(name)) {
-                Some(path) if path.exists() => fs_err::read_to_string(&path)
-                    .context("cannot read a welcome mail template override")?,
-                _ => built_in.to_string(),
-            };
-            sources.push((name, text));
-        }
-        let mut tera = Tera::default();
-        // Key comments come from clients: the HTML part escapes every value.
-        tera.autoescape_on(vec![".html"]);
-        tera.add_raw_templates(sources).map_err(|e| {
-            usage(format!(
-                "welcome mail template does not parse: {}",
-                chain(&e)
-            ))
-        })?;
+        let tera = crate::watch::mail::load_tera(dir, &BUILT_IN, "welcome mail")?;
         let templates = Templates { tera };
         templates
             .render(&Config::default(), "alice", &example_server(), &[])
@@ -258,9 +241,12 @@ impl Templates {
         };
         let context = tera::Context::from_serialize(&view).context("cannot serialize a welcome")?;
         let render = |name: &str| {
-            self.tera
-                .render(name, &context)
-                .map_err(|e| anyhow::anyhow!("welcome mail template {name}: {}", chain(&e)))
+            self.tera.render(name, &context).map_err(|e| {
+                anyhow::anyhow!(
+                    "welcome mail template {name}: {}",
+                    crate::watch::mail::tera_message(&e)
+                )
+            })
         };
         Ok(Mail {
             subject: crate::watch::mail::one_line(&render(SUBJECT)?),
@@ -280,17 +266,6 @@ fn example_server() -> Server {
         port: 22,
         host_keys: vec![Key::of(&key, false)],
     }
-}
-
-/// Tera hides the useful part of its errors in `source()`.
-fn chain(err: &tera::Error) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        parts.push(s.to_string());
-        source = s.source();
-    }
-    parts.join(": ").replace('\n', " ")
 }
 
 /// The letter for `user`. Every welcome is its own letter (a resend is asked for, not a job

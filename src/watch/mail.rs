@@ -42,23 +42,7 @@ pub struct Templates {
 impl Templates {
     /// The built-in templates, each replaced by a same-named file in `dir` when there is one.
     pub fn load(dir: Option<&Path>) -> Result<Templates> {
-        let mut sources = Vec::new();
-        for (name, built_in) in BUILT_IN {
-            let text = match dir.map(|d| d.join(name)) {
-                Some(path) if path.exists() => {
-                    fs_err::read_to_string(&path).context("cannot read a mail template override")?
-                }
-                _ => built_in.to_string(),
-            };
-            sources.push((name, text));
-        }
-        let mut tera = Tera::default();
-        tera.add_raw_templates(sources).map_err(|e| {
-            usage(format!(
-                "mail template does not parse: {}",
-                tera_message(&e)
-            ))
-        })?;
+        let tera = load_tera(dir, &BUILT_IN, "mail")?;
         let templates = Templates { tera };
         // An override that uses an unknown variable must fail now, not at the first session.
         templates
@@ -211,7 +195,32 @@ fn view(record: &tera::Context) -> tera::Context {
 }
 
 /// Tera hides the useful part of its errors in `source()`.
-fn tera_message(err: &tera::Error) -> String {
+/// Tera with the `built_in` templates (name, text), each replaced by a same-named file in
+/// `dir` when there is one; `what` names them in errors ("mail", "digest", …). `.html`
+/// templates autoescape every value. A template that does not parse is exit 2.
+pub fn load_tera(dir: Option<&Path>, built_in: &[(&str, &str)], what: &str) -> Result<Tera> {
+    let mut sources = Vec::new();
+    for &(name, text) in built_in {
+        let text = match dir.map(|d| d.join(name)) {
+            Some(path) if path.exists() => fs_err::read_to_string(&path)
+                .with_context(|| format!("cannot read a {what} template override"))?,
+            _ => text.to_string(),
+        };
+        sources.push((name, text));
+    }
+    let mut tera = Tera::default();
+    tera.autoescape_on(vec![".html"]);
+    tera.add_raw_templates(sources).map_err(|e| {
+        usage(format!(
+            "{what} template does not parse: {}",
+            tera_message(&e)
+        ))
+    })?;
+    Ok(tera)
+}
+
+/// A tera error with its causes, on one line.
+pub fn tera_message(err: &tera::Error) -> String {
     let mut parts = vec![err.to_string()];
     let mut source = std::error::Error::source(err);
     while let Some(s) = source {

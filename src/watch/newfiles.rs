@@ -250,19 +250,7 @@ impl Notifier {
     /// The built-in templates, each replaced by a same-named file in `dir` when there is one;
     /// an override that does not render fails now (exit 2), not at the first letter.
     pub fn load(dir: Option<&Path>) -> Result<Notifier> {
-        let mut sources = Vec::new();
-        for (name, built_in) in BUILT_IN {
-            let text = match dir.map(|d| d.join(name)) {
-                Some(path) if path.exists() => {
-                    fs_err::read_to_string(&path).context("cannot read a mail template override")?
-                }
-                _ => built_in.to_string(),
-            };
-            sources.push((name, text));
-        }
-        let mut tera = Tera::default();
-        tera.add_raw_templates(sources)
-            .map_err(|e| usage(format!("mail template does not parse: {}", flat(&e))))?;
+        let tera = super::mail::load_tera(dir, &BUILT_IN, "mail")?;
         let notifier = Notifier { tera };
         let example = [
             NewFile {
@@ -308,9 +296,12 @@ impl Notifier {
         })
         .context("cannot serialize a new-files letter")?;
         let render = |name: &str| {
-            self.tera
-                .render(name, &context)
-                .map_err(|e| anyhow::anyhow!("mail template {name}: {}", flat(&e)))
+            self.tera.render(name, &context).map_err(|e| {
+                anyhow::anyhow!(
+                    "mail template {name}: {}",
+                    crate::watch::mail::tera_message(&e)
+                )
+            })
         };
         Ok((one_line(&render(SUBJECT)?), render(TEXT)?, render(HTML)?))
     }
@@ -368,17 +359,6 @@ impl Notifier {
             .with_context(|| format!("cannot queue the new-files letter for {name}"))?;
         Ok(())
     }
-}
-
-/// Tera hides the useful part of its errors in `source()`.
-fn flat(err: &tera::Error) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        parts.push(s.to_string());
-        source = s.source();
-    }
-    parts.join(": ").replace('\n', " ")
 }
 
 #[cfg(test)]

@@ -231,19 +231,7 @@ pub struct Templates {
 impl Templates {
     /// The built-in `digest.*` templates, each replaced by a same-named file in `dir`.
     pub fn load(dir: Option<&Path>) -> Result<Templates> {
-        let mut sources = Vec::new();
-        for (name, built_in) in BUILT_IN {
-            let text = match dir.map(|d| d.join(name)) {
-                Some(path) if path.exists() => fs_err::read_to_string(&path)
-                    .context("cannot read a digest template override")?,
-                _ => built_in.to_string(),
-            };
-            sources.push((name, text));
-        }
-        let mut tera = Tera::default();
-        tera.add_raw_templates(sources).map_err(|e| {
-            crate::error::usage(format!("digest template does not parse: {}", message(&e)))
-        })?;
+        let tera = crate::watch::mail::load_tera(dir, &BUILT_IN, "digest")?;
         let templates = Templates { tera };
         // An override that uses an unknown variable fails at start, not on digest day.
         templates
@@ -256,22 +244,15 @@ impl Templates {
         let context =
             tera::Context::from_serialize(context).context("cannot serialize a digest")?;
         let render = |name: &str| {
-            self.tera
-                .render(name, &context)
-                .map_err(|e| anyhow::anyhow!("mail template {name}: {}", message(&e)))
+            self.tera.render(name, &context).map_err(|e| {
+                anyhow::anyhow!(
+                    "mail template {name}: {}",
+                    crate::watch::mail::tera_message(&e)
+                )
+            })
         };
         Ok((one_line(&render(SUBJECT)?), render(TEXT)?, render(HTML)?))
     }
-}
-
-fn message(err: &tera::Error) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        parts.push(s.to_string());
-        source = s.source();
-    }
-    parts.join(": ").replace('\n', " ")
 }
 
 fn shown(s: &str) -> String {
