@@ -225,7 +225,13 @@ fn html_part_of_a_real_report_renders_in_chromium_with_every_kind_and_hostile_na
                   put evil.txt \"<script>alert(1)</script>.txt\"\n\
                   put evil.txt '\"><img src=x onerror=document.title=1337>.pdf'\n\
                   put big.bin\n";
-    let mut cmd = sb.sftp_command(&alice, &key);
+    // At 8 Mbit/s few writes are in flight when the client dies: with the link's full speed
+    // the server was now and then still busy (or blocked replying) and logged no forced close.
+    let base = sb.sftp_command(&alice, &key);
+    let mut cmd = std::process::Command::new(base.get_program());
+    cmd.current_dir(sb.client_dir())
+        .args(["-l", "8000"])
+        .args(base.get_args());
     let mut client = Reaped(
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::null())
