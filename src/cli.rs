@@ -65,6 +65,10 @@ pub enum Command {
     Retention(RetentionArgs),
     /// Make the managed users match a declarative USERS.toml (create, change, and --prune).
     Apply(ApplyArgs),
+    /// On a forwarding host: send this host's SFTP accounts (uid → name) to the collector,
+    /// which checks forwarded lines against them (init, add-user, remove-user, apply and
+    /// refresh-log-links do it themselves; docs/fleet.md).
+    Announce,
     /// Check the live system (jails, log links, sshd, accounts, keys, rsyslog, logrotate, the
     /// watcher, drift of managed files, shared write access); one line per check. Exit 0 when
     /// nothing failed, 1 otherwise.
@@ -108,11 +112,22 @@ pub struct InitArgs {
     #[arg(long = "admin-key", value_name = "FILE")]
     pub admin_keys: Vec<PathBuf>,
 
+    /// Forward this host's trusted SFTP lines to a collector (`forward.to`; docs/fleet.md):
+    /// rsyslog over TCP with TLS and mutual certificates, queued on disk while it is away.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub forward_to: Option<String>,
+
+    /// Make this host a collector (`collect.enabled`): rsyslog takes forwarding hosts' lines
+    /// on `collect.listen` (TLS, certificates of `collect.ca` with a `collect.permitted` name)
+    /// and feeds them to this host's watcher.
+    #[arg(long)]
+    pub collect: bool,
+
     /// Take back what init set up: restore every file sftpctl changed from its kept original,
     /// remove the files it created, stop the watcher, validate and reload sshd and rsyslog.
     /// Refused while jailed accounts exist. Keeps the admin account (its keys are added to its
     /// ~/.ssh/authorized_keys), the groups, the jail root with its data, logs and reports.
-    #[arg(long, conflicts_with_all = ["admin", "admin_keys"])]
+    #[arg(long, conflicts_with_all = ["admin", "admin_keys", "forward_to", "collect"])]
     pub undo: bool,
 
     #[command(flatten)]

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::usage;
 use crate::names;
 
+mod fleet;
+pub use fleet::{Collect, Forward};
+
 /// Where the config lives unless `--config` or `SFTPCTL_CONFIG` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/sftpctl/sftpctl.toml";
 
@@ -57,6 +60,8 @@ pub struct Config {
     pub perms: Perms,
     pub policy: Policy,
     pub welcome: Welcome,
+    pub forward: Forward,
+    pub collect: Collect,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -341,6 +346,8 @@ impl Default for Config {
             perms: Perms::default(),
             policy: Policy::default(),
             welcome: Welcome::default(),
+            forward: Forward::default(),
+            collect: Collect::default(),
         }
     }
 }
@@ -687,6 +694,8 @@ impl Config {
         if !self.welcome.host.is_empty() {
             check_host_name("welcome.host", &self.welcome.host)?;
         }
+        self.forward.validate()?;
+        self.collect.validate()?;
         let watches = self.perms.max_user_watches;
         if watches != 0 && !(8192..=i32::MAX as u32).contains(&watches) {
             anyhow::bail!(

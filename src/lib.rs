@@ -9,6 +9,7 @@ pub mod display;
 pub mod doctor;
 pub mod error;
 pub mod fenced;
+pub mod fleet;
 pub mod history;
 pub mod host_auth;
 pub mod jail;

@@ -150,6 +150,49 @@ impl WatchSandbox {
     }
 }
 
+/// The `[forward]` values rsyslog's template uses, or null when this host does not forward
+/// (values are validated by [`crate::config::Forward`]).
+fn forward_context(config: &Config) -> serde_json::Value {
+    let f = &config.forward;
+    let (Ok((host, port)), Ok(peer)) = (f.target(), f.peer_name()) else {
+        return serde_json::Value::Null;
+    };
+    if !f.enabled() {
+        return serde_json::Value::Null;
+    }
+    serde_json::json!({
+        "host": host,
+        "port": port,
+        "peer": peer,
+        "ca": f.ca.display().to_string(),
+        "cert": f.cert.display().to_string(),
+        "key": f.key.display().to_string(),
+        "queue_dir": f.queue_dir.display().to_string(),
+        "queue_max_mb": f.queue_max_mb,
+        "retry_secs": f.retry_secs,
+    })
+}
+
+/// The `[collect]` values, or null when this host does not collect.
+fn collect_context(config: &Config) -> serde_json::Value {
+    let c = &config.collect;
+    let Ok((address, port)) = c.bind() else {
+        return serde_json::Value::Null;
+    };
+    if !c.enabled {
+        return serde_json::Value::Null;
+    }
+    let permitted: Vec<String> = c.permitted.iter().map(|p| format!("\"{p}\"")).collect();
+    serde_json::json!({
+        "address": address,
+        "port": port,
+        "permitted": permitted.join(","),
+        "ca": c.ca.display().to_string(),
+        "cert": c.cert.display().to_string(),
+        "key": c.key.display().to_string(),
+    })
+}
+
 impl Renderer {
     /// `config_path` is the config file in use: rendered commands pass it as `--config`.
     pub fn new(config: &Config, config_path: &Path, openssh_version: &str) -> Renderer {
@@ -193,6 +236,8 @@ impl Renderer {
                 .display()
                 .to_string(),
         );
+        ctx.insert("forward", &forward_context(config));
+        ctx.insert("collect", &collect_context(config));
         ctx.insert("users", &Vec::<UserBlock>::new());
         ctx.insert("openssh_version", openssh_version);
         ctx.insert(

@@ -34,6 +34,21 @@ pub fn run(config: &Config, source: &Source, args: &InitArgs) -> Result<()> {
         }
         config.admin = Some(admin.clone());
     }
+    let mut notes: Vec<String> = admin_note.into_iter().collect();
+    if let Some(to) = &args.forward_to {
+        if source.exists && config.forward.to != *to {
+            notes.push(not_in_config(source, &format!("[forward] to = \"{to}\"")));
+        }
+        config.forward.to = to.clone();
+    }
+    if args.collect {
+        if source.exists && !config.collect.enabled {
+            notes.push(not_in_config(source, "[collect] enabled = true"));
+        }
+        config.collect.enabled = true;
+    }
+    config.validate().map_err(|e| usage(format!("{e:#}")))?;
+    crate::fleet::tls::check_files(&config)?;
     if !args.admin_keys.is_empty() && config.admin.is_none() {
         return Err(usage(
             "--admin-key needs an admin: give --admin NAME or set admin in the config",
@@ -50,10 +65,25 @@ pub fn run(config: &Config, source: &Source, args: &InitArgs) -> Result<()> {
 
     let plan = build(&config, source, &admin_keys)?;
     finish("init", plan, args.dry_run.dry_run)?;
-    if let Some(note) = admin_note {
+    for note in notes {
         eprintln!("{note}");
     }
+    if !args.dry_run.dry_run && config.forward.enabled() {
+        if let Err(e) = crate::fleet::announce::send(&config) {
+            eprintln!(
+                "sftpctl: warning: the collector was not told of this host's accounts: {e:#} (run `sftpctl announce` once rsyslog runs)"
+            );
+        }
+    }
     Ok(())
+}
+
+/// The note for a value given on the command line that the config file does not hold.
+fn not_in_config(source: &Source, line: &str) -> String {
+    format!(
+        "sftpctl: note: {} does not say {line}: add it there, or the next init without the option takes it back",
+        source.path.display()
+    )
 }
 
 fn build(config: &Config, source: &Source, admin_keys: &[keys::PublicKey]) -> Result<Plan> {
@@ -127,6 +157,11 @@ fn build(config: &Config, source: &Source, admin_keys: &[keys::PublicKey]) -> Re
         ),
     }
     parent_dirs(&mut plan, &config.rsyslog.config)?;
+    if config.forward.enabled() {
+        // rsyslog's queue while the collector is away: root's alone (it holds the lines).
+        parent_dirs(&mut plan, &config.forward.queue_dir)?;
+        plan.push(Dir::root(&config.forward.queue_dir, 0o700));
+    }
     plan.push(files.rsyslog);
     match files.rsyslog_main {
         Some(file) => plan.push(file),

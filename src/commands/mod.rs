@@ -47,29 +47,67 @@ pub fn run(cli: Cli) -> Result<()> {
         };
         crate::tz::install(zone);
     }
-    match cli.command {
-        Command::Init(args) if args.undo => init_undo::run(&config, &source, args.dry_run.dry_run),
-        Command::Init(args) => init::run(&config, &source, &args),
-        Command::AddUser(args) => add_user::run(&config, &args),
-        Command::RefreshLogLinks(args) => refresh_log_links::run(&config, args.dry_run),
-        Command::Doctor(args) => doctor::run(&config, &source, &args),
-        Command::ListUsers(args) => list_users::run(&config, &args),
-        Command::RemoveUser(args) => remove_user::run(&config, &args),
-        Command::Key(command) => key::run(&config, &command),
-        Command::Passwd(args) => account::passwd(&config, &args),
-        Command::Lock(args) => account::lock(&config, &args, true),
-        Command::Unlock(args) => account::lock(&config, &args, false),
-        Command::SetEmail(args) => account::set_email(&config, &args),
-        Command::Set(args) => set::run(&config, &args),
-        Command::Welcome(args) => welcome::run(&config, &args),
-        Command::Policy(command) => policy::run(&config, &source, &command),
-        Command::Retention(args) => retention::run(&config, &args),
-        Command::Apply(args) => apply::run(&config, &args),
-        Command::Watch(args) => watch::run(&config, &source, &args),
-        Command::Report(args) => report::run(&config, &args),
-        Command::PermsWatch => perms_watch::run(&config),
+    // On a forwarding host the collector must learn of every account change before the
+    // account's first session (the announcement travels in the same queue, ahead of it).
+    let announce = match &cli.command {
+        Command::AddUser(_) | Command::RemoveUser(_) => true,
+        Command::Apply(args) => !args.dry_run.dry_run,
+        Command::RefreshLogLinks(args) => !args.dry_run,
+        _ => false,
+    };
+    let result = dispatch(cli.command, &config, &source);
+    if announce && result.is_ok() && config.forward.enabled() {
+        if let Err(e) = crate::fleet::announce::send(&config) {
+            eprintln!(
+                "sftpctl: warning: the collector was not told of this host's accounts: {e:#} (run `sftpctl announce` once rsyslog runs)"
+            );
+        }
+    }
+    result
+}
+
+fn dispatch(command: Command, config: &Config, source: &crate::config::Source) -> Result<()> {
+    match command {
+        Command::Announce => announce(config),
+        Command::Init(args) if args.undo => init_undo::run(config, source, args.dry_run.dry_run),
+        Command::Init(args) => init::run(config, source, &args),
+        Command::AddUser(args) => add_user::run(config, &args),
+        Command::RefreshLogLinks(args) => refresh_log_links::run(config, args.dry_run),
+        Command::Doctor(args) => doctor::run(config, source, &args),
+        Command::ListUsers(args) => list_users::run(config, &args),
+        Command::RemoveUser(args) => remove_user::run(config, &args),
+        Command::Key(command) => key::run(config, &command),
+        Command::Passwd(args) => account::passwd(config, &args),
+        Command::Lock(args) => account::lock(config, &args, true),
+        Command::Unlock(args) => account::lock(config, &args, false),
+        Command::SetEmail(args) => account::set_email(config, &args),
+        Command::Set(args) => set::run(config, &args),
+        Command::Welcome(args) => welcome::run(config, &args),
+        Command::Policy(command) => policy::run(config, source, &command),
+        Command::Retention(args) => retention::run(config, &args),
+        Command::Apply(args) => apply::run(config, &args),
+        Command::Watch(args) => watch::run(config, source, &args),
+        Command::Report(args) => report::run(config, &args),
+        Command::PermsWatch => perms_watch::run(config),
         Command::GenerateAssets(_) => unreachable!("handled before the config is loaded"),
     }
+}
+
+/// `sftpctl announce`.
+fn announce(config: &Config) -> Result<()> {
+    crate::error::require_root("sftpctl announce")?;
+    if !config.forward.enabled() {
+        return Err(crate::error::usage(
+            "this host does not forward (forward.to is empty): there is no collector to tell",
+        ));
+    }
+    crate::fleet::announce::send(config)?;
+    println!(
+        "sftpctl announce: {} SFTP account(s) sent to the collector through {}",
+        crate::fleet::announce::sftp_accounts(config).len(),
+        config.forward.log_socket.display()
+    );
+    Ok(())
 }
 
 /// Prints a plan (`--dry-run`) or applies it, then says what happened.

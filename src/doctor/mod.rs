@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod drift;
 pub mod expiry;
+pub mod fleet;
 pub mod jails;
 pub mod keys;
 pub mod logs;
@@ -129,6 +130,7 @@ pub fn run(ctx: &mut Ctx) -> Vec<Check> {
     checks.extend(ctx.timed("units", services::units));
     checks.extend(ctx.timed("logrotate", services::logrotate));
     checks.extend(ctx.timed("watcher", watcher::checks));
+    checks.extend(ctx.timed("fleet", fleet::checks));
     checks.extend(ctx.timed("drift", drift::checks));
     checks.extend(ctx.timed("perms", perms::checks));
     checks.extend(ctx.timed("quota", quota::checks));

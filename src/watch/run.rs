@@ -88,6 +88,11 @@ pub struct Engine {
     untrusted_logins_logged: (u64, Option<Instant>),
     /// Queues the clients' "new files" letters of the admin's sessions (`watch` sets it).
     newfiles: Option<super::newfiles::Notifier>,
+    /// On a collector: when each forwarding host was last heard from (for doctor).
+    hosts_seen: Option<crate::fleet::hosts::HostsSeen>,
+    hosts_seen_written: Option<Instant>,
+    /// On a collector: the last lines of each forwarding host, to skip repeats.
+    recent: crate::fleet::dedupe::Recent,
 }
 
 impl Engine {
@@ -115,6 +120,14 @@ impl Engine {
             login_states_written: None,
             untrusted_logins_logged: (0, None),
             newfiles: None,
+            hosts_seen: config.collect.enabled.then(|| {
+                crate::fleet::hosts::HostsSeen::load(config).unwrap_or_else(|e| {
+                    eprintln!("sftpctl: warning: {e:#}");
+                    Default::default()
+                })
+            }),
+            hosts_seen_written: None,
+            recent: Default::default(),
         }
     }
 
@@ -215,6 +228,12 @@ impl Engine {
                     .expire(self.clock, self.idle_secs, &mut self.finished);
             }
         }
+        if origin == Origin::Rsyslog && self.sessions.trust.hosts.is_some() {
+            if self.fleet_repeat(bytes, &parsed) {
+                return Ok(());
+            }
+            self.fleet_line(bytes, &parsed);
+        }
         if matches!(parsed, Parsed::Foreign) {
             self.login_line(bytes, origin);
         }
@@ -247,6 +266,79 @@ impl Engine {
         }
     }
 
+    /// On a collector: a forwarding host's line that came before (rsyslog resends what it
+    /// could not confirm; see [`crate::fleet::dedupe`]).
+    fn fleet_repeat(&mut self, bytes: &[u8], parsed: &Parsed) -> bool {
+        let Some(tables) = &self.sessions.trust.hosts else {
+            return false;
+        };
+        let host = match parsed {
+            Parsed::Sftp(l) => l.host.as_str(),
+            Parsed::Unreadable { host, .. } => host.as_str(),
+            Parsed::Foreign => return false,
+        };
+        !tables.is_local(host) && self.recent.repeat(host, bytes)
+    }
+
+    /// On a collector: a forwarding host's accounts line replaces its table (saved at once:
+    /// it decides which of its lines are believed), and every line of a host with a table
+    /// counts as heard from it. Only lines from rsyslog: a UDP line's credentials are text
+    /// anyone can write.
+    fn fleet_line(&mut self, bytes: &[u8], parsed: &Parsed) {
+        let Some(tables) = self.sessions.trust.hosts.as_mut() else {
+            return;
+        };
+        let (host, time) = match parsed {
+            Parsed::Sftp(l) => (l.host.clone(), l.time),
+            Parsed::Unreadable { host, time, .. } => (host.clone(), *time),
+            Parsed::Foreign => {
+                let Some((_, host, part)) = crate::fleet::accounts::parse_line(bytes, self.wall)
+                else {
+                    return;
+                };
+                if tables.is_local(&host) {
+                    return;
+                }
+                if tables.take(&host, part) {
+                    let n = tables.hosts.get(&host).map_or(0, |t| t.accounts.len());
+                    eprintln!(
+                        "sftpctl watch: host {}: {n} SFTP account(s) announced",
+                        crate::display::visible(&host)
+                    );
+                    if let Err(e) = tables.save(&self.config) {
+                        eprintln!("sftpctl: warning: {e:#}");
+                    }
+                }
+                (host, Some(self.clock))
+            }
+        };
+        if !tables.hosts.contains_key(&host) {
+            return;
+        }
+        if let Some(seen) = &mut self.hosts_seen {
+            seen.note(&host, time.unwrap_or(self.clock));
+        }
+    }
+
+    /// Writes when each forwarding host was last heard from: at most every 5 s unless
+    /// `force`.
+    fn write_hosts_seen(&mut self, force: bool) {
+        let Some(seen) = &mut self.hosts_seen else {
+            return;
+        };
+        if !force
+            && self
+                .hosts_seen_written
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+        {
+            return;
+        }
+        self.hosts_seen_written = Some(Instant::now());
+        if let Err(e) = seen.save(&self.config) {
+            eprintln!("sftpctl: warning: {e:#}");
+        }
+    }
+
     /// Writes the changed login states: at most once a second unless `force`.
     fn write_login_states(&mut self, force: bool) {
         if !self.login_states.is_dirty()
@@ -272,13 +364,19 @@ impl Engine {
 
     fn queue_finished(&mut self) -> Result<()> {
         for mut report in self.finished.drain(..) {
-            report.notes.extend(crate::policy::quota::report_note(
-                &self.config,
-                &report.user,
-            ));
+            // A forwarding host's session on a collector: its quota and its jails are that
+            // host's, not this one's.
+            let local =
+                (self.sessions.trust.hosts.as_ref()).is_none_or(|h| h.is_local(&report.host));
+            if local {
+                report.notes.extend(crate::policy::quota::report_note(
+                    &self.config,
+                    &report.user,
+                ));
+            }
             // Before the report is appended: its letters are on disk before it can be
             // acknowledged (a crash in between repeats the report, and the same letter ids).
-            if let Some(notifier) = &self.newfiles {
+            if let (Some(notifier), true) = (&self.newfiles, local) {
                 if let Err(e) = notifier.process(&self.config, &mut report) {
                     eprintln!(
                         "sftpctl watch: warning: new-files letters of report {}: {e:#} (the admin's report still lists every file)",
@@ -305,6 +403,7 @@ impl Engine {
         self.logins.expire(self.clock, &mut done);
         self.note_logins(done);
         self.write_login_states(false);
+        self.write_hosts_seen(false);
         // Last sessions (and the policy marks) held back by commit's once-a-second rule are
         // written here when no more lines come: else they waited for the next line.
         if !self.last_sessions.is_empty()
@@ -340,6 +439,7 @@ impl Engine {
         self.writer.commit()?;
         self.write_last_sessions();
         self.write_login_states(true);
+        self.write_hosts_seen(true);
         Ok(())
     }
 

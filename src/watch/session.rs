@@ -1360,13 +1360,14 @@ impl Sessions {
             Parsed::Sftp(l) => (l.host.clone(), l.pid, Some(&l.event)),
         };
         let session_uid = self.get_mut(&host, pid).and_then(|s| s.uid);
-        let account = match self
-            .trust
-            .admit((uid, kernel_pid, relayed), pid, event, session_uid)
-        {
-            Ok(account) => account,
-            Err(why) => return self.drop_untrusted(why, Some(uid), Some(kernel_pid)),
-        };
+        let account =
+            match self
+                .trust
+                .admit(&host, (uid, kernel_pid, relayed), pid, event, session_uid)
+            {
+                Ok(account) => account,
+                Err(why) => return self.drop_untrusted(why, Some(uid), Some(kernel_pid)),
+            };
         self.apply(parsed, clock, out);
         if let Some(s) = self.get_mut(&host, pid) {
             s.uid.get_or_insert(uid);

@@ -40,6 +40,8 @@ pub enum Untrusted {
     /// An sshd login line whose sender is not root: only sshd running as root speaks for a
     /// login (src/logins/track.rs).
     NotRoot,
+    /// A collector's line from a host that has not announced its accounts (src/fleet/).
+    UnknownHost,
 }
 
 impl Untrusted {
@@ -52,6 +54,9 @@ impl Untrusted {
             Untrusted::OtherUidsSession => "another account started that session",
             Untrusted::NotFromRoot => "the datagram did not come from root (rsyslog)",
             Untrusted::NotRoot => "an sshd login line not sent by root",
+            Untrusted::UnknownHost => {
+                "the line's host has not announced its accounts (run `sftpctl announce` there)"
+            }
         }
     }
 }
@@ -149,6 +154,9 @@ impl Accounts for FixedAccounts {
 /// What [`super::session::Sessions::apply_from`] checks lines against.
 pub struct Trust {
     pub accounts: Box<dyn Accounts>,
+    /// On a collector: the forwarding hosts' announced accounts; lines of hosts other than
+    /// this one are checked against them (`None`: every line is this host's).
+    pub hosts: Option<crate::fleet::accounts::HostAccounts>,
     /// The last line dropped.
     pub last_dropped: Option<Dropped>,
 }
@@ -157,6 +165,7 @@ impl Default for Trust {
     fn default() -> Self {
         Trust {
             accounts: Box::new(NoAccounts),
+            hosts: None,
             last_dropped: None,
         }
     }
@@ -177,6 +186,7 @@ impl Trust {
     /// `Ok`: the name of the sender's SFTP account.
     pub fn admit(
         &mut self,
+        host: &str,
         (uid, kernel_pid, relayed): (u32, u32, bool),
         tag_pid: u32,
         event: Option<&Event>,
@@ -187,10 +197,14 @@ impl Trust {
         if kernel_pid != tag_pid && !relayed {
             return Err(Untrusted::PidMismatch);
         }
-        let name = self
-            .accounts
-            .sftp_account(uid)
-            .ok_or(Untrusted::NotAnSftpAccount)?;
+        let name = match &self.hosts {
+            Some(hosts) if !hosts.is_local(host) => match hosts.account(host, uid) {
+                Some(found) => found.map(str::to_string),
+                None => return Err(Untrusted::UnknownHost),
+            },
+            _ => self.accounts.sftp_account(uid),
+        }
+        .ok_or(Untrusted::NotAnSftpAccount)?;
         match event {
             Some(Event::SessionOpened { user, .. } | Event::SessionClosed { user, .. })
                 if *user != name =>
@@ -204,9 +218,19 @@ impl Trust {
         }
     }
 
+    /// This host's accounts, and on a collector the forwarding hosts' saved tables (a
+    /// damaged file is said on stderr and the tables start empty: the hosts' next
+    /// announcements fill them).
     pub fn system(config: &Config) -> Trust {
+        let hosts = config.collect.enabled.then(|| {
+            crate::fleet::accounts::HostAccounts::load(config).unwrap_or_else(|e| {
+                eprintln!("sftpctl: warning: {e:#}");
+                crate::fleet::accounts::HostAccounts::empty()
+            })
+        });
         Trust {
             accounts: Box::new(SystemAccounts::new(config)),
+            hosts,
             last_dropped: None,
         }
     }

@@ -195,7 +195,7 @@ pub fn assert_fails_one_line(out: &Output, code: i32) {
     );
 }
 
-fn free_tcp_port() -> u16 {
+pub fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind a free loopback TCP port")
@@ -718,6 +718,13 @@ spool_dir = "{d}/spool"
             socket.display()
         );
         self.start_rsyslogd();
+    }
+
+    /// Stops rsyslogd (SIGTERM, waits for its exit: it writes out its queues first).
+    pub fn stop_rsyslogd(&mut self) {
+        if let Some(mut d) = self.rsyslogd.take() {
+            d.stop();
+        }
     }
 
     /// The inode of `<root>/dev/log`, if it is a socket.

@@ -1,0 +1,419 @@
+//! Many hosts, one collector (issue 13, items 1-3), with the real programs on this machine:
+//! two SFTP hosts (sandboxes with their own sshd and rsyslogd, rsyslog naming them
+//! `sftp-a-ID` and `sftp-b-ID`) forward over TCP with TLS and mutual certificates (rsyslog's
+//! gtls driver, certificates made with GnuTLS's certtool) to a collector (a third sandbox:
+//! rsyslogd with the TLS listener, and the watcher mailing into its spool). Run as root;
+//! needs rsyslog-gnutls and gnutls-bin (`.ci/run` installs them).
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use support::{assert_fails_one_line, free_tcp_port, stderr, stdout, Sandbox};
+
+/// A CA and certificates signed by it, in `dir` (keys root 0600).
+struct Ca {
+    dir: PathBuf,
+    name: String,
+}
+
+fn certtool(args: &[&str]) {
+    let out = Command::new("certtool")
+        .args(args)
+        .output()
+        .expect("run certtool (apt-get install gnutls-bin)");
+    assert!(
+        out.status.success(),
+        "certtool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Ca {
+    fn new(dir: &Path, name: &str) -> Ca {
+        fs::create_dir_all(dir).unwrap();
+        let ca = Ca {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+        };
+        let tmpl = ca.file("ca.tmpl");
+        fs::write(
+            &tmpl,
+            format!("cn = \"{name}\"\nca\ncert_signing_key\nexpiration_days = 30\n"),
+        )
+        .unwrap();
+        certtool(&[
+            "--generate-privkey",
+            "--key-type=ecdsa",
+            "--outfile",
+            &ca.file("ca.key"),
+        ]);
+        certtool(&[
+            "--generate-self-signed",
+            "--load-privkey",
+            &ca.file("ca.key"),
+            "--template",
+            &tmpl,
+            "--outfile",
+            &ca.file("ca.pem"),
+        ]);
+        ca
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn pem(&self) -> String {
+        self.file("ca.pem")
+    }
+
+    /// (certificate, key) for `cn`, for TLS clients and servers both.
+    fn issue(&self, cn: &str) -> (String, String) {
+        let tmpl = self.file(&format!("{cn}.tmpl"));
+        fs::write(
+            &tmpl,
+            format!("cn = \"{cn}\"\ndns_name = \"{cn}\"\ntls_www_server\ntls_www_client\nsigning_key\nexpiration_days = 30\n"),
+        )
+        .unwrap();
+        let (cert, key) = (
+            self.file(&format!("{cn}.pem")),
+            self.file(&format!("{cn}.key")),
+        );
+        certtool(&["--generate-privkey", "--key-type=ecdsa", "--outfile", &key]);
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        certtool(&[
+            "--generate-certificate",
+            "--load-privkey",
+            &key,
+            "--load-ca-certificate",
+            &self.pem(),
+            "--load-ca-privkey",
+            &self.file("ca.key"),
+            "--template",
+            &tmpl,
+            "--outfile",
+            &cert,
+        ]);
+        let _ = &self.name;
+        (cert, key)
+    }
+}
+
+/// rsyslog writes `name` as the sandbox's host name.
+fn name_host(sb: &Sandbox, name: &str) {
+    let path = sb.path("etc/rsyslog.conf");
+    let text = fs::read_to_string(&path).unwrap();
+    fs::write(
+        &path,
+        text.replacen(
+            "global(workDirectory=",
+            &format!("global(localHostName=\"{name}\")\nglobal(workDirectory="),
+            1,
+        ),
+    )
+    .unwrap();
+}
+
+struct Collector {
+    sb: Sandbox,
+    port: u16,
+}
+
+fn collector(ca: &Ca, permitted: &[&str], quiet_after_secs: u64) -> Collector {
+    let mut sb = Sandbox::new();
+    let (cert, key) = ca.issue("collector.test");
+    let port = free_tcp_port();
+    let names: Vec<String> = permitted.iter().map(|p| format!("\"{p}\"")).collect();
+    sb.edit_config(
+        "[watch]\n",
+        &format!(
+            "[collect]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\nca = \"{}\"\ncert = \"{cert}\"\nkey = \"{key}\"\npermitted = [{}]\nquiet_after_secs = {quiet_after_secs}\n\n[watch]\n",
+            ca.pem(),
+            names.join(", ")
+        ),
+    );
+    sb.sftpctl_ok(&["init"]);
+    sb.start_rsyslogd();
+    sb.start_watcher();
+    Collector { sb, port }
+}
+
+struct Host {
+    sb: Sandbox,
+    name: String,
+    user: String,
+    key: PathBuf,
+}
+
+/// An SFTP host named `name-ID` forwarding to `col` with a certificate for `cn` of `ca`,
+/// with one client; `retry_secs` 1 so that a returning collector is reached at once.
+fn host(ca: &Ca, ca_pem: &str, cn: &str, name: &str, col: &Collector) -> Host {
+    let mut sb = Sandbox::new();
+    let name = format!("{name}-{}", sb.id);
+    name_host(&sb, &name);
+    let (cert, key) = ca.issue(cn);
+    sb.edit_config(
+        "[watch]\n",
+        &format!(
+            "[forward]\ncollector_name = \"collector.test\"\nca = \"{ca_pem}\"\ncert = \"{cert}\"\nkey = \"{key}\"\nqueue_dir = \"{}\"\nretry_secs = 1\nlog_socket = \"{}\"\n\n[watch]\n",
+            sb.path("spool/forward").display(),
+            sb.host_socket().display()
+        ),
+    );
+    let to = format!("127.0.0.1:{}", col.port);
+    sb.edit_config("[forward]\n", &format!("[forward]\nto = \"{to}\"\n"));
+    sb.sftpctl_ok(&["init"]);
+    sb.start_rsyslogd();
+    sb.start_sshd();
+    let user = sb.user("client");
+    let (key_file, public) = sb.keygen("client");
+    // add-user tells the collector of the new account (the line goes ahead of its sessions).
+    sb.sftpctl_ok(&["add-user", &user, "--key", public.to_str().unwrap()]);
+    Host {
+        sb,
+        name,
+        user,
+        key: key_file,
+    }
+}
+
+fn put(h: &Host, file: &str) {
+    fs::write(
+        h.sb.client_dir().join(file),
+        format!("{file} of {}\n", h.name),
+    )
+    .unwrap();
+    h.sb.sftp_ok(&h.user, &h.key, &format!("put {file}\n"));
+}
+
+/// The collector's report mails (file transport: `.eml` files in its spool).
+fn mails(col: &Collector) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(col.sb.path("spool")) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        if e.path().extension().is_some_and(|x| x == "eml") {
+            out.push(fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    out
+}
+
+/// Mails whose subject is `SFTP user@host:` and that name `file`.
+fn reports_of(col: &Collector, h: &Host, file: &str) -> usize {
+    let subject = format!("SFTP {}@{}:", h.user, h.name);
+    mails(col)
+        .iter()
+        .filter(|m| m.contains(&subject) && m.contains(file))
+        .count()
+}
+
+/// Waits up to `within` (a loop of its own: `wait_until` caps at 10 s) for a report of
+/// `file` from `h`; on timeout shows what the collector's log holds.
+fn wait_report(col: &Collector, h: &Host, file: &str, within: Duration) {
+    let start = std::time::Instant::now();
+    while reports_of(col, h, file) == 0 {
+        if start.elapsed() > within {
+            let log = fs::read_to_string(&col.sb.log_file).unwrap_or_default();
+            let watch = fs::read_to_string(col.sb.path("run/watch.log")).unwrap_or_default();
+            let fwd = fs::read_to_string(h.sb.path("run/rsyslog-other.log")).unwrap_or_default();
+            let tail = |t: &str| {
+                t.lines()
+                    .rev()
+                    .take(30)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            panic!(
+                "no report of {file} on {} at the collector within {within:?}\n--- collector log ---\n{}\n--- collector watcher ---\n{}\n--- forwarder's rsyslog ---\n{}",
+                h.name,
+                tail(&log),
+                tail(&watch),
+                tail(&fwd)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn two_hosts_report_at_the_collector_and_forwarders_without_a_valid_certificate_are_refused() {
+    let ca_sb = Sandbox::new();
+    let ca = Ca::new(&ca_sb.path("pki"), "sftpctl test CA");
+    let rogue_ca = Ca::new(&ca_sb.path("rogue-pki"), "sftpctl test CA");
+    let col = collector(&ca, &["sftp-a.test", "sftp-b.test", "sftp-c.test"], 3600);
+    let a = host(&ca, &ca.pem(), "sftp-a.test", "sftp-a", &col);
+    let b = host(&ca, &ca.pem(), "sftp-b.test", "sftp-b", &col);
+
+    put(&a, "contract-a.pdf");
+    put(&b, "taxes-b.pdf");
+    wait_report(&col, &a, "contract-a.pdf", Duration::from_secs(30));
+    wait_report(&col, &b, "taxes-b.pdf", Duration::from_secs(30));
+    let accounts = fs::read_to_string(col.sb.path("state/fleet/accounts.json")).unwrap();
+    assert!(
+        accounts.contains(&a.user) && accounts.contains(&b.user),
+        "{accounts}"
+    );
+
+    // A certificate of the right CA whose name is not permitted, and one of another CA
+    // under a permitted name: neither host's lines reach the collector's log or a report.
+    let intruder = host(&ca, &ca.pem(), "intruder.test", "intruder", &col);
+    put(&intruder, "forged-1.pdf");
+    let rogue = host(&rogue_ca, &rogue_ca.pem(), "sftp-c.test", "rogue", &col);
+    put(&rogue, "forged-2.pdf");
+    // Both have queued and retried (retry_secs = 1) by the time a later session of a is in.
+    std::thread::sleep(Duration::from_secs(3));
+    put(&a, "later-a.pdf");
+    wait_report(&col, &a, "later-a.pdf", Duration::from_secs(30));
+    let log = fs::read_to_string(&col.sb.log_file).unwrap_or_default();
+    for h in [&intruder, &rogue] {
+        assert!(
+            !log.contains(&h.name),
+            "{} reached the collector:\n{log}",
+            h.name
+        );
+        assert!(
+            !mails(&col).iter().any(|m| m.contains(&h.name)),
+            "a report of {}",
+            h.name
+        );
+    }
+    assert!(!log.contains("forged-"), "{log}");
+    // Each session once.
+    assert_eq!(reports_of(&col, &a, "contract-a.pdf"), 1);
+    assert_eq!(reports_of(&col, &b, "taxes-b.pdf"), 1);
+
+    // doctor on the collector names each host with its last line; both are recent.
+    let out = col.sb.sftpctl(&["doctor"]);
+    let text = stdout(&out);
+    for h in [&a, &b] {
+        let line = text
+            .lines()
+            .find(|l| l.contains("host ") && l.contains(&h.name))
+            .unwrap_or_else(|| panic!("doctor names no {}:\n{text}\n{}", h.name, stderr(&out)));
+        assert!(line.starts_with("ok"), "{line}");
+    }
+}
+
+#[test]
+fn forwarded_lines_of_a_local_account_and_an_unannounced_host_are_not_believed() {
+    let ca_sb = Sandbox::new();
+    let ca = Ca::new(&ca_sb.path("pki"), "sftpctl test CA");
+    let col = collector(&ca, &["sftp-a.test"], 3600);
+    let a = host(&ca, &ca.pem(), "sftp-a.test", "sftp-a", &col);
+    put(&a, "real.pdf");
+    wait_report(&col, &a, "real.pdf", Duration::from_secs(30));
+
+    // A local account of host a (not an SFTP account there) writes a whole forged session
+    // of a's client to a's jail socket: rsyslog forwards it with that account's uid, and
+    // the collector checks the uid against a's announced accounts.
+    let forger = format!("s{}forger", a.sb.id);
+    let status = Command::new("useradd")
+        .args(["-M", "-s", "/usr/sbin/nologin", &forger])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let script = format!(
+        "for m in 'session opened for local user {u} from [192.0.2.9]' 'open \"/data/forged.pdf\" flags WRITE,CREATE,TRUNCATE mode 0644' 'close \"/data/forged.pdf\" bytes read 0 written 99' 'session closed for local user {u} from [192.0.2.9]'; do logger -u {sock} -t \"internal-sftp[$$]\" \"$m\"; done",
+        u = a.user,
+        sock = a.sb.root_socket().display()
+    );
+    let out = Command::new("su")
+        .args(["-s", "/bin/sh", &forger, "-c", &script])
+        .output()
+        .unwrap();
+    let _ = Command::new("userdel").arg(&forger).status();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    put(&a, "after.pdf");
+    wait_report(&col, &a, "after.pdf", Duration::from_secs(30));
+    let log = fs::read_to_string(&col.sb.log_file).unwrap();
+    assert!(
+        log.contains("forged.pdf"),
+        "the forged lines were forwarded:\n{log}"
+    );
+    assert!(
+        !mails(&col).iter().any(|m| m.contains("forged.pdf")),
+        "a forged session was reported"
+    );
+
+    // `announce` refuses on a host that does not forward, with one line.
+    let out = col.sb.sftpctl(&["announce"]);
+    assert_fails_one_line(&out, 2);
+}
+
+#[test]
+fn collector_outage_and_a_forwarder_restart_lose_nothing_and_repeat_nothing() {
+    let ca_sb = Sandbox::new();
+    let ca = Ca::new(&ca_sb.path("pki"), "sftpctl test CA");
+    let mut col = collector(&ca, &["sftp-a.test", "sftp-b.test"], 3600);
+    let mut a = host(&ca, &ca.pem(), "sftp-a.test", "sftp-a", &col);
+    let b = host(&ca, &ca.pem(), "sftp-b.test", "sftp-b", &col);
+    put(&a, "before-a.pdf");
+    wait_report(&col, &a, "before-a.pdf", Duration::from_secs(30));
+
+    // The collector's rsyslog is down (the watcher stays up): both hosts serve sessions.
+    col.sb.stop_rsyslogd();
+    for i in 0..3 {
+        put(&a, &format!("down-a-{i}.pdf"));
+        put(&b, &format!("down-b-{i}.pdf"));
+    }
+    // Host a restarts its rsyslog with lines queued (as at a reboot: they are written out
+    // and read back), renews its jails' log links, and serves one more session.
+    a.sb.restart_rsyslogd();
+    a.sb.sftpctl_ok(&["refresh-log-links"]);
+    put(&a, "down-a-after-restart.pdf");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        mails(&col).iter().all(|m| !m.contains("down-")),
+        "a report came while the collector was down"
+    );
+
+    col.sb.start_rsyslogd();
+    for i in 0..3 {
+        wait_report(
+            &col,
+            &a,
+            &format!("down-a-{i}.pdf"),
+            Duration::from_secs(60),
+        );
+        wait_report(
+            &col,
+            &b,
+            &format!("down-b-{i}.pdf"),
+            Duration::from_secs(60),
+        );
+    }
+    wait_report(
+        &col,
+        &a,
+        "down-a-after-restart.pdf",
+        Duration::from_secs(60),
+    );
+    // Give a repeat time to show, then count.
+    std::thread::sleep(Duration::from_secs(3));
+    for i in 0..3 {
+        assert_eq!(reports_of(&col, &a, &format!("down-a-{i}.pdf")), 1);
+        assert_eq!(reports_of(&col, &b, &format!("down-b-{i}.pdf")), 1);
+    }
+    assert_eq!(reports_of(&col, &a, "before-a.pdf"), 1);
+    assert_eq!(reports_of(&col, &a, "down-a-after-restart.pdf"), 1);
+    // Whole sessions: a lost first or last line would make a report [INCOMPLETE].
+    let incomplete: Vec<String> = mails(&col)
+        .into_iter()
+        .filter(|m| m.contains("INCOMPLETE"))
+        .collect();
+    assert!(incomplete.is_empty(), "{incomplete:#?}");
+}
