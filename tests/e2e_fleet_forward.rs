@@ -8,101 +8,12 @@
 mod support;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use support::pki::Ca;
 use support::{assert_fails_one_line, free_tcp_port, stderr, stdout, Sandbox};
-
-/// A CA and certificates signed by it, in `dir` (keys root 0600).
-struct Ca {
-    dir: PathBuf,
-    name: String,
-}
-
-fn certtool(args: &[&str]) {
-    let out = Command::new("certtool")
-        .args(args)
-        .output()
-        .expect("run certtool (apt-get install gnutls-bin)");
-    assert!(
-        out.status.success(),
-        "certtool {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Ca {
-    fn new(dir: &Path, name: &str) -> Ca {
-        fs::create_dir_all(dir).unwrap();
-        let ca = Ca {
-            dir: dir.to_path_buf(),
-            name: name.to_string(),
-        };
-        let tmpl = ca.file("ca.tmpl");
-        fs::write(
-            &tmpl,
-            format!("cn = \"{name}\"\nca\ncert_signing_key\nexpiration_days = 30\n"),
-        )
-        .unwrap();
-        certtool(&[
-            "--generate-privkey",
-            "--key-type=ecdsa",
-            "--outfile",
-            &ca.file("ca.key"),
-        ]);
-        certtool(&[
-            "--generate-self-signed",
-            "--load-privkey",
-            &ca.file("ca.key"),
-            "--template",
-            &tmpl,
-            "--outfile",
-            &ca.file("ca.pem"),
-        ]);
-        ca
-    }
-
-    fn file(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
-
-    fn pem(&self) -> String {
-        self.file("ca.pem")
-    }
-
-    /// (certificate, key) for `cn`, for TLS clients and servers both.
-    fn issue(&self, cn: &str) -> (String, String) {
-        let tmpl = self.file(&format!("{cn}.tmpl"));
-        fs::write(
-            &tmpl,
-            format!("cn = \"{cn}\"\ndns_name = \"{cn}\"\ntls_www_server\ntls_www_client\nsigning_key\nexpiration_days = 30\n"),
-        )
-        .unwrap();
-        let (cert, key) = (
-            self.file(&format!("{cn}.pem")),
-            self.file(&format!("{cn}.key")),
-        );
-        certtool(&["--generate-privkey", "--key-type=ecdsa", "--outfile", &key]);
-        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
-        certtool(&[
-            "--generate-certificate",
-            "--load-privkey",
-            &key,
-            "--load-ca-certificate",
-            &self.pem(),
-            "--load-ca-privkey",
-            &self.file("ca.key"),
-            "--template",
-            &tmpl,
-            "--outfile",
-            &cert,
-        ]);
-        let _ = &self.name;
-        (cert, key)
-    }
-}
 
 /// rsyslog writes `name` as the sandbox's host name.
 fn name_host(sb: &Sandbox, name: &str) {

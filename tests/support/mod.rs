@@ -14,6 +14,8 @@
 pub mod attacker;
 pub mod snapshot;
 
+pub mod pki;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};
@@ -919,6 +921,11 @@ spool_dir = "{d}/spool"
             ok && exited.is_none(),
             "the watcher did not start (exit {exited:?})\n{log}"
         );
+    }
+
+    /// The pid of the watcher started by [`Sandbox::start_watcher`].
+    pub fn watcher_pid(&self) -> Option<u32> {
+        self.watcher.as_ref().map(|d| d.child.id())
     }
 
     /// Stops the watcher started by [`Sandbox::start_watcher`] (SIGTERM, waits).
