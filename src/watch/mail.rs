@@ -16,6 +16,8 @@ use super::report::Report;
 use crate::config::Config;
 use crate::error::usage;
 
+mod view;
+
 const SUBJECT: &str = "subject.txt";
 const TEXT: &str = "body.txt";
 const HTML: &str = "body.html";
@@ -37,13 +39,18 @@ pub struct Rendered {
 
 pub struct Templates {
     tera: Tera,
+    /// The variables the three templates name: only those are built per report.
+    needed: view::Needed,
 }
 
 impl Templates {
     /// The built-in templates, each replaced by a same-named file in `dir` when there is one.
     pub fn load(dir: Option<&Path>) -> Result<Templates> {
-        let tera = load_tera(dir, &BUILT_IN, "mail")?;
-        let templates = Templates { tera };
+        let sources = template_sources(dir, &BUILT_IN, "mail")?;
+        let texts: Vec<&str> = sources.iter().map(|(_, text)| text.as_str()).collect();
+        let needed = view::Needed::of(&texts);
+        let tera = tera_of(sources, "mail")?;
+        let templates = Templates { tera, needed };
         // An override that uses an unknown variable must fail now, not at the first session.
         templates
             .render(&super::report::example())
@@ -51,21 +58,17 @@ impl Templates {
         Ok(templates)
     }
 
-    pub fn render(&self, report: &Report) -> Result<Rendered> {
-        let context = tera::Context::from_serialize(report).context("cannot serialize a report")?;
-        self.render_context(&context)
+    /// What the templates see of `report` (docs/watch.md, "Template variables").
+    pub fn context(&self, report: &Report) -> tera::Context {
+        view::context(report, self.needed)
     }
 
-    /// The three templates against one report's context (the outbox record's JSON as it
-    /// is, see `deliver::Record`); a record of an older version goes through [`view`].
+    pub fn render(&self, report: &Report) -> Result<Rendered> {
+        self.render_context(&self.context(report))
+    }
+
+    /// The three templates against a context from [`Templates::context`].
     pub fn render_context(&self, context: &tera::Context) -> Result<Rendered> {
-        let old;
-        let context = if context.contains_key("n_uploads") {
-            context
-        } else {
-            old = view(context);
-            &old
-        };
         let render = |name: &str| {
             self.tera
                 .render(name, context)
@@ -79,126 +82,54 @@ impl Templates {
     }
 
     pub fn render_text(&self, report: &Report) -> Result<String> {
-        let context = tera::Context::from_serialize(report).context("cannot serialize a report")?;
         self.tera
-            .render(TEXT, &context)
+            .render(TEXT, &self.context(report))
             .map_err(|e| anyhow::anyhow!("mail template {TEXT}: {}", tera_message(&e)))
     }
 }
 
-/// An outbox record of an older version brought to the shape of today's [`Report`] JSON,
-/// which is what templates see (docs/watch.md, "Templates"): the flat counts (`n_uploads`
-/// …, see `report::Counts`) added, and every list entry an object with a `time` (deletes,
-/// directories and changes were plain names; nothing had times).
-fn view(record: &tera::Context) -> tera::Context {
-    use serde_json::{Map, Value};
-    const KEEP: [&str; 26] = [
-        "id",
-        "host",
-        "pid",
-        "user",
-        "client",
-        "start",
-        "end",
-        "start_text",
-        "end_text",
-        "duration_text",
-        "complete",
-        "ending",
-        "ending_text",
-        "uploads_more",
-        "downloads_more",
-        "deletes_more",
-        "renames_more",
-        "links_more",
-        "mkdirs_more",
-        "rmdirs_more",
-        "changes_more",
-        "failures_more",
-        "totals",
-        "upload_size",
-        "download_size",
-        "unreadable_lines",
-    ];
-    const LISTS: [&str; 9] = [
-        "uploads",
-        "downloads",
-        "deletes",
-        "renames",
-        "links",
-        "mkdirs",
-        "rmdirs",
-        "changes",
-        "failures",
-    ];
-    let mut out = Map::new();
-    for key in KEEP {
-        if let Some(v) = record.get(key) {
-            out.insert(key.into(), v.clone());
+/// An outbox record (a [`Report`]'s JSON) read back; records of older versions too: lists of
+/// plain names, entries without times (shown `?`), no flat counts (they are made again from
+/// `totals`, always: the record's own are not trusted to agree).
+pub fn read_report(line: &[u8]) -> serde_json::Result<Report> {
+    let mut report: Report = serde_json::from_slice(line)?;
+    report.counts = super::report::Counts::of(&report.totals);
+    let r = &mut report;
+    let times = r
+        .uploads
+        .iter_mut()
+        .chain(&mut r.downloads)
+        .map(|t| &mut t.time);
+    let times = times
+        .chain(
+            r.renames
+                .iter_mut()
+                .chain(&mut r.links)
+                .map(|m| &mut m.time),
+        )
+        .chain(r.failures.iter_mut().map(|f| &mut f.time));
+    let named = [&mut r.deletes, &mut r.mkdirs, &mut r.rmdirs, &mut r.changes];
+    for time in times.chain(named.into_iter().flatten().map(|n| &mut n.time)) {
+        if time.is_empty() {
+            time.push('?');
         }
     }
-    let notes = record.get("notes").cloned();
-    out.insert("notes".into(), notes.unwrap_or(Value::Array(Vec::new())));
-    let empty_text = Value::String(String::new());
-    let unknown_time = Value::String("?".into());
-    for key in LISTS {
-        let items = record.get(key).and_then(Value::as_array);
-        let rows: Vec<Value> = items
-            .into_iter()
-            .flatten()
-            .map(|item| match item {
-                Value::String(path) => {
-                    let mut row = Map::new();
-                    row.insert("path".into(), Value::String(path.clone()));
-                    row.insert("time".into(), unknown_time.clone());
-                    Value::Object(row)
-                }
-                Value::Object(fields) => {
-                    let mut row = fields.clone();
-                    row.entry("time").or_insert_with(|| unknown_time.clone());
-                    if key == "renames" || key == "links" {
-                        row.entry("note").or_insert_with(|| empty_text.clone());
-                    }
-                    Value::Object(row)
-                }
-                other => other.clone(),
-            })
-            .collect();
-        out.insert(key.into(), Value::Array(rows));
-    }
-    let count = |key: &str| {
-        record
-            .get("totals")
-            .and_then(|t| t.get(key))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-    };
-    for (name, key) in [
-        ("n_uploads", "uploads"),
-        ("n_downloads", "downloads"),
-        ("n_deletes", "deletes"),
-        ("n_renames", "renames"),
-        ("n_links", "links"),
-        ("n_mkdirs", "mkdirs"),
-        ("n_rmdirs", "rmdirs"),
-        ("n_changes", "changes"),
-        ("n_failures", "failures"),
-        ("n_incomplete", "incomplete_transfers"),
-        ("n_replaced", "replaced"),
-        ("n_cut", "cut_names"),
-    ] {
-        out.insert(name.into(), count(key).into());
-    }
-    let other = count("mkdirs") + count("rmdirs") + count("changes") + count("links");
-    out.insert("n_other".into(), other.into());
-    tera::Context::from_value(Value::Object(out)).expect("an object is a context")
+    Ok(report)
 }
 
-/// Tera hides the useful part of its errors in `source()`.
 /// Tera with the `built_in` templates (name, text), each replaced by a same-named file in
 /// `dir` when there is one; `what` names them in errors ("mail", "digest", …). `.html`
 /// templates autoescape every value. A template that does not parse is exit 2.
 pub fn load_tera(dir: Option<&Path>, built_in: &[(&str, &str)], what: &str) -> Result<Tera> {
+    tera_of(template_sources(dir, built_in, what)?, what)
+}
+
+/// The `built_in` templates (name, text), each replaced by a same-named file in `dir`.
+fn template_sources<'a>(
+    dir: Option<&Path>,
+    built_in: &[(&'a str, &str)],
+    what: &str,
+) -> Result<Vec<(&'a str, String)>> {
     let mut sources = Vec::new();
     for &(name, text) in built_in {
         let text = match dir.map(|d| d.join(name)) {
@@ -208,6 +139,10 @@ pub fn load_tera(dir: Option<&Path>, built_in: &[(&str, &str)], what: &str) -> R
         };
         sources.push((name, text));
     }
+    Ok(sources)
+}
+
+fn tera_of(sources: Vec<(&str, String)>, what: &str) -> Result<Tera> {
     let mut tera = Tera::default();
     tera.autoescape_on(vec![".html"]);
     tera.add_raw_templates(sources).map_err(|e| {
@@ -571,8 +506,8 @@ mod tests {
                 m.remove(k);
             }
         }
-        let context = tera::Context::from_value(value).unwrap();
-        let out = t.render_context(&context).unwrap();
+        let report = read_report(&serde_json::to_vec(&value).unwrap()).unwrap();
+        let out = t.render(&report).unwrap();
         assert!(out.text.contains("RENAMED (1)"), "{}", out.text);
     }
 
@@ -619,4 +554,118 @@ mod tests {
         assert!(Templates::load(Some(&dir)).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+#[cfg(test)]
+mod golden_dump {
+    use super::*;
+    use crate::watch::parse::parse_line;
+    use crate::watch::session::{Ending, Limits, Sessions};
+
+    #[test]
+    #[ignore]
+    fn dump() {
+        let out_dir = std::env::var("GOLDEN_DIR").unwrap();
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let t = Templates::load(None).unwrap();
+        let mut reports = Vec::new();
+        for f in ["openssh-9.2-rsyslog-file.log", "openssh-9.2-refusals.log"] {
+            let text = std::fs::read_to_string(format!("tests/fixtures/{f}")).unwrap();
+            for limits in [
+                Limits::default(),
+                Limits {
+                    max_list_entries: 1,
+                    ..Limits::default()
+                },
+            ] {
+                let mut s = Sessions::new(limits, "/data");
+                for l in text.lines() {
+                    s.apply(parse_line(l.as_bytes(), 1_796_000_000), 0, &mut reports);
+                }
+                s.finish_all(Ending::IdleTimeout, &mut reports);
+            }
+        }
+        let h = "2026-11-27T16:04:18+00:00 h internal-sftp[1]:";
+        let long = "L".repeat(600);
+        let hostile = format!(
+            "{h} session opened for local user bob from [::1]\n\
+             {h} open \"/data/<img src=x onerror=alert(1)>.pdf\" flags WRITE,CREATE mode 0644\n\
+             {h} close \"/data/<img src=x onerror=alert(1)>.pdf\" bytes read 0 written 5\n\
+             {h} posix-rename old \"/data/a{{{{ user }}}}\" new \"/data/contract.pdf\"\n\
+             {h} posix-rename old \"/data/contract.pdf\" new \"/data/a'\\\"&/\"\n\
+             {h} remove name \"/data/invoice-\\342\\200\\256fdp.exe\"\n\
+             {h} remove name \"/data/{{% if %}}{long}\n\
+             {h} symlink old \"<b>\" new \"/data/l{{#\"\n\
+             {h} mkdir name \"/data/<m>\" mode 0777\n\
+             {h} rmdir name \"/data/<m>\"\n\
+             {h} set \"/data/<s>\" mode 0600\n\
+             {h} remove name \"/x<y>\"\n\
+             {h} sent status Permission <denied>\n\
+             {h} session closed for local user bob from [::1]\n"
+        );
+        let mut s = Sessions::new(Limits::default(), "/data");
+        for l in hostile.lines() {
+            s.apply(parse_line(l.as_bytes(), 0), 0, &mut reports);
+        }
+        reports.push(crate::watch::report::example());
+        let mut e = crate::watch::report::example();
+        e.complete = true;
+        e.ending_text.clear();
+        e.notes.clear();
+        e.touched_jails.clear();
+        reports.push(e);
+        for (i, r) in reports.iter().enumerate() {
+            let out = t.render(r).unwrap();
+            std::fs::write(
+                format!("{out_dir}/{i}.txt"),
+                format!("{}\n----\n{}\n----\n{}", out.subject, out.text, out.html),
+            )
+            .unwrap();
+        }
+        // An old record.
+        let mut value = serde_json::to_value(&reports[1]).unwrap();
+        let totals = value["totals"].as_object_mut().unwrap();
+        totals.remove("replaced");
+        totals.remove("cut_names");
+        let o = value.as_object_mut().unwrap();
+        for k in [
+            "n_uploads",
+            "n_downloads",
+            "n_deletes",
+            "n_renames",
+            "n_links",
+            "n_mkdirs",
+            "n_rmdirs",
+            "n_changes",
+            "n_failures",
+            "n_incomplete",
+            "n_replaced",
+            "n_cut",
+            "n_other",
+            "notes",
+            "touched_jails",
+        ] {
+            o.remove(k);
+        }
+        for k in ["uploads", "downloads", "renames", "failures"] {
+            for m in o[k].as_array_mut().unwrap() {
+                m.as_object_mut().unwrap().remove("time");
+            }
+        }
+        for k in ["deletes", "mkdirs", "rmdirs", "changes"] {
+            for m in o[k].as_array_mut().unwrap() {
+                *m = m["path"].clone();
+            }
+        }
+        let line = serde_json::to_vec(&value).unwrap();
+        std::fs::write(format!("{out_dir}/old.json"), &line).unwrap();
+        let out = golden_render_line(&t, &line);
+        std::fs::write(format!("{out_dir}/old.txt"), out).unwrap();
+        println!("{} reports", reports.len());
+    }
+}
+#[cfg(test)]
+fn golden_render_line(t: &Templates, line: &[u8]) -> String {
+    let out = t.render(&read_report(line).unwrap()).unwrap();
+    format!("{}\n----\n{}\n----\n{}", out.subject, out.text, out.html)
 }

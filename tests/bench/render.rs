@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use sftpctl::config::Config;
-use sftpctl::watch::mail::{build_message_to, Addresses, Templates};
+use sftpctl::watch::mail::{build_message_to, read_report, Addresses, Templates};
 use sftpctl::watch::parse::parse_line;
 use sftpctl::watch::session::{Ending, Limits, Sessions};
 
@@ -85,16 +85,14 @@ fn records() -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The outbox records as the delivery thread reads them (deliver.rs: read_record).
+/// The outbox records as the delivery thread reads them (deliver.rs: prepare): each into a
+/// `Report`, then the templates' view of it.
 #[no_mangle]
 #[inline(never)]
-pub fn parse_records(records: &[Vec<u8>]) -> Vec<tera::Context> {
+pub fn parse_records(templates: &Templates, records: &[Vec<u8>]) -> Vec<tera::Context> {
     records
         .iter()
-        .map(|r| {
-            let value: serde_json::Value = serde_json::from_slice(r).unwrap();
-            tera::Context::from_value(value).unwrap()
-        })
+        .map(|r| templates.context(&read_report(r).unwrap()))
         .collect()
 }
 
@@ -125,14 +123,14 @@ fn main() {
     let templates = Templates::load(None).unwrap();
     let addresses = Addresses::from_config(&Config::default()).unwrap();
     if std::env::var_os("RENDER_BENCH_CHILD").is_some() {
-        let contexts = parse_records(&records);
+        let contexts = parse_records(&templates, &records);
         let bytes = render_reports(&templates, &addresses, &contexts);
         println!("mail bytes: {bytes}");
         return;
     }
     let n = records.len();
     let start = Instant::now();
-    let contexts = parse_records(&records);
+    let contexts = parse_records(&templates, &records);
     let bytes = render_reports(&templates, &addresses, &contexts);
     let wall = start.elapsed();
     println!(

@@ -681,7 +681,7 @@ fn stages(log: &[u8]) -> Vec<(String, Vec<u8>)> {
     let start = Instant::now();
     let contexts: Vec<tera::Context> = records
         .iter()
-        .map(|r| tera::Context::from_value(serde_json::from_slice(r).unwrap()).unwrap())
+        .map(|r| templates.context(&sftpctl::watch::mail::read_report(r).unwrap()))
         .collect();
     per("outbox JSON -> tera context", start.elapsed(), n);
     let start = Instant::now();
