@@ -18,7 +18,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SendmailTransport, Transport as _};
 
-use super::mail::{build_message_to, read_report, Addresses, RecipientCache, Templates};
+use super::mail::{build_message_to, read_report, Addresses, Mail, RecipientCache, Templates};
 use super::outbox::{self, Committed, Shared};
 use super::smtp::SmtpClient;
 use crate::config::{Config, SmtpTls, Transport};
@@ -88,19 +88,24 @@ impl Mailer {
     }
 
     pub fn send(&mut self, id: &str, message: &Message) -> Result<()> {
+        self.send_mail(id, &Mail::from(message))
+    }
+
+    /// [`Mailer::send`] for a mail already in bytes (reports: `mail::mime`).
+    pub fn send_mail(&mut self, id: &str, mail: &Mail) -> Result<()> {
         match self {
             Mailer::File { spool, unsynced } => {
                 outbox::ensure_private_dir(spool)?;
-                write_eml(spool, id, &message.formatted(), true)?;
+                write_eml(spool, id, &mail.bytes, true)?;
                 if *unsynced == Unsynced::Nothing {
                     *unsynced = Unsynced::Dir;
                 }
                 Ok(())
             }
             Mailer::Sendmail(t) => t
-                .send(message)
+                .send_raw(&mail.envelope, &mail.bytes)
                 .map_err(|e| anyhow::anyhow!("sendmail: {e}")),
-            Mailer::Smtp(t) => t.send(message),
+            Mailer::Smtp(t) => t.send_raw(&mail.envelope, &mail.bytes),
         }
     }
 
@@ -232,7 +237,7 @@ fn prepare(
     addresses: &Addresses,
     cache: &mut RecipientCache,
     line: &[u8],
-) -> Result<Option<(String, Message)>> {
+) -> Result<Option<(String, Mail)>> {
     let report = match read_report(line) {
         Ok(r) => r,
         Err(e) => {
@@ -243,8 +248,8 @@ fn prepare(
     // A real report that does not render is an error, and is retried.
     let rendered = templates.render(&report)?;
     let recipients = addresses.recipients_cached(cache, &report.user);
-    let message = build_message_to(addresses, &report.user, recipients, rendered)?;
-    Ok(Some((report.id, message)))
+    let mail = build_message_to(addresses, &report.user, recipients, rendered)?;
+    Ok(Some((report.id, mail)))
 }
 
 /// `<spool>/<id>.eml`, written under a temporary name and renamed: a reader of the spool
@@ -612,7 +617,7 @@ impl Delivery {
             };
             while let Some((i, line)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
                 match prepare(templates, addresses, &mut cache, line) {
-                    Ok(Some((id, message))) => ready.push((*i, id, message.formatted())),
+                    Ok(Some((id, mail))) => ready.push((*i, id, mail.bytes)),
                     Ok(None) => out.push((*i, Ok(()))),
                     Err(e) => out.push((*i, Err(e))),
                 }
@@ -665,11 +670,11 @@ impl Delivery {
     }
 
     fn deliver_line(&mut self, cache: &mut RecipientCache, line: &[u8]) -> Result<()> {
-        let Some((id, message)) = prepare(&self.templates, &self.addresses, cache, line)? else {
+        let Some((id, mail)) = prepare(&self.templates, &self.addresses, cache, line)? else {
             return Ok(());
         };
         self.mailer
-            .send(&id, &message)
+            .send_mail(&id, &mail)
             .with_context(|| format!("report {id}"))
     }
 }

@@ -7,16 +7,17 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use lettre::message::header::{ContentTransferEncoding, ContentType};
-use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
-use lettre::Message;
+use lettre::message::Mailbox;
 use tera::Tera;
 
 use super::report::Report;
 use crate::config::Config;
 use crate::error::usage;
 
+pub mod mime;
 mod view;
+
+pub use mime::Mail;
 
 const SUBJECT: &str = "subject.txt";
 const TEXT: &str = "body.txt";
@@ -273,12 +274,8 @@ impl Addresses {
 #[derive(Default)]
 pub struct RecipientCache(std::collections::HashMap<String, Vec<Mailbox>>);
 
-/// The whole message: text and HTML alternatives, UTF-8.
-pub fn build_message(
-    addresses: &Addresses,
-    report: &Report,
-    rendered: Rendered,
-) -> Result<Message> {
+/// The whole mail: text and HTML alternatives, UTF-8.
+pub fn build_message(addresses: &Addresses, report: &Report, rendered: Rendered) -> Result<Mail> {
     build_message_to(
         addresses,
         &report.user,
@@ -293,95 +290,18 @@ pub fn build_message_to(
     user: &str,
     recipients: Vec<Mailbox>,
     rendered: Rendered,
-) -> Result<Message> {
+) -> Result<Mail> {
     if recipients.is_empty() {
         anyhow::bail!("no recipient for user {user} (mail.to is empty)");
     }
-    let mut builder = Message::builder()
-        .from(addresses.from.clone())
-        .subject(rendered.subject);
-    for to in recipients {
-        builder = builder.to(to);
-    }
-    builder
-        .multipart(
-            MultiPart::alternative()
-                .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(
-                    Body::dangerous_pre_encoded(
-                        quoted_printable(&rendered.text),
-                        ContentTransferEncoding::QuotedPrintable,
-                    ),
-                ))
-                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(
-                    Body::dangerous_pre_encoded(
-                        base64_lines(&rendered.html),
-                        ContentTransferEncoding::Base64,
-                    ),
-                )),
-        )
-        .context("cannot build the report mail")
-}
-
-// The two body encodings are written here rather than left to lettre's `Body::new`: that
-// scans each body twice to choose an encoding, converts line ends byte by byte and encodes
-// base64 in 57-byte pieces through the slow tail path; together about 30 instructions a
-// byte, more than the templates cost (docs/watch.md, "Rendering cost").
-
-/// The text part as quoted-printable (RFC 2045 6.7): line ends become CRLF, `=`, control
-/// and non-ASCII bytes `=XX`, a space or tab before a line end `=20`/`=09`, and lines are
-/// broken softly (`=` CRLF) before 76 characters. The text's UTF-8 bytes survive any
-/// 7-bit path and any line-length limit.
-fn quoted_printable(text: &str) -> Vec<u8> {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = Vec::with_capacity(text.len() + text.len() / 8 + 16);
-    let mut lines = text.split('\n').peekable();
-    while let Some(line) = lines.next() {
-        let line = line.strip_suffix('\r').unwrap_or(line).as_bytes();
-        let mut col = 0;
-        for (i, &b) in line.iter().enumerate() {
-            let last = i + 1 == line.len();
-            let plain =
-                matches!(b, b'!'..=b'<' | b'>'..=b'~') || (b == b' ' || b == b'\t') && !last;
-            let width = if plain { 1 } else { 3 };
-            if col + width > 75 {
-                out.extend_from_slice(b"=\r\n");
-                col = 0;
-            }
-            if plain {
-                out.push(b);
-            } else {
-                out.extend_from_slice(&[b'=', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-            }
-            col += width;
-        }
-        if lines.peek().is_some() {
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    out
-}
-
-/// The HTML part as base64 of its CRLF form (text bodies are encoded in canonical form),
-/// in lines of 76 characters. The `base64` crate, in the tree already through lettre,
-/// encodes the whole body in one call through its block loop.
-fn base64_lines(text: &str) -> Vec<u8> {
-    use base64::Engine;
-    let mut canonical = Vec::with_capacity(text.len() + text.len() / 32);
-    for (i, line) in text.split('\n').enumerate() {
-        if i > 0 {
-            canonical.extend_from_slice(b"\r\n");
-        }
-        canonical.extend_from_slice(line.strip_suffix('\r').unwrap_or(line).as_bytes());
-    }
-    let encoded = base64::engine::general_purpose::STANDARD.encode(&canonical);
-    let mut out = Vec::with_capacity(encoded.len() + encoded.len() / 38 + 2);
-    for (i, line) in encoded.as_bytes().chunks(76).enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(line);
-    }
-    out
+    mime::assemble(
+        &addresses.from,
+        recipients,
+        rendered.subject,
+        &rendered.text,
+        &rendered.html,
+    )
+    .context("cannot build the report mail")
 }
 
 #[cfg(test)]
@@ -522,7 +442,7 @@ mod tests {
         let rendered = t.render(&r).unwrap();
         let addresses = Addresses::from_config(&Config::default()).unwrap();
         let msg = build_message(&addresses, &r, rendered).unwrap();
-        let text = String::from_utf8(msg.formatted()).unwrap();
+        let text = String::from_utf8(msg.bytes).unwrap();
         let headers = text.split("\r\n\r\n").next().unwrap();
         assert!(!headers.lines().any(|l| l.starts_with("Bcc:")), "{headers}");
     }
@@ -668,4 +588,24 @@ mod golden_dump {
 fn golden_render_line(t: &Templates, line: &[u8]) -> String {
     let out = t.render(&read_report(line).unwrap()).unwrap();
     format!("{}\n----\n{}\n----\n{}", out.subject, out.text, out.html)
+}
+#[cfg(test)]
+#[test]
+#[ignore]
+fn golden_eml() {
+    let t = Templates::load(None).unwrap();
+    let mut r = crate::watch::report::example();
+    r.user = "jürgen\r\nBcc: x@y".into();
+    let rendered = t.render(&r).unwrap();
+    let mut c = Config::default();
+    c.mail.to = vec!["A Ü <a@example.com>".into(), "b@example.com".into()];
+    c.mail.from = "\"sftp, ctl\" <root@host.example>".into();
+    let a = Addresses::from_config(&c).unwrap();
+    let m = build_message_to(&a, "x", a.admins().to_vec(), rendered).unwrap();
+    let text = String::from_utf8(m.bytes).unwrap();
+    println!("{:?}", m.envelope);
+    println!("{}", &text[..1500.min(text.len())]);
+    let i = text.find("Content-Type: text/html").unwrap();
+    println!("{}", &text[i - 200..i + 300]);
+    println!("...{}", &text[text.len() - 300..]);
 }

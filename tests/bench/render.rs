@@ -109,8 +109,8 @@ pub fn render_reports(
     for context in contexts {
         let rendered = templates.render_context(context).unwrap();
         let to = addresses.admins().to_vec();
-        let message = build_message_to(addresses, "alice", to, rendered).unwrap();
-        bytes += message.formatted().len();
+        let mail = build_message_to(addresses, "alice", to, rendered).unwrap();
+        bytes += mail.bytes.len();
     }
     bytes
 }

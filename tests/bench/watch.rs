@@ -697,7 +697,7 @@ fn stages(log: &[u8]) -> Vec<(String, Vec<u8>)> {
         .map(|r| {
             build_message_to(&addresses, "alice", addresses.recipients("alice"), r)
                 .unwrap()
-                .formatted()
+                .bytes
         })
         .collect();
     per("lettre message (MIME, q-p)", start.elapsed(), n);

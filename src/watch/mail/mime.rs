@@ -1,0 +1,348 @@
+//! A report's mail as bytes: multipart/alternative with a quoted-printable text part and a
+//! base64 HTML part, assembled here. lettre still encodes the three headers that carry names
+//! (`From`, `To`, `Subject`: RFC 2047 encoded words, folding); its `MessageBuilder` is not
+//! used for reports: it parses the headers it has just written back into an envelope, and
+//! formats every part through `fmt`, about 115 k instructions a report, as much as the
+//! templates (docs/watch.md, "Rendering cost"). The bytes are what lettre wrote, bar the
+//! boundary (see [`assemble`]), which `tests` check against lettre's own output.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+use lettre::address::Envelope;
+use lettre::message::header::{self, Headers};
+use lettre::message::{Mailbox, Mailboxes};
+use lettre::Message;
+
+/// A mail ready for a transport: who gets it (SMTP envelope) and its bytes, CRLF lines.
+pub struct Mail {
+    pub envelope: Envelope,
+    pub bytes: Vec<u8>,
+}
+
+impl From<&Message> for Mail {
+    fn from(message: &Message) -> Mail {
+        Mail {
+            envelope: message.envelope().clone(),
+            bytes: message.formatted(),
+        }
+    }
+}
+
+static BOUNDARIES: AtomicU64 = AtomicU64::new(0);
+
+/// The mail from `from` to `to` with `subject` (one line already), `text` and `html`.
+pub fn assemble(
+    from: &Mailbox,
+    to: Vec<Mailbox>,
+    subject: String,
+    text: &str,
+    html: &str,
+) -> Result<Mail> {
+    let envelope = Envelope::new(
+        Some(from.email.clone()),
+        to.iter().map(|m| m.email.clone()).collect(),
+    )
+    .context("cannot address the report mail")?;
+    let mut headers = Headers::new();
+    headers.set(header::From::from(Mailboxes::from(from.clone())));
+    headers.set(header::Subject::from(subject));
+    headers.set(header::To::from(to.into_iter().collect::<Mailboxes>()));
+    headers.set(header::MIME_VERSION_1_0);
+    headers.set(header::Date::now());
+    // `=_` cannot occur in either body: quoted-printable writes `=` only before two hex
+    // digits or a line end, base64 only at its end. So the boundary needs no randomness to
+    // be safe; the counter and time only keep it different from mail to mail.
+    // Short enough for the Content-Type line to stay under 78 characters unfolded.
+    let boundary = format!(
+        "=_sftpctl_{:x}_{:x}",
+        std::process::id(),
+        (crate::watch::time::now_unix() as u64)
+            .wrapping_mul(1_000_003)
+            .wrapping_add(BOUNDARIES.fetch_add(1, Ordering::Relaxed))
+            & 0xffff_ffff_ffff
+    );
+    Ok(Mail {
+        envelope,
+        bytes: multipart(&headers.to_string(), &boundary, text, html),
+    })
+}
+
+/// `headers` (formatted, CRLF), then the alternative parts in lettre's layout.
+fn multipart(headers: &str, boundary: &str, text: &str, html: &str) -> Vec<u8> {
+    let text = quoted_printable(text);
+    let html = base64_lines(html);
+    let mut out = Vec::with_capacity(headers.len() + text.len() + html.len() + 400);
+    for part in [
+        headers,
+        "Content-Type: multipart/alternative; boundary=\"",
+        boundary,
+        "\"\r\n\r\n--",
+        boundary,
+        "\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+    ] {
+        out.extend_from_slice(part.as_bytes());
+    }
+    out.extend_from_slice(&text);
+    for part in [
+        "\r\n--",
+        boundary,
+        "\r\nContent-Type: text/html; charset=utf-8\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n",
+    ] {
+        out.extend_from_slice(part.as_bytes());
+    }
+    out.extend_from_slice(&html);
+    for part in ["\r\n--", boundary, "--\r\n"] {
+        out.extend_from_slice(part.as_bytes());
+    }
+    out
+}
+
+/// The text part as quoted-printable (RFC 2045 6.7): line ends become CRLF, `=`, control
+/// and non-ASCII bytes `=XX`, a space or tab before a line end `=20`/`=09`, and lines are
+/// broken softly (`=` CRLF) before 76 characters. The text's UTF-8 bytes survive any
+/// 7-bit path and any line-length limit.
+pub fn quoted_printable(text: &str) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = Vec::with_capacity(text.len() + text.len() / 8 + 16);
+    let mut lines = text.split('\n').peekable();
+    while let Some(line) = lines.next() {
+        let line = line.strip_suffix('\r').unwrap_or(line).as_bytes();
+        let mut col = 0;
+        let mut i = 0;
+        while i < line.len() {
+            // A run of bytes that stand for themselves, up to the column limit, in one copy;
+            // the last byte of the line is left to the careful path (a space there is `=20`).
+            let room = 75 - col;
+            let run = line[i..line.len() - 1]
+                .iter()
+                .take(room)
+                .take_while(|&&b| matches!(b, b' '..=b'<' | b'>'..=b'~' | b'\t'))
+                .count();
+            if run > 0 {
+                out.extend_from_slice(&line[i..i + run]);
+                col += run;
+                i += run;
+                continue;
+            }
+            let b = line[i];
+            let last = i + 1 == line.len();
+            let plain =
+                matches!(b, b'!'..=b'<' | b'>'..=b'~') || (b == b' ' || b == b'\t') && !last;
+            let width = if plain { 1 } else { 3 };
+            if col + width > 75 {
+                out.extend_from_slice(b"=\r\n");
+                col = 0;
+            }
+            if plain {
+                out.push(b);
+            } else {
+                out.extend_from_slice(&[b'=', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+            }
+            col += width;
+            i += 1;
+        }
+        if lines.peek().is_some() {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out
+}
+
+/// The HTML part as base64 of its CRLF form (text bodies are encoded in canonical form),
+/// in lines of 76 characters. The `base64` crate, in the tree already through lettre,
+/// encodes the whole body in one call through its block loop.
+pub fn base64_lines(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    let mut canonical = Vec::with_capacity(text.len() + text.len() / 32);
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            canonical.extend_from_slice(b"\r\n");
+        }
+        canonical.extend_from_slice(line.strip_suffix('\r').unwrap_or(line).as_bytes());
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&canonical);
+    let mut out = Vec::with_capacity(encoded.len() + encoded.len() / 38 + 2);
+    for (i, line) in encoded.as_bytes().chunks(76).enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lettre::message::header::{ContentTransferEncoding, ContentType};
+    use lettre::message::{Body, MultiPart, SinglePart};
+
+    /// What `mail::build_message_to` sent before this module: lettre's builder.
+    fn lettre_mail(
+        from: &Mailbox,
+        to: &[Mailbox],
+        subject: &str,
+        text: &str,
+        html: &str,
+        boundary: &str,
+    ) -> Vec<u8> {
+        let mut builder = Message::builder().from(from.clone()).subject(subject);
+        for t in to {
+            builder = builder.to(t.clone());
+        }
+        builder
+            .multipart(
+                MultiPart::alternative()
+                    .boundary(boundary)
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(
+                        Body::dangerous_pre_encoded(
+                            quoted_printable(text),
+                            ContentTransferEncoding::QuotedPrintable,
+                        ),
+                    ))
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(
+                        Body::dangerous_pre_encoded(
+                            base64_lines(html),
+                            ContentTransferEncoding::Base64,
+                        ),
+                    )),
+            )
+            .unwrap()
+            .formatted()
+    }
+
+    /// The same bytes as lettre's builder, for hostile names and non-ASCII subjects too.
+    #[test]
+    fn bytes_are_lettres() {
+        let from: Mailbox = "\"sftp, ctl\" <root@host.example>".parse().unwrap();
+        let to: Vec<Mailbox> = ["Jürgen Ü <j@example.com>", "b@example.com"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let long = "ä ".repeat(80);
+        for subject in [
+            "SFTP alice@vm: 2 uploaded",
+            "SFTP jürgen Bcc: evil@example.com@h: 1 uploaded [INCOMPLETE]",
+            long.as_str(),
+            "=?utf-8?b?SGk=?= \"quoted\" <x>",
+        ] {
+            let text = "résumé  \nline two\t\n=end\n";
+            let html = "<p>\"a\" & ü</p>\n<b>x</b>\n";
+            let mail = assemble(&from, to.clone(), subject.to_string(), text, html).unwrap();
+            let ours = String::from_utf8(mail.bytes).unwrap();
+            let boundary = ours
+                .split("boundary=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            let theirs = lettre_mail(&from, &to, subject, text, html, boundary);
+            let theirs = String::from_utf8(theirs).unwrap();
+            // Made a moment apart: the Date lines may differ by a second.
+            let date = |m: &str| {
+                m.lines()
+                    .find(|l| l.starts_with("Date: "))
+                    .unwrap()
+                    .to_string()
+            };
+            assert_eq!(
+                ours.replace(&date(&ours), ""),
+                theirs.replace(&date(&theirs), "")
+            );
+            assert!(ours.lines().all(|l| l.len() <= 78), "{ours}");
+            assert_eq!(mail.envelope.to().len(), 2);
+            assert_eq!(
+                mail.envelope.from().unwrap().to_string(),
+                "root@host.example"
+            );
+        }
+    }
+
+    #[test]
+    fn the_boundary_is_in_neither_body() {
+        let text = "--=_sftpctl_1_2 =_ ==_\n".repeat(40);
+        let qp = String::from_utf8(quoted_printable(&text)).unwrap();
+        assert!(!qp.contains("=_"), "{qp}");
+        let b64 = String::from_utf8(base64_lines(&text)).unwrap();
+        assert!(!b64.contains("=_"));
+    }
+
+    #[test]
+    fn quoted_printable_keeps_its_rules() {
+        let qp = |s: &str| String::from_utf8(quoted_printable(s)).unwrap();
+        assert_eq!(qp("a b \nc\t\n"), "a b=20\r\nc=09\r\n");
+        assert_eq!(qp("x=y ü"), "x=3Dy =C3=BC");
+        let long = "a".repeat(200);
+        let out = qp(&long);
+        assert!(out.split("\r\n").all(|l| l.len() <= 76), "{out}");
+        assert_eq!(out.replace("=\r\n", ""), long);
+        let mixed = "ü ".repeat(60) + " ";
+        let out = qp(&mixed);
+        assert!(out.split("\r\n").all(|l| l.len() <= 76), "{out}");
+        assert!(out.ends_with("=20"), "{out}");
+    }
+
+    /// The byte-at-a-time encoder the run copying replaced: the oracle.
+    fn quoted_printable_bytewise(text: &str) -> Vec<u8> {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let mut out = Vec::new();
+        let mut lines = text.split('\n').peekable();
+        while let Some(line) = lines.next() {
+            let line = line.strip_suffix('\r').unwrap_or(line).as_bytes();
+            let mut col = 0;
+            for (i, &b) in line.iter().enumerate() {
+                let last = i + 1 == line.len();
+                let plain =
+                    matches!(b, b'!'..=b'<' | b'>'..=b'~') || (b == b' ' || b == b'\t') && !last;
+                let width = if plain { 1 } else { 3 };
+                if col + width > 75 {
+                    out.extend_from_slice(b"=\r\n");
+                    col = 0;
+                }
+                if plain {
+                    out.push(b);
+                } else {
+                    out.extend_from_slice(&[b'=', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+                }
+                col += width;
+            }
+            if lines.peek().is_some() {
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn run_copying_is_the_bytewise_encoding() {
+        let alphabet = ['a', ' ', '\t', '=', '\n', '\r', 'ü', '€', '~', '\u{1}'];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..3_000 {
+            let mut text = String::new();
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            for _ in 0..(state % 300) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                // Mostly plain letters, so that long runs meet the column limit.
+                let c = if state % 3 == 0 {
+                    alphabet[(state >> 8) as usize % alphabet.len()]
+                } else {
+                    'x'
+                };
+                text.push(c);
+            }
+            assert_eq!(
+                quoted_printable(&text),
+                quoted_printable_bytewise(&text),
+                "{text:?}"
+            );
+        }
+    }
+}
