@@ -8,8 +8,6 @@
 //! use the rows, so the structured lists are not built for them; an override that names
 //! `uploads` gets them as before.
 
-use serde_json::{Map, Value};
-
 use crate::watch::report::{Named, Report, ShownFailure, ShownMove, ShownTransfer};
 
 macro_rules! keys {
@@ -123,11 +121,13 @@ impl Needed {
 
 /// The context of one report: the variables in `needed`.
 pub fn context(r: &Report, needed: Needed) -> tera::Context {
-    let mut map = Map::new();
+    // Straight into the context's map: through a `serde_json::Map` and `from_value` every
+    // key was inserted into two B-trees.
+    let mut map = tera::Context::new();
     macro_rules! put {
         ($($k:ident => $v:expr),* $(,)?) => {
             $(if needed.has(K::$k) {
-                map.insert(stringify!($k).to_string(), Value::from($v));
+                map.insert(stringify!($k), &$v);
             })*
         };
     }
@@ -155,8 +155,8 @@ pub fn context(r: &Report, needed: Needed) -> tera::Context {
         upload_size => r.upload_size.as_str(),
         download_size => r.download_size.as_str(),
         unreadable_lines => r.unreadable_lines,
-        notes => strings(&r.notes),
-        touched_jails => strings(&r.touched_jails),
+        notes => r.notes,
+        touched_jails => r.touched_jails,
         n_uploads => c.n_uploads,
         n_downloads => c.n_downloads,
         n_deletes => c.n_deletes,
@@ -193,31 +193,24 @@ pub fn context(r: &Report, needed: Needed) -> tera::Context {
     macro_rules! json {
         ($($k:ident),* $(,)?) => {
             $(if needed.has(K::$k) {
-                let value = serde_json::to_value(&r.$k).expect("a report is JSON");
-                map.insert(stringify!($k).to_string(), value);
+                map.insert(stringify!($k), &r.$k);
             })*
         };
     }
     json!(id, start, ending, uploads, downloads, deletes, renames, links, mkdirs, rmdirs, changes);
     json!(failures, totals);
-    tera::Context::from_value(Value::Object(map)).expect("an object is a context")
+    map
 }
 
-fn strings(items: &[String]) -> Value {
-    Value::Array(items.iter().map(|s| Value::String(s.clone())).collect())
-}
-
-fn rows<T>(items: &[T], format: impl Fn(&mut String, &T)) -> Value {
-    Value::Array(
-        items
-            .iter()
-            .map(|item| {
-                let mut out = String::with_capacity(160);
-                format(&mut out, item);
-                Value::String(out)
-            })
-            .collect(),
-    )
+fn rows<T>(items: &[T], format: impl Fn(&mut String, &T)) -> Vec<String> {
+    items
+        .iter()
+        .map(|item| {
+            let mut out = String::with_capacity(160);
+            format(&mut out, item);
+            out
+        })
+        .collect()
 }
 
 /// An entry's time; `?` in records written before entries had times.
