@@ -478,138 +478,44 @@ mod tests {
         assert!(Templates::load(Some(&dir)).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
-}
 
-#[cfg(test)]
-mod golden_dump {
-    use super::*;
-    use crate::watch::parse::parse_line;
-    use crate::watch::session::{Ending, Limits, Sessions};
-
+    /// An override written against the report's own fields (before the rows existed) still
+    /// gets them: the context holds what the templates name.
     #[test]
-    #[ignore]
-    fn dump() {
-        let out_dir = std::env::var("GOLDEN_DIR").unwrap();
-        std::fs::create_dir_all(&out_dir).unwrap();
-        let t = Templates::load(None).unwrap();
-        let mut reports = Vec::new();
-        for f in ["openssh-9.2-rsyslog-file.log", "openssh-9.2-refusals.log"] {
-            let text = std::fs::read_to_string(format!("tests/fixtures/{f}")).unwrap();
-            for limits in [
-                Limits::default(),
-                Limits {
-                    max_list_entries: 1,
-                    ..Limits::default()
-                },
-            ] {
-                let mut s = Sessions::new(limits, "/data");
-                for l in text.lines() {
-                    s.apply(parse_line(l.as_bytes(), 1_796_000_000), 0, &mut reports);
-                }
-                s.finish_all(Ending::IdleTimeout, &mut reports);
-            }
-        }
-        let h = "2026-11-27T16:04:18+00:00 h internal-sftp[1]:";
-        let long = "L".repeat(600);
-        let hostile = format!(
-            "{h} session opened for local user bob from [::1]\n\
-             {h} open \"/data/<img src=x onerror=alert(1)>.pdf\" flags WRITE,CREATE mode 0644\n\
-             {h} close \"/data/<img src=x onerror=alert(1)>.pdf\" bytes read 0 written 5\n\
-             {h} posix-rename old \"/data/a{{{{ user }}}}\" new \"/data/contract.pdf\"\n\
-             {h} posix-rename old \"/data/contract.pdf\" new \"/data/a'\\\"&/\"\n\
-             {h} remove name \"/data/invoice-\\342\\200\\256fdp.exe\"\n\
-             {h} remove name \"/data/{{% if %}}{long}\n\
-             {h} symlink old \"<b>\" new \"/data/l{{#\"\n\
-             {h} mkdir name \"/data/<m>\" mode 0777\n\
-             {h} rmdir name \"/data/<m>\"\n\
-             {h} set \"/data/<s>\" mode 0600\n\
-             {h} remove name \"/x<y>\"\n\
-             {h} sent status Permission <denied>\n\
-             {h} session closed for local user bob from [::1]\n"
+    fn overrides_get_the_structured_lists() {
+        let dir = std::env::temp_dir().join(format!("sftpctl-tpl-lists-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(TEXT),
+            "{% for t in uploads %}{{ t.path }}={{ t.bytes }};{% endfor %}{{ totals.uploads }} \
+             {{ deletes[0].path }} {{ id }} {{ ending }}",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(HTML),
+            "{% for m in renames %}<i>{{ m.new }}</i>{% endfor %}",
+        )
+        .unwrap();
+        let t = Templates::load(Some(&dir)).unwrap();
+        let mut r = capture().remove(1);
+        r.renames[0].new = "<b>".into();
+        let out = t.render(&r).unwrap();
+        assert_eq!(
+            out.text,
+            format!("up.txt=12;big.bin=3000000;2 big.renamed {} closed", r.id)
         );
-        let mut s = Sessions::new(Limits::default(), "/data");
-        for l in hostile.lines() {
-            s.apply(parse_line(l.as_bytes(), 0), 0, &mut reports);
-        }
-        reports.push(crate::watch::report::example());
-        let mut e = crate::watch::report::example();
-        e.complete = true;
-        e.ending_text.clear();
-        e.notes.clear();
-        e.touched_jails.clear();
-        reports.push(e);
-        for (i, r) in reports.iter().enumerate() {
-            let out = t.render(r).unwrap();
-            std::fs::write(
-                format!("{out_dir}/{i}.txt"),
-                format!("{}\n----\n{}\n----\n{}", out.subject, out.text, out.html),
-            )
-            .unwrap();
-        }
-        // An old record.
-        let mut value = serde_json::to_value(&reports[1]).unwrap();
-        let totals = value["totals"].as_object_mut().unwrap();
-        totals.remove("replaced");
-        totals.remove("cut_names");
-        let o = value.as_object_mut().unwrap();
-        for k in [
-            "n_uploads",
-            "n_downloads",
-            "n_deletes",
-            "n_renames",
-            "n_links",
-            "n_mkdirs",
-            "n_rmdirs",
-            "n_changes",
-            "n_failures",
-            "n_incomplete",
-            "n_replaced",
-            "n_cut",
-            "n_other",
-            "notes",
-            "touched_jails",
+        assert_eq!(out.html, "<i>&lt;b&gt;</i>");
+        std::fs::write(dir.join(TEXT), "{{ __tera_context }}").unwrap();
+        let t = Templates::load(Some(&dir)).unwrap();
+        let out = t.render(&r).unwrap();
+        for key in [
+            "\"uploads\"",
+            "\"upload_lines\"",
+            "\"totals\"",
+            "\"n_other\"",
         ] {
-            o.remove(k);
+            assert!(out.text.contains(key), "{key} missing: {}", out.text);
         }
-        for k in ["uploads", "downloads", "renames", "failures"] {
-            for m in o[k].as_array_mut().unwrap() {
-                m.as_object_mut().unwrap().remove("time");
-            }
-        }
-        for k in ["deletes", "mkdirs", "rmdirs", "changes"] {
-            for m in o[k].as_array_mut().unwrap() {
-                *m = m["path"].clone();
-            }
-        }
-        let line = serde_json::to_vec(&value).unwrap();
-        std::fs::write(format!("{out_dir}/old.json"), &line).unwrap();
-        let out = golden_render_line(&t, &line);
-        std::fs::write(format!("{out_dir}/old.txt"), out).unwrap();
-        println!("{} reports", reports.len());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
-}
-#[cfg(test)]
-fn golden_render_line(t: &Templates, line: &[u8]) -> String {
-    let out = t.render(&read_report(line).unwrap()).unwrap();
-    format!("{}\n----\n{}\n----\n{}", out.subject, out.text, out.html)
-}
-#[cfg(test)]
-#[test]
-#[ignore]
-fn golden_eml() {
-    let t = Templates::load(None).unwrap();
-    let mut r = crate::watch::report::example();
-    r.user = "jürgen\r\nBcc: x@y".into();
-    let rendered = t.render(&r).unwrap();
-    let mut c = Config::default();
-    c.mail.to = vec!["A Ü <a@example.com>".into(), "b@example.com".into()];
-    c.mail.from = "\"sftp, ctl\" <root@host.example>".into();
-    let a = Addresses::from_config(&c).unwrap();
-    let m = build_message_to(&a, "x", a.admins().to_vec(), rendered).unwrap();
-    let text = String::from_utf8(m.bytes).unwrap();
-    println!("{:?}", m.envelope);
-    println!("{}", &text[..1500.min(text.len())]);
-    let i = text.find("Content-Type: text/html").unwrap();
-    println!("{}", &text[i - 200..i + 300]);
-    println!("...{}", &text[text.len() - 300..]);
 }

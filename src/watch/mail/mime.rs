@@ -115,16 +115,15 @@ pub fn quoted_printable(text: &str) -> Vec<u8> {
         while i < line.len() {
             // A run of bytes that stand for themselves, up to the column limit, in one copy;
             // the last byte of the line is left to the careful path (a space there is `=20`).
-            let room = 75 - col;
-            let run = line[i..line.len() - 1]
-                .iter()
-                .take(room)
-                .take_while(|&&b| matches!(b, b' '..=b'<' | b'>'..=b'~' | b'\t'))
-                .count();
-            if run > 0 {
-                out.extend_from_slice(&line[i..i + run]);
-                col += run;
-                i += run;
+            let end = (line.len() - 1).min(i + 75 - col);
+            let mut j = i;
+            while j < end && PLAIN[line[j] as usize] {
+                j += 1;
+            }
+            if j > i {
+                out.extend_from_slice(&line[i..j]);
+                col += j - i;
+                i = j;
                 continue;
             }
             let b = line[i];
@@ -151,6 +150,17 @@ pub fn quoted_printable(text: &str) -> Vec<u8> {
     out
 }
 
+/// Bytes quoted-printable leaves as they are inside a line: printable ASCII but `=`, space, tab.
+static PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(b as u8, b' '..=b'<' | b'>'..=b'~' | b'\t');
+        b += 1;
+    }
+    table
+};
+
 /// The HTML part as base64 of its CRLF form (text bodies are encoded in canonical form),
 /// in lines of 76 characters: 57 bytes a line, encoded straight into the line. Written
 /// here rather than the `base64` crate's `encode` and a second pass to cut lines (half the
@@ -165,11 +175,19 @@ pub fn base64_lines(text: &str) -> Vec<u8> {
         if n > 0 {
             out.extend_from_slice(b"\r\n");
         }
-        for (src, dst) in chunk.chunks_exact(3).zip(line.chunks_exact_mut(4)) {
-            let v = (src[0] as usize) << 16 | (src[1] as usize) << 8 | src[2] as usize;
-            dst[..2].copy_from_slice(&PAIRS[v >> 12]);
-            dst[2..].copy_from_slice(&PAIRS[v & 0xfff]);
+        let chunk: &[u8; 57] = chunk.try_into().expect("57 bytes");
+        // Six bytes (four 12-bit values) at a time from one 8-byte read; fixed bounds, so
+        // the loop unrolls without checks. Bytes 54..57 are the last group of three.
+        for g in 0..9 {
+            let x = u64::from_be_bytes(chunk[6 * g..6 * g + 8].try_into().expect("8 bytes"));
+            for k in 0..4 {
+                let v = (x >> (52 - 12 * k)) as usize & 0xfff;
+                line[8 * g + 2 * k..8 * g + 2 * k + 2].copy_from_slice(&PAIRS[v]);
+            }
         }
+        let v = (chunk[54] as usize) << 16 | (chunk[55] as usize) << 8 | chunk[56] as usize;
+        line[72..74].copy_from_slice(&PAIRS[v >> 12]);
+        line[74..76].copy_from_slice(&PAIRS[v & 0xfff]);
         out.extend_from_slice(&line);
     }
     let rest = lines.remainder();

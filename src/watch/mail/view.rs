@@ -89,6 +89,7 @@ keys!(
     change_rows,
     failure_lines,
     failure_rows,
+    warnings,
 );
 
 /// The template variables some template names (a bit per [`KEYS`] entry).
@@ -188,6 +189,11 @@ pub fn context(r: &Report, needed: Needed) -> tera::Context {
         change_rows => rows(&r.changes, |o, n| named_row(o, n, None)),
         failure_lines => rows(&r.failures, failure_line),
         failure_rows => rows(&r.failures, failure_row),
+        // One test for the block of notices that most reports have none of.
+        warnings => !r.touched_jails.is_empty()
+            || !r.ending_text.is_empty()
+            || !r.notes.is_empty()
+            || c.n_incomplete + c.n_cut + c.n_replaced > 0,
     );
     // The rest as `report --json` has them (nested objects: serde).
     macro_rules! json {
