@@ -18,9 +18,8 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SendmailTransport, Transport as _};
 
-use super::mail::{build_message_to, Addresses, RecipientCache, Templates};
+use super::mail::{build_message_to, read_report, Addresses, Mail, RecipientCache, Templates};
 use super::outbox::{self, Committed, Shared};
-use super::report::Report;
 use super::smtp::SmtpClient;
 use crate::config::{Config, SmtpTls, Transport};
 use crate::error::usage;
@@ -89,19 +88,24 @@ impl Mailer {
     }
 
     pub fn send(&mut self, id: &str, message: &Message) -> Result<()> {
+        self.send_mail(id, &Mail::from(message))
+    }
+
+    /// [`Mailer::send`] for a mail already in bytes (reports: `mail::mime`).
+    pub fn send_mail(&mut self, id: &str, mail: &Mail) -> Result<()> {
         match self {
             Mailer::File { spool, unsynced } => {
                 outbox::ensure_private_dir(spool)?;
-                write_eml(spool, id, &message.formatted(), true)?;
+                write_eml(spool, id, &mail.bytes, true)?;
                 if *unsynced == Unsynced::Nothing {
                     *unsynced = Unsynced::Dir;
                 }
                 Ok(())
             }
             Mailer::Sendmail(t) => t
-                .send(message)
+                .send_raw(&mail.envelope, &mail.bytes)
                 .map_err(|e| anyhow::anyhow!("sendmail: {e}")),
-            Mailer::Smtp(t) => t.send(message),
+            Mailer::Smtp(t) => t.send_raw(&mail.envelope, &mail.bytes),
         }
     }
 
@@ -220,72 +224,32 @@ fn tls_parameters(smtp: &crate::config::Smtp) -> Result<TlsParameters> {
     builder.build().context("cannot set up TLS")
 }
 
-/// One outbox record, ready to render. Its JSON (a serialized [`Report`]) becomes the
-/// template context as it is: parsing it into a `Report` first would only be serialized back
-/// into the same JSON tree for tera (two passes and two sets of allocations per report).
-struct Record {
-    id: String,
-    user: String,
-    context: tera::Context,
-}
-
 fn unreadable(e: impl std::fmt::Display) {
     eprintln!("sftpctl watch: skipping an unreadable outbox record: {e}");
 }
 
-/// `None` (logged) for a record this program cannot read, which would otherwise block every
-/// later one forever.
-fn read_record(line: &[u8]) -> Option<Record> {
-    let value: serde_json::Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
-        Err(e) => {
-            unreadable(e);
-            return None;
-        }
-    };
-    let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_string);
-    let (Some(id), Some(user)) = (text("id"), text("user")) else {
-        unreadable(
-            serde_json::from_slice::<Report>(line)
-                .err()
-                .map_or_else(|| "no id or user".to_string(), |e| e.to_string()),
-        );
-        return None;
-    };
-    match tera::Context::from_value(value) {
-        Ok(context) => Some(Record { id, user, context }),
-        Err(e) => {
-            unreadable(e);
-            None
-        }
-    }
-}
-
-/// Renders one outbox record into its message; `Ok(None)` for a record skipped as unreadable.
+/// Renders one outbox record into its message; `Ok(None)` for a record skipped as unreadable
+/// (logged), which would otherwise block every later one forever. The record is read straight
+/// into a [`Report`](super::report::Report) (serde into the struct, no JSON tree), whose template view is built from
+/// it (`mail::Templates::context`).
 fn prepare(
     templates: &Templates,
     addresses: &Addresses,
     cache: &mut RecipientCache,
     line: &[u8],
-) -> Result<Option<(String, Message)>> {
-    let Some(record) = read_record(line) else {
-        return Ok(None);
-    };
-    let rendered = match templates.render_context(&record.context) {
+) -> Result<Option<(String, Mail)>> {
+    let report = match read_report(line) {
         Ok(r) => r,
         Err(e) => {
-            // Not a report of this program (a field missing): skip it like unparsable JSON.
-            // A real report that does not render is an error, and is retried.
-            if let Err(bad) = serde_json::from_slice::<Report>(line) {
-                unreadable(bad);
-                return Ok(None);
-            }
-            return Err(e);
+            unreadable(e);
+            return Ok(None);
         }
     };
-    let recipients = addresses.recipients_cached(cache, &record.user);
-    let message = build_message_to(addresses, &record.user, recipients, rendered)?;
-    Ok(Some((record.id, message)))
+    // A real report that does not render is an error, and is retried.
+    let rendered = templates.render(&report)?;
+    let recipients = addresses.recipients_cached(cache, &report.user);
+    let mail = build_message_to(addresses, &report.user, recipients, rendered)?;
+    Ok(Some((report.id, mail)))
 }
 
 /// `<spool>/<id>.eml`, written under a temporary name and renamed: a reader of the spool
@@ -653,7 +617,7 @@ impl Delivery {
             };
             while let Some((i, line)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
                 match prepare(templates, addresses, &mut cache, line) {
-                    Ok(Some((id, message))) => ready.push((*i, id, message.formatted())),
+                    Ok(Some((id, mail))) => ready.push((*i, id, mail.bytes)),
                     Ok(None) => out.push((*i, Ok(()))),
                     Err(e) => out.push((*i, Err(e))),
                 }
@@ -706,11 +670,11 @@ impl Delivery {
     }
 
     fn deliver_line(&mut self, cache: &mut RecipientCache, line: &[u8]) -> Result<()> {
-        let Some((id, message)) = prepare(&self.templates, &self.addresses, cache, line)? else {
+        let Some((id, mail)) = prepare(&self.templates, &self.addresses, cache, line)? else {
             return Ok(());
         };
         self.mailer
-            .send(&id, &message)
+            .send_mail(&id, &mail)
             .with_context(|| format!("report {id}"))
     }
 }

@@ -7,14 +7,17 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use lettre::message::header::{ContentTransferEncoding, ContentType};
-use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
-use lettre::Message;
+use lettre::message::Mailbox;
 use tera::Tera;
 
 use super::report::Report;
 use crate::config::Config;
 use crate::error::usage;
+
+pub mod mime;
+mod view;
+
+pub use mime::Mail;
 
 const SUBJECT: &str = "subject.txt";
 const TEXT: &str = "body.txt";
@@ -37,13 +40,18 @@ pub struct Rendered {
 
 pub struct Templates {
     tera: Tera,
+    /// The variables the three templates name: only those are built per report.
+    needed: view::Needed,
 }
 
 impl Templates {
     /// The built-in templates, each replaced by a same-named file in `dir` when there is one.
     pub fn load(dir: Option<&Path>) -> Result<Templates> {
-        let tera = load_tera(dir, &BUILT_IN, "mail")?;
-        let templates = Templates { tera };
+        let sources = template_sources(dir, &BUILT_IN, "mail")?;
+        let texts: Vec<&str> = sources.iter().map(|(_, text)| text.as_str()).collect();
+        let needed = view::Needed::of(&texts);
+        let tera = tera_of(sources, "mail")?;
+        let templates = Templates { tera, needed };
         // An override that uses an unknown variable must fail now, not at the first session.
         templates
             .render(&super::report::example())
@@ -51,25 +59,25 @@ impl Templates {
         Ok(templates)
     }
 
-    pub fn render(&self, report: &Report) -> Result<Rendered> {
-        let context = tera::Context::from_serialize(report).context("cannot serialize a report")?;
-        self.render_context(&context)
+    /// What the templates see of `report` (docs/watch.md, "Template variables").
+    pub fn context(&self, report: &Report) -> tera::Context {
+        view::context(report, self.needed)
     }
 
-    /// The three templates against one report's context (the outbox record's JSON as it
-    /// is, see `deliver::Record`); a record of an older version goes through [`view`].
+    pub fn render(&self, report: &Report) -> Result<Rendered> {
+        self.render_context(&self.context(report))
+    }
+
+    /// The three templates against a context from [`Templates::context`].
     pub fn render_context(&self, context: &tera::Context) -> Result<Rendered> {
-        let old;
-        let context = if context.contains_key("n_uploads") {
-            context
-        } else {
-            old = view(context);
-            &old
-        };
+        // Into a buffer of about the size a report's part has (tera's own starts empty and
+        // grows by copying, ~10 % of a render).
         let render = |name: &str| {
+            let mut out = Vec::with_capacity(if name == HTML { 16 * 1024 } else { 4 * 1024 });
             self.tera
-                .render(name, context)
-                .map_err(|e| anyhow::anyhow!("mail template {name}: {}", tera_message(&e)))
+                .render_to(name, context, &mut out)
+                .map_err(|e| anyhow::anyhow!("mail template {name}: {}", tera_message(&e)))?;
+            String::from_utf8(out).context("a template rendered invalid UTF-8")
         };
         Ok(Rendered {
             subject: one_line(&render(SUBJECT)?),
@@ -79,126 +87,54 @@ impl Templates {
     }
 
     pub fn render_text(&self, report: &Report) -> Result<String> {
-        let context = tera::Context::from_serialize(report).context("cannot serialize a report")?;
         self.tera
-            .render(TEXT, &context)
+            .render(TEXT, &self.context(report))
             .map_err(|e| anyhow::anyhow!("mail template {TEXT}: {}", tera_message(&e)))
     }
 }
 
-/// An outbox record of an older version brought to the shape of today's [`Report`] JSON,
-/// which is what templates see (docs/watch.md, "Templates"): the flat counts (`n_uploads`
-/// …, see `report::Counts`) added, and every list entry an object with a `time` (deletes,
-/// directories and changes were plain names; nothing had times).
-fn view(record: &tera::Context) -> tera::Context {
-    use serde_json::{Map, Value};
-    const KEEP: [&str; 26] = [
-        "id",
-        "host",
-        "pid",
-        "user",
-        "client",
-        "start",
-        "end",
-        "start_text",
-        "end_text",
-        "duration_text",
-        "complete",
-        "ending",
-        "ending_text",
-        "uploads_more",
-        "downloads_more",
-        "deletes_more",
-        "renames_more",
-        "links_more",
-        "mkdirs_more",
-        "rmdirs_more",
-        "changes_more",
-        "failures_more",
-        "totals",
-        "upload_size",
-        "download_size",
-        "unreadable_lines",
-    ];
-    const LISTS: [&str; 9] = [
-        "uploads",
-        "downloads",
-        "deletes",
-        "renames",
-        "links",
-        "mkdirs",
-        "rmdirs",
-        "changes",
-        "failures",
-    ];
-    let mut out = Map::new();
-    for key in KEEP {
-        if let Some(v) = record.get(key) {
-            out.insert(key.into(), v.clone());
+/// An outbox record (a [`Report`]'s JSON) read back; records of older versions too: lists of
+/// plain names, entries without times (shown `?`), no flat counts (they are made again from
+/// `totals`, always: the record's own are not trusted to agree).
+pub fn read_report(line: &[u8]) -> serde_json::Result<Report> {
+    let mut report: Report = serde_json::from_slice(line)?;
+    report.counts = super::report::Counts::of(&report.totals);
+    let r = &mut report;
+    let times = r
+        .uploads
+        .iter_mut()
+        .chain(&mut r.downloads)
+        .map(|t| &mut t.time);
+    let times = times
+        .chain(
+            r.renames
+                .iter_mut()
+                .chain(&mut r.links)
+                .map(|m| &mut m.time),
+        )
+        .chain(r.failures.iter_mut().map(|f| &mut f.time));
+    let named = [&mut r.deletes, &mut r.mkdirs, &mut r.rmdirs, &mut r.changes];
+    for time in times.chain(named.into_iter().flatten().map(|n| &mut n.time)) {
+        if time.is_empty() {
+            time.push('?');
         }
     }
-    let notes = record.get("notes").cloned();
-    out.insert("notes".into(), notes.unwrap_or(Value::Array(Vec::new())));
-    let empty_text = Value::String(String::new());
-    let unknown_time = Value::String("?".into());
-    for key in LISTS {
-        let items = record.get(key).and_then(Value::as_array);
-        let rows: Vec<Value> = items
-            .into_iter()
-            .flatten()
-            .map(|item| match item {
-                Value::String(path) => {
-                    let mut row = Map::new();
-                    row.insert("path".into(), Value::String(path.clone()));
-                    row.insert("time".into(), unknown_time.clone());
-                    Value::Object(row)
-                }
-                Value::Object(fields) => {
-                    let mut row = fields.clone();
-                    row.entry("time").or_insert_with(|| unknown_time.clone());
-                    if key == "renames" || key == "links" {
-                        row.entry("note").or_insert_with(|| empty_text.clone());
-                    }
-                    Value::Object(row)
-                }
-                other => other.clone(),
-            })
-            .collect();
-        out.insert(key.into(), Value::Array(rows));
-    }
-    let count = |key: &str| {
-        record
-            .get("totals")
-            .and_then(|t| t.get(key))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-    };
-    for (name, key) in [
-        ("n_uploads", "uploads"),
-        ("n_downloads", "downloads"),
-        ("n_deletes", "deletes"),
-        ("n_renames", "renames"),
-        ("n_links", "links"),
-        ("n_mkdirs", "mkdirs"),
-        ("n_rmdirs", "rmdirs"),
-        ("n_changes", "changes"),
-        ("n_failures", "failures"),
-        ("n_incomplete", "incomplete_transfers"),
-        ("n_replaced", "replaced"),
-        ("n_cut", "cut_names"),
-    ] {
-        out.insert(name.into(), count(key).into());
-    }
-    let other = count("mkdirs") + count("rmdirs") + count("changes") + count("links");
-    out.insert("n_other".into(), other.into());
-    tera::Context::from_value(Value::Object(out)).expect("an object is a context")
+    Ok(report)
 }
 
-/// Tera hides the useful part of its errors in `source()`.
 /// Tera with the `built_in` templates (name, text), each replaced by a same-named file in
 /// `dir` when there is one; `what` names them in errors ("mail", "digest", …). `.html`
 /// templates autoescape every value. A template that does not parse is exit 2.
 pub fn load_tera(dir: Option<&Path>, built_in: &[(&str, &str)], what: &str) -> Result<Tera> {
+    tera_of(template_sources(dir, built_in, what)?, what)
+}
+
+/// The `built_in` templates (name, text), each replaced by a same-named file in `dir`.
+fn template_sources<'a>(
+    dir: Option<&Path>,
+    built_in: &[(&'a str, &str)],
+    what: &str,
+) -> Result<Vec<(&'a str, String)>> {
     let mut sources = Vec::new();
     for &(name, text) in built_in {
         let text = match dir.map(|d| d.join(name)) {
@@ -208,6 +144,10 @@ pub fn load_tera(dir: Option<&Path>, built_in: &[(&str, &str)], what: &str) -> R
         };
         sources.push((name, text));
     }
+    Ok(sources)
+}
+
+fn tera_of(sources: Vec<(&str, String)>, what: &str) -> Result<Tera> {
     let mut tera = Tera::default();
     tera.autoescape_on(vec![".html"]);
     tera.add_raw_templates(sources).map_err(|e| {
@@ -338,12 +278,8 @@ impl Addresses {
 #[derive(Default)]
 pub struct RecipientCache(std::collections::HashMap<String, Vec<Mailbox>>);
 
-/// The whole message: text and HTML alternatives, UTF-8.
-pub fn build_message(
-    addresses: &Addresses,
-    report: &Report,
-    rendered: Rendered,
-) -> Result<Message> {
+/// The whole mail: text and HTML alternatives, UTF-8.
+pub fn build_message(addresses: &Addresses, report: &Report, rendered: Rendered) -> Result<Mail> {
     build_message_to(
         addresses,
         &report.user,
@@ -358,95 +294,18 @@ pub fn build_message_to(
     user: &str,
     recipients: Vec<Mailbox>,
     rendered: Rendered,
-) -> Result<Message> {
+) -> Result<Mail> {
     if recipients.is_empty() {
         anyhow::bail!("no recipient for user {user} (mail.to is empty)");
     }
-    let mut builder = Message::builder()
-        .from(addresses.from.clone())
-        .subject(rendered.subject);
-    for to in recipients {
-        builder = builder.to(to);
-    }
-    builder
-        .multipart(
-            MultiPart::alternative()
-                .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(
-                    Body::dangerous_pre_encoded(
-                        quoted_printable(&rendered.text),
-                        ContentTransferEncoding::QuotedPrintable,
-                    ),
-                ))
-                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(
-                    Body::dangerous_pre_encoded(
-                        base64_lines(&rendered.html),
-                        ContentTransferEncoding::Base64,
-                    ),
-                )),
-        )
-        .context("cannot build the report mail")
-}
-
-// The two body encodings are written here rather than left to lettre's `Body::new`: that
-// scans each body twice to choose an encoding, converts line ends byte by byte and encodes
-// base64 in 57-byte pieces through the slow tail path; together about 30 instructions a
-// byte, more than the templates cost (docs/watch.md, "Rendering cost").
-
-/// The text part as quoted-printable (RFC 2045 6.7): line ends become CRLF, `=`, control
-/// and non-ASCII bytes `=XX`, a space or tab before a line end `=20`/`=09`, and lines are
-/// broken softly (`=` CRLF) before 76 characters. The text's UTF-8 bytes survive any
-/// 7-bit path and any line-length limit.
-fn quoted_printable(text: &str) -> Vec<u8> {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = Vec::with_capacity(text.len() + text.len() / 8 + 16);
-    let mut lines = text.split('\n').peekable();
-    while let Some(line) = lines.next() {
-        let line = line.strip_suffix('\r').unwrap_or(line).as_bytes();
-        let mut col = 0;
-        for (i, &b) in line.iter().enumerate() {
-            let last = i + 1 == line.len();
-            let plain =
-                matches!(b, b'!'..=b'<' | b'>'..=b'~') || (b == b' ' || b == b'\t') && !last;
-            let width = if plain { 1 } else { 3 };
-            if col + width > 75 {
-                out.extend_from_slice(b"=\r\n");
-                col = 0;
-            }
-            if plain {
-                out.push(b);
-            } else {
-                out.extend_from_slice(&[b'=', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-            }
-            col += width;
-        }
-        if lines.peek().is_some() {
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    out
-}
-
-/// The HTML part as base64 of its CRLF form (text bodies are encoded in canonical form),
-/// in lines of 76 characters. The `base64` crate, in the tree already through lettre,
-/// encodes the whole body in one call through its block loop.
-fn base64_lines(text: &str) -> Vec<u8> {
-    use base64::Engine;
-    let mut canonical = Vec::with_capacity(text.len() + text.len() / 32);
-    for (i, line) in text.split('\n').enumerate() {
-        if i > 0 {
-            canonical.extend_from_slice(b"\r\n");
-        }
-        canonical.extend_from_slice(line.strip_suffix('\r').unwrap_or(line).as_bytes());
-    }
-    let encoded = base64::engine::general_purpose::STANDARD.encode(&canonical);
-    let mut out = Vec::with_capacity(encoded.len() + encoded.len() / 38 + 2);
-    for (i, line) in encoded.as_bytes().chunks(76).enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(line);
-    }
-    out
+    mime::assemble(
+        &addresses.from,
+        recipients,
+        rendered.subject,
+        &rendered.text,
+        &rendered.html,
+    )
+    .context("cannot build the report mail")
 }
 
 #[cfg(test)]
@@ -571,8 +430,8 @@ mod tests {
                 m.remove(k);
             }
         }
-        let context = tera::Context::from_value(value).unwrap();
-        let out = t.render_context(&context).unwrap();
+        let report = read_report(&serde_json::to_vec(&value).unwrap()).unwrap();
+        let out = t.render(&report).unwrap();
         assert!(out.text.contains("RENAMED (1)"), "{}", out.text);
     }
 
@@ -587,7 +446,7 @@ mod tests {
         let rendered = t.render(&r).unwrap();
         let addresses = Addresses::from_config(&Config::default()).unwrap();
         let msg = build_message(&addresses, &r, rendered).unwrap();
-        let text = String::from_utf8(msg.formatted()).unwrap();
+        let text = String::from_utf8(msg.bytes).unwrap();
         let headers = text.split("\r\n\r\n").next().unwrap();
         assert!(!headers.lines().any(|l| l.starts_with("Bcc:")), "{headers}");
     }
@@ -617,6 +476,46 @@ mod tests {
         assert!(Templates::load(Some(&dir)).is_err());
         std::fs::write(dir.join(SUBJECT), "{% if %}").unwrap();
         assert!(Templates::load(Some(&dir)).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// An override written against the report's own fields (before the rows existed) still
+    /// gets them: the context holds what the templates name.
+    #[test]
+    fn overrides_get_the_structured_lists() {
+        let dir = std::env::temp_dir().join(format!("sftpctl-tpl-lists-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(TEXT),
+            "{% for t in uploads %}{{ t.path }}={{ t.bytes }};{% endfor %}{{ totals.uploads }} \
+             {{ deletes[0].path }} {{ id }} {{ ending }}",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(HTML),
+            "{% for m in renames %}<i>{{ m.new }}</i>{% endfor %}",
+        )
+        .unwrap();
+        let t = Templates::load(Some(&dir)).unwrap();
+        let mut r = capture().remove(1);
+        r.renames[0].new = "<b>".into();
+        let out = t.render(&r).unwrap();
+        assert_eq!(
+            out.text,
+            format!("up.txt=12;big.bin=3000000;2 big.renamed {} closed", r.id)
+        );
+        assert_eq!(out.html, "<i>&lt;b&gt;</i>");
+        std::fs::write(dir.join(TEXT), "{{ __tera_context }}").unwrap();
+        let t = Templates::load(Some(&dir)).unwrap();
+        let out = t.render(&r).unwrap();
+        for key in [
+            "\"uploads\"",
+            "\"upload_lines\"",
+            "\"totals\"",
+            "\"n_other\"",
+        ] {
+            assert!(out.text.contains(key), "{key} missing: {}", out.text);
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -94,33 +94,40 @@ pub struct ShownMove {
 /// A name with the time of its request: a delete, a directory made or removed, an
 /// attribute change (`PATH: what changed`). It reads as its name (`Deref<Target = str>`).
 /// Records and saved reports from before entries had times hold plain strings: both read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "NamedOrString")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Named {
     pub path: String,
     pub time: String,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum NamedOrString {
-    Plain(String),
-    Named {
-        path: String,
-        #[serde(default)]
-        time: String,
-    },
-}
-
-impl From<NamedOrString> for Named {
-    fn from(n: NamedOrString) -> Named {
-        match n {
-            NamedOrString::Plain(path) => Named {
-                path,
-                time: String::new(),
-            },
-            NamedOrString::Named { path, time } => Named { path, time },
+// By hand rather than `#[serde(untagged)]`: that buffers each entry and builds (and drops) a
+// "not a string" error before it tries the object, for every entry of every outbox record.
+impl<'de> Deserialize<'de> for Named {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Named, D::Error> {
+        #[derive(Deserialize)]
+        struct Fields {
+            path: String,
+            #[serde(default)]
+            time: String,
         }
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = Named;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a name, or an object with a path and a time")
+            }
+            fn visit_str<E: serde::de::Error>(self, path: &str) -> Result<Named, E> {
+                Ok(Named::from(path))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Named, A::Error> {
+                let f = Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Named {
+                    path: f.path,
+                    time: f.time,
+                })
+            }
+        }
+        d.deserialize_any(Either)
     }
 }
 

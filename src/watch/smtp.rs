@@ -60,16 +60,20 @@ impl SmtpClient {
     /// that fails before the mail went out (the server dropped it, or allows fewer mails a
     /// connection) is replaced once at once, instead of waiting for the retry backoff.
     pub fn send(&mut self, message: &Message) -> Result<()> {
+        self.send_raw(message.envelope(), &message.formatted())
+    }
+
+    /// [`SmtpClient::send`] for a mail already in bytes.
+    pub fn send_raw(&mut self, envelope: &Envelope, email: &[u8]) -> Result<()> {
         if self.sent >= MESSAGES_PER_CONNECTION {
             self.close();
         }
-        let email = message.formatted();
         let reused = self.connection.as_ref().is_some_and(|c| !c.has_broken());
-        match self.send_once(message.envelope(), &email) {
+        match self.send_once(envelope, email) {
             Err(Failed {
                 error: _,
                 mail_sent: false,
-            }) if reused => self.send_once(message.envelope(), &email),
+            }) if reused => self.send_once(envelope, email),
             other => other,
         }
         .map_err(|f| f.error)

@@ -681,7 +681,7 @@ fn stages(log: &[u8]) -> Vec<(String, Vec<u8>)> {
     let start = Instant::now();
     let contexts: Vec<tera::Context> = records
         .iter()
-        .map(|r| tera::Context::from_value(serde_json::from_slice(r).unwrap()).unwrap())
+        .map(|r| templates.context(&sftpctl::watch::mail::read_report(r).unwrap()))
         .collect();
     per("outbox JSON -> tera context", start.elapsed(), n);
     let start = Instant::now();
@@ -697,7 +697,7 @@ fn stages(log: &[u8]) -> Vec<(String, Vec<u8>)> {
         .map(|r| {
             build_message_to(&addresses, "alice", addresses.recipients("alice"), r)
                 .unwrap()
-                .formatted()
+                .bytes
         })
         .collect();
     per("lettre message (MIME, q-p)", start.elapsed(), n);
