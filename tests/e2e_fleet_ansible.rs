@@ -55,10 +55,11 @@ fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The .deb the role installs: `SFTPCTL_DEB`, else one built from this test's binary.
-fn package() -> PathBuf {
+/// The .deb the role installs: `SFTPCTL_DEB`, else one built from this test's binary (then
+/// also the directory to remove).
+fn package() -> (PathBuf, Option<PathBuf>) {
     if let Some(deb) = std::env::var_os("SFTPCTL_DEB") {
-        return PathBuf::from(deb);
+        return (PathBuf::from(deb), None);
     }
     let dir = std::env::temp_dir().join(format!("sftpctl-fleet-deb-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -72,11 +73,12 @@ fn package() -> PathBuf {
         .status()
         .expect("run make deb-package");
     assert!(status.success(), "make deb-package failed ({status})");
-    std::fs::read_dir(&dir)
+    let deb = std::fs::read_dir(&dir)
         .expect("read the package dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .expect("make deb-package made no .deb")
+        .expect("make deb-package made no .deb");
+    (deb, Some(dir))
 }
 
 #[test]
@@ -97,13 +99,16 @@ fn ansible_role_on_two_booted_hosts() {
         eprintln!("not run: set SFTPCTL_TEST_BOOTED=1 (root, systemd-container, debootstrap)");
         return;
     }
-    let deb = package();
+    let (deb, built_in) = package();
     let out = Command::new("bash")
         .arg(manifest_dir().join("tests/hosts/ansible.sh"))
         .arg(&ansible)
         .arg(&deb)
-        .output()
-        .expect("run tests/hosts/ansible.sh");
+        .output();
+    if let Some(dir) = built_in {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let out = out.expect("run tests/hosts/ansible.sh");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // Everything, also on success: the recaps and timings belong in the CI log.
