@@ -186,6 +186,16 @@ s_check_fresh() {
     done
 }
 
+# The shipped example: the playbook and role parse, the example inventory names its two hosts.
+s_example_inventory() {
+    local out
+    out=$(cd "$repo/contrib/ansible" && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$work/home" LANG=C.UTF-8 \
+        ANSIBLE_HOME="$work/home/.ansible" ANSIBLE_LOCAL_TEMP="$work/home/tmp" ANSIBLE_CONFIG="$work/ansible.cfg" \
+        sh -c '"$1" -i inventory.example.yml site.yml --syntax-check && "$1" -i inventory.example.yml site.yml --list-hosts' - "$playbook_bin" 2>&1) ||
+        fail "syntax check: $out"
+    grep_all -x ' *sftp-eu' <<<"$out" && grep_all -x ' *sftp-us' <<<"$out" || fail "the example inventory's hosts: $out"
+}
+
 s_first_run() {
     play first
     local l
@@ -247,6 +257,43 @@ s_check_mode() {
     grep -A3 '^TASK \[sftpctl : Apply, dry run' "$work/check.out" | grep -E '^(changed|ok)' | sed 's/^/  | /'
 }
 
+# A config with a key sftpctl does not know fails the run and leaves every host's config as it
+# was; a good change is written, restarts the watcher (it reads the config), and init, whose
+# files do not depend on mail.from, reports no change.
+s_config_change() {
+    local l pids=()
+    sed "s|^sftpctl_users_file: .*|sftpctl_users_file: $work/users.toml|" "$work/vars.yml" >"$work/vars.good"
+    cp "$work/vars.good" "$work/vars.yml"
+    sed -i 's|^  mail:$|  no_such_key: 1\n  mail:|' "$work/vars.yml"
+    for l in "${LABELS[@]}"; do guest_use "$l"; etc_sums >"$work/before-$l"; done
+    if (play bad-config) >/dev/null 2>&1; then fail "a config with an unknown key was accepted"; fi
+    grep_all 'unknown field `no_such_key`' "$work/bad-config.out" || fail "sftpctl's message is not in the output: $(tail -20 "$work/bad-config.out")"
+    echo "  refused: $(grep -o 'unknown field `no_such_key`[^"]*' "$work/bad-config.out" | head -1)"
+    for l in "${LABELS[@]}"; do
+        guest_use "$l"
+        etc_sums >"$work/after-$l"
+        diff "$work/before-$l" "$work/after-$l" >&2 || fail "$l: the bad config changed files"
+        pids+=("$(in_guest systemctl show -p MainPID --value sftpctl-watch.service)")
+    done
+    sed 's|^    from: .*|    from: "other reports <other@example.org>"|' "$work/vars.good" >"$work/vars.yml"
+    play config-change
+    local i hosts
+    for task in "Write the config from sftpctl_config" "Restart the watcher"; do
+        hosts=$(awk -v t="RUNNING HANDLER [sftpctl : $task]" 'index($0, t) == 1 { on = 1; next } index($0, "TASK [") == 1 || index($0, "RUNNING HANDLER [") == 1 { on = 0 } on && /^changed: \[/ { sub(/^changed: \[/, ""); sub(/\].*/, ""); print }' "$work/config-change.out" | sort | tr '\n' ' ')
+        [[ $task == Restart* ]] || hosts=$(changed_in_task config-change "$task" | tr '\n' ' ')
+        [[ $hosts == "sftp-a sftp-b " ]] || fail "'$task' changed on '$hosts', not on both"
+    done
+    [[ -z $(changed_in_task config-change Init) ]] || fail "init ran for a mail.from change"
+    for i in 0 1; do
+        l=${LABELS[i]}
+        [[ $(recap config-change "$l" changed) == 2 ]] || fail "$l: $(recap config-change "$l" changed) changes, not 2 (config, watcher restart)"
+        guest_use "$l"
+        in_guest grep -qF 'from = "other reports <other@example.org>"' /etc/sftpctl/sftpctl.toml || fail "$l: the new mail.from is not written"
+        watcher_restarted() { [[ $(in_guest systemctl show -p MainPID --value sftpctl-watch.service) != "${pids[i]}" ]]; }
+        watcher_restarted && in_guest systemctl is-active --quiet sftpctl-watch.service || fail "$l: the watcher was not restarted"
+    done
+}
+
 echo "fleet runs with Ansible: $("$playbook_bin" --version | sed -n 1p)"
 step rootfs s_rootfs
 needed
@@ -259,12 +306,14 @@ needed
 step setup-files s_setup_files
 needed
 step template-escaping s_template_escaping
+step example-inventory s_example_inventory
 step check-mode-fresh-hosts s_check_fresh
 step first-run s_first_run
 needed
 step hosts-set-up s_hosts_set_up
 step second-run-no-change s_second_run
 step check-mode s_check_mode
+step config-change s_config_change
 TIMINGS+=("whole-run $(elapsed "$run_start") -")
 if summary; then
     echo "PASS: fleet runs with Ansible"
