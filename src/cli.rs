@@ -130,6 +130,10 @@ pub struct InitArgs {
     #[arg(long, conflicts_with_all = ["admin", "admin_keys", "forward_to", "collect"])]
     pub undo: bool,
 
+    /// With --dry-run: exit 3 when changes would be made (for Ansible's changed_when).
+    #[arg(long, requires = "dry_run", conflicts_with = "undo")]
+    pub exit_code: bool,
+
     #[command(flatten)]
     pub dry_run: DryRun,
 }

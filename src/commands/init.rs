@@ -1,12 +1,14 @@
 //! `sftpctl init`: groups, the jail root, and every sshd/PAM/rsyslog/logrotate/systemd file,
 //! validated before any service is reloaded.
 
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use crate::accounts;
 use crate::cli::InitArgs;
+use crate::commands::apply::EXIT_WOULD_CHANGE;
 use crate::commands::finish;
 use crate::config::{self, Config, Source};
 use crate::error::{require_root, usage};
@@ -64,6 +66,17 @@ pub fn run(config: &Config, source: &Source, args: &InitArgs) -> Result<()> {
     }
 
     let plan = build(&config, source, &admin_keys)?;
+    if args.exit_code {
+        // clap holds --exit-code to --dry-run: this only prints.
+        let pending = print_plan(&plan)?;
+        for note in &notes {
+            eprintln!("{note}");
+        }
+        if pending > 0 {
+            std::process::exit(EXIT_WOULD_CHANGE);
+        }
+        return Ok(());
+    }
     finish("init", plan, args.dry_run.dry_run)?;
     for note in notes {
         eprintln!("{note}");
@@ -84,6 +97,16 @@ fn not_in_config(source: &Source, line: &str) -> String {
         "sftpctl: note: {} does not say {line}: add it there, or the next init without the option takes it back",
         source.path.display()
     )
+}
+
+/// `--dry-run --exit-code`: the plan as `finish` prints it, and how many changes it holds.
+fn print_plan(plan: &Plan) -> Result<usize> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    writeln!(out, "sftpctl init --dry-run: the plan").context("write the plan to stdout")?;
+    let pending = plan.print_dry_run(&mut out)?;
+    out.flush().context("write the plan to stdout")?;
+    Ok(pending)
 }
 
 fn build(config: &Config, source: &Source, admin_keys: &[keys::PublicKey]) -> Result<Plan> {

@@ -15,7 +15,7 @@ bookworm | trixie) ;;
 esac
 # The .deb's Depends (openssh-server, rsyslog, logrotate) are here: the guest has no network,
 # so `dpkg -i` must find them installed. procps: pgrep/ps for the session checks.
-packages=systemd-sysv,dbus,openssh-server,openssh-client,rsyslog,logrotate,msmtp,ca-certificates,procps
+packages=systemd-sysv,dbus,openssh-server,openssh-client,rsyslog,logrotate,msmtp,ca-certificates,procps,python3,rsyslog-gnutls,gnutls-bin,iproute2
 tag=$(printf '%s' "$packages" | sha256sum | cut -c1-8)
 tarball=$cache/debian-$suite-sftpctl-$tag.tar
 if [[ -s $tarball ]]; then
