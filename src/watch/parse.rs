@@ -294,7 +294,11 @@ fn parse_into(raw: &[u8], now: i64, sender: &mut Sender) -> Parsed {
             _ => return Parsed::Foreign,
         },
     };
-    let host = String::from_utf8_lossy(host).into_owned();
+    // from_utf8_lossy walks its chunk iterator even for a short ASCII name.
+    let host = match std::str::from_utf8(host) {
+        Ok(host) => host.to_owned(),
+        Err(_) => String::from_utf8_lossy(host).into_owned(),
+    };
     let event = if message.len() >= MAYBE_CUT {
         parse_cut_message(message)
     } else {
@@ -343,8 +347,22 @@ pub(crate) fn split_header(line: &[u8], now: i64) -> Option<Header<'_>> {
         time = (Some(time::parse_traditional(&rest[..15], now)?), None);
         rest = &rest[16..];
     } else {
-        let (stamp, after) = split_once(rest, b" ")?;
-        let (secs, micros) = time::parse_rfc3339_micros(stamp)?;
+        // rsyslog's file format: a stamp of fixed width (`…T16:04:18.430882+00:00 `), taken
+        // without a search. One that parses with a `T` holds no space: the search would have
+        // found this end.
+        let fixed = match rest.get(32) {
+            Some(b' ') if rest[10] == b'T' => {
+                time::parse_rfc3339_micros(&rest[..32]).map(|t| (t, &rest[33..]))
+            }
+            _ => None,
+        };
+        let ((secs, micros), after) = match fixed {
+            Some(found) => found,
+            None => {
+                let (stamp, after) = split_once(rest, b" ")?;
+                (time::parse_rfc3339_micros(stamp)?, after)
+            }
+        };
         time = (
             Some(secs),
             micros.map(|us| secs.saturating_mul(1_000_000) + i64::from(us)),
@@ -1383,6 +1401,34 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn stamps_of_the_fixed_width_and_of_others_read_alike() {
+        let at = |stamp: &str| match parse_line(
+            format!("{stamp} vm internal-sftp[5701]: remove name \"/data/x\"").as_bytes(),
+            NOW,
+        ) {
+            Parsed::Sftp(l) => Some((l.host, l.time, l.time_us)),
+            _ => None,
+        };
+        // 2026-11-27T16:04:18Z
+        let want = Some((
+            "vm".to_string(),
+            Some(1_795_795_458),
+            Some(1_795_795_458_430_882),
+        ));
+        assert_eq!(at("2026-11-27T16:04:18.430882+00:00"), want);
+        assert_eq!(at("2026-11-27T17:04:18.430882+01:00"), want);
+        assert_eq!(at("2026-11-27T16:04:18.430882000000"), want);
+        assert_eq!(at("2026-11-27T16:04:18.430882Z"), want);
+        // 32 bytes with a space inside: the stamp ends there, as it always did.
+        assert_eq!(at("2026-11-27T16:04:18.4 30882+00:00"), None);
+        assert_eq!(
+            at("2026-11-27 16:04:18.430882+00:00").map(|(h, ..)| h),
+            None,
+            "a space after the date ends the stamp"
+        );
     }
 
     #[test]
