@@ -11,7 +11,8 @@
 //!    the ratio, measured in the same run (best and median of `REPORT_BENCH_RUNS`, default 3).
 //! 3. Instructions per line (`valgrind --tool=callgrind`, when installed) for `report
 //!    --format json` over a sample of 200,000 lines, plain and gzip-compressed: stable on a
-//!    noisy machine where wall times are not.
+//!    noisy machine where wall times are not. Counted by thread (parse+apply, printing,
+//!    reading): on two cores the wall time follows the busier core.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
