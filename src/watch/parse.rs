@@ -294,7 +294,11 @@ fn parse_into(raw: &[u8], now: i64, sender: &mut Sender) -> Parsed {
             _ => return Parsed::Foreign,
         },
     };
-    let host = String::from_utf8_lossy(host).into_owned();
+    // from_utf8_lossy walks its chunk iterator even for a short ASCII name.
+    let host = match std::str::from_utf8(host) {
+        Ok(host) => host.to_owned(),
+        Err(_) => String::from_utf8_lossy(host).into_owned(),
+    };
     let event = if message.len() >= MAYBE_CUT {
         parse_cut_message(message)
     } else {
@@ -343,8 +347,22 @@ pub(crate) fn split_header(line: &[u8], now: i64) -> Option<Header<'_>> {
         time = (Some(time::parse_traditional(&rest[..15], now)?), None);
         rest = &rest[16..];
     } else {
-        let (stamp, after) = split_once(rest, b" ")?;
-        let (secs, micros) = time::parse_rfc3339_micros(stamp)?;
+        // rsyslog's file format: a stamp of fixed width (`…T16:04:18.430882+00:00 `), taken
+        // without a search. One that parses with a `T` holds no space: the search would have
+        // found this end.
+        let fixed = match rest.get(32) {
+            Some(b' ') if rest[10] == b'T' => {
+                time::parse_rfc3339_micros(&rest[..32]).map(|t| (t, &rest[33..]))
+            }
+            _ => None,
+        };
+        let ((secs, micros), after) = match fixed {
+            Some(found) => found,
+            None => {
+                let (stamp, after) = split_once(rest, b" ")?;
+                (time::parse_rfc3339_micros(stamp)?, after)
+            }
+        };
         time = (
             Some(secs),
             micros.map(|us| secs.saturating_mul(1_000_000) + i64::from(us)),
@@ -461,7 +479,41 @@ fn trailing_number(s: &[u8]) -> Option<(&[u8], u64)> {
 }
 
 fn name(raw: &[u8]) -> String {
-    for_people(raw)
+    common_name(raw).unwrap_or_else(|| for_people(raw))
+}
+
+/// [`for_people`] of the names nearly every line carries, in one pass: printable ASCII, `\\`,
+/// and Latin-1 letters as internal-sftp logs them (`\303\251`, é), which decode to text that
+/// needs nothing shown differently. `None` for anything else (the full decoding then).
+fn common_name(raw: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    loop {
+        let run = memchr::memchr(b'\\', rest).unwrap_or(rest.len());
+        // Without an early exit, so that it is done 32 bytes at a time.
+        let printable = rest[..run]
+            .iter()
+            .fold(true, |all, &b| all & (b.wrapping_sub(0x20) < 0x5f));
+        if !printable {
+            return None;
+        }
+        out.extend_from_slice(&rest[..run]);
+        rest = &rest[run..];
+        match rest {
+            [] => break,
+            [b'\\', b'\\', tail @ ..] => {
+                out.push(b'\\');
+                rest = tail;
+            }
+            [b'\\', b'3', b'0', b'3', b'\\', b'2', d1 @ b'0'..=b'7', d2 @ b'0'..=b'7', tail @ ..] =>
+            {
+                out.extend_from_slice(&[0xC3, 0x80 + (d1 - b'0') * 8 + (d2 - b'0')]);
+                rest = tail;
+            }
+            _ => return None,
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// `"NAME"` up to the end of the message.
@@ -1351,7 +1403,80 @@ mod tests {
         }
     }
 
+    #[test]
+    fn stamps_of_the_fixed_width_and_of_others_read_alike() {
+        let at = |stamp: &str| match parse_line(
+            format!("{stamp} vm internal-sftp[5701]: remove name \"/data/x\"").as_bytes(),
+            NOW,
+        ) {
+            Parsed::Sftp(l) => Some((l.host, l.time, l.time_us)),
+            _ => None,
+        };
+        // 2026-11-27T16:04:18Z
+        let want = Some((
+            "vm".to_string(),
+            Some(1_795_795_458),
+            Some(1_795_795_458_430_882),
+        ));
+        assert_eq!(at("2026-11-27T16:04:18.430882+00:00"), want);
+        assert_eq!(at("2026-11-27T17:04:18.430882+01:00"), want);
+        assert_eq!(at("2026-11-27T16:04:18.430882000000"), want);
+        assert_eq!(at("2026-11-27T16:04:18.430882Z"), want);
+        // 32 bytes with a space inside: the stamp ends there, as it always did.
+        assert_eq!(at("2026-11-27T16:04:18.4 30882+00:00"), None);
+        assert_eq!(
+            at("2026-11-27 16:04:18.430882+00:00").map(|(h, ..)| h),
+            None,
+            "a space after the date ends the stamp"
+        );
+    }
+
+    #[test]
+    fn common_names_decode_as_the_full_decoding_does() {
+        for raw in [
+            &b""[..],
+            b"/data/in/a b.pdf",
+            br"/data/out/r\303\251sum\303\251-1.txt",
+            br"a\\b",
+            br"\303\277\303\200",
+        ] {
+            assert_eq!(
+                common_name(raw).as_deref(),
+                Some(&*for_people(raw)),
+                "{raw:?}"
+            );
+        }
+        // Everything else takes the full decoding.
+        for raw in [
+            &br"\303"[..],
+            // `\\` then a stray `\251`: an invalid byte, U+FFFD in the full decoding.
+            br"\\303\251",
+            br"\303\300",
+            br"\342\200\256",
+            br"a\nb",
+            br"\001",
+            b"tab\there",
+            b"\xc3\xa9",
+        ] {
+            assert_eq!(common_name(raw), None, "{raw:?}");
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn common_names_are_what_for_people_makes(
+            parts in proptest::collection::vec(proptest::sample::select(vec![
+                "a", " ", "\"", "~", "\\\\", "\\303\\251", "\\303\\200", "\\303\\277",
+                "\\303", "\\2", "\\342\\200\\256", "\\n", "\\t", "\\0", "\\377", "\\",
+                "\u{e9}", "\t", "3", "\\303\\3",
+            ]), 0..12),
+        ) {
+            let raw = parts.concat();
+            if let Some(fast) = common_name(raw.as_bytes()) {
+                proptest::prop_assert_eq!(fast, for_people(raw.as_bytes()));
+            }
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..700)) {
             let _ = parse_line(&bytes, NOW);

@@ -73,7 +73,7 @@ pub const CUT_MARK: &str = "…";
 
 /// A list that keeps its first `cap` entries and counts the rest. A sealed list (its session
 /// reached `max_session_bytes`) keeps what it has and counts everything after.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Bounded<T> {
     pub items: Vec<T>,
     pub more: u64,
@@ -83,6 +83,21 @@ pub struct Bounded<T> {
     /// the request's otherwise. Aligned with `items` by [`Session::stamp`].
     #[serde(default)]
     pub times: Vec<i64>,
+    /// The heap bytes of `items` (their [`HeapBytes`]), kept up to date by every change of
+    /// the table's own: recounting every entry after every line was a tenth of `report`'s
+    /// parse-and-apply thread. Not saved: [`Bounded::recount`] when a session comes back.
+    #[serde(skip)]
+    heap: usize,
+}
+
+// By hand: the byte count is bookkeeping, not content (a saved list has none until recounted).
+impl<T: PartialEq> PartialEq for Bounded<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.items == other.items
+            && self.more == other.more
+            && self.sealed == other.sealed
+            && self.times == other.times
+    }
 }
 
 impl<T> Default for Bounded<T> {
@@ -92,19 +107,42 @@ impl<T> Default for Bounded<T> {
             more: 0,
             sealed: false,
             times: Vec::new(),
+            heap: 0,
         }
     }
 }
 
-impl<T> Bounded<T> {
+impl<T: HeapBytes> Bounded<T> {
     fn push(&mut self, item: T, cap: usize) {
         if !self.sealed && self.items.len() < cap {
+            self.heap += item.heap_bytes();
             self.items.push(item);
         } else {
             self.more += 1;
         }
     }
 
+    /// Entry `i` changed in place by `change`: its heap bytes counted again.
+    fn change(&mut self, i: usize, change: impl FnOnce(&mut T)) {
+        let item = &mut self.items[i];
+        let before = item.heap_bytes();
+        change(item);
+        self.heap = self.heap - before + item.heap_bytes();
+    }
+
+    fn remove(&mut self, i: usize) -> T {
+        let item = self.items.remove(i);
+        self.heap -= item.heap_bytes();
+        item
+    }
+
+    /// Counts the entries' heap bytes again (a list made or changed outside the table).
+    fn recount(&mut self) {
+        self.heap = self.items.iter().map(T::heap_bytes).sum();
+    }
+}
+
+impl<T> Bounded<T> {
     /// Gives the entries pushed since the last call the time `at`.
     fn stamp(&mut self, at: i64) {
         if self.times.len() < self.items.len() {
@@ -571,9 +609,11 @@ impl Session {
             self.totals.replaced += 1;
         }
         if is_temporary_upload_name(&old) {
-            if let Some(up) = self.uploads.items.iter_mut().rev().find(|u| u.path == old) {
-                up.path = new;
-                up.replaced = replaced;
+            if let Some(i) = self.uploads.items.iter().rposition(|u| u.path == old) {
+                self.uploads.change(i, |up| {
+                    up.path = new;
+                    up.replaced = replaced;
+                });
                 return;
             }
         }
@@ -584,14 +624,16 @@ impl Session {
             .rposition(|m| m.new == old && !m.is_news_by_itself());
         if let Some(i) = foldable {
             if self.renames.items[i].old == new && replaced == Replaced::No {
-                self.renames.items.remove(i);
+                self.renames.remove(i);
                 if i < self.renames.times.len() {
                     self.renames.times.remove(i);
                 }
                 self.totals.renames = self.totals.renames.saturating_sub(1);
             } else {
-                self.renames.items[i].new = new;
-                self.renames.items[i].replaced = replaced;
+                self.renames.change(i, |m| {
+                    m.new = new;
+                    m.replaced = replaced;
+                });
             }
             return;
         }
@@ -922,7 +964,11 @@ pub struct LineStats {
 ///    bytes: a user who floods pushes out their own sessions before anyone else's.
 #[derive(Debug, Default)]
 pub struct Sessions {
-    by_host: HashMap<String, HashMap<u32, u64>>,
+    /// Looked up on every line. foldhash, randomly seeded per map like std's SipHash but a
+    /// tenth of its cost: hosts and pids are the log's and the kernel's, not a jailed client's
+    /// to choose, and a sender who forges lines (UDP, `--trust-unverified`) still does not
+    /// know the seed to aim collisions with. Names a client picks keep SipHash ([`name_hash`]).
+    by_host: SeededMap<String, SeededMap<u32, u64>>,
     slots: IdMap<u64, Slot>,
     open: usize,
     next_id: u64,
@@ -969,6 +1015,7 @@ impl std::hash::Hasher for IdHasher {
 }
 
 type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
+type SeededMap<K, V> = foldhash::HashMap<K, V>;
 
 #[derive(Debug)]
 struct Slot {
@@ -989,9 +1036,13 @@ const HEADLESS: u32 = 0;
 /// bytes their sessions hold.
 #[derive(Debug, Default)]
 struct Owners {
-    ids: HashMap<String, u32>,
+    /// Account names from sshd's `session opened` lines (see [`Sessions::by_host`]).
+    ids: SeededMap<String, u32>,
     groups: IdMap<u32, Group>,
-    ranking: std::collections::BTreeSet<(usize, u32)>,
+    /// The users (not [`HEADLESS`]) by the bytes their groups hold: made the first time a
+    /// bound is reached, kept up to date from then on. Until then nothing reads it, and keeping
+    /// it cost two B-tree updates on nearly every line (`report` over a year never needs it).
+    ranking: Option<std::collections::BTreeSet<(usize, u32)>>,
     next: u32,
 }
 
@@ -1018,7 +1069,9 @@ impl Owners {
                 ..Group::default()
             },
         );
-        self.ranking.insert((0, id));
+        if let Some(ranking) = &mut self.ranking {
+            ranking.insert((0, id));
+        }
         id
     }
 
@@ -1046,7 +1099,9 @@ impl Owners {
             let name = std::mem::take(&mut g.name);
             self.groups.remove(&owner);
             self.ids.remove(&name);
-            self.ranking.remove(&(old, owner));
+            if let Some(ranking) = &mut self.ranking {
+                ranking.remove(&(old, owner));
+            }
         } else {
             self.rerank(owner, old, new);
         }
@@ -1067,23 +1122,37 @@ impl Owners {
 
     fn rerank(&mut self, owner: u32, old: usize, new: usize) {
         if owner != HEADLESS && old != new {
-            self.ranking.remove(&(old, owner));
-            self.ranking.insert((new, owner));
+            if let Some(ranking) = &mut self.ranking {
+                ranking.remove(&(old, owner));
+                ranking.insert((new, owner));
+            }
         }
     }
 
     /// The slot to report first when a bound is reached.
-    fn victim(&self) -> Option<u64> {
+    fn victim(&mut self) -> Option<u64> {
+        let groups = &self.groups;
         let first = |owner: u32| {
-            self.groups
+            groups
                 .get(&owner)
                 .and_then(|g| g.by_activity.first())
                 .map(|&(_, id)| id)
         };
         first(HEADLESS).or_else(|| {
-            let &(_, owner) = self.ranking.last()?;
+            let &(_, owner) = self
+                .ranking
+                .get_or_insert_with(|| Self::rank(groups))
+                .last()?;
             first(owner)
         })
+    }
+
+    fn rank(groups: &IdMap<u32, Group>) -> std::collections::BTreeSet<(usize, u32)> {
+        groups
+            .iter()
+            .filter(|(&owner, _)| owner != HEADLESS)
+            .map(|(&owner, g)| (g.bytes, owner))
+            .collect()
     }
 }
 
@@ -1102,7 +1171,7 @@ fn heap_of(s: &String) -> usize {
 }
 
 /// Heap bytes owned by a value (what a list entry costs besides its slot in the list).
-trait HeapBytes {
+pub trait HeapBytes {
     fn heap_bytes(&self) -> usize;
 }
 
@@ -1179,6 +1248,7 @@ trait Sheddable {
     /// Moves the last kept entry to the count; the bytes it freed.
     fn shed_last(&mut self) -> usize;
     fn seal(&mut self);
+    fn recount(&mut self);
 }
 
 impl<T: HeapBytes> Sheddable for Bounded<T> {
@@ -1189,7 +1259,12 @@ impl<T: HeapBytes> Sheddable for Bounded<T> {
             self.items.capacity() * std::mem::size_of::<T>() + ALLOC_OVERHEAD
         };
         let times = self.times.capacity() * std::mem::size_of::<i64>();
-        slots + times + self.items.iter().map(T::heap_bytes).sum::<usize>()
+        debug_assert_eq!(
+            self.heap,
+            self.items.iter().map(T::heap_bytes).sum::<usize>(),
+            "a list changed behind its count"
+        );
+        slots + times + self.heap
     }
 
     fn shed_last(&mut self) -> usize {
@@ -1198,6 +1273,7 @@ impl<T: HeapBytes> Sheddable for Bounded<T> {
         };
         self.more += 1;
         self.times.truncate(self.items.len());
+        self.heap -= item.heap_bytes();
         let freed = item.heap_bytes() + std::mem::size_of::<T>() + std::mem::size_of::<i64>();
         if self.items.len() <= self.items.capacity() / 2 {
             self.items.shrink_to_fit();
@@ -1208,6 +1284,10 @@ impl<T: HeapBytes> Sheddable for Bounded<T> {
 
     fn seal(&mut self) {
         self.sealed = true;
+    }
+
+    fn recount(&mut self) {
+        Bounded::recount(self);
     }
 }
 
@@ -1239,21 +1319,16 @@ impl Session {
             + cut_open_files
             + known
             + pending
-            + self.lists().iter().map(|l| l.bytes()).sum::<usize>()
-    }
-
-    fn lists(&self) -> [&dyn Sheddable; 9] {
-        [
-            &self.uploads,
-            &self.downloads,
-            &self.deletes,
-            &self.renames,
-            &self.links,
-            &self.mkdirs,
-            &self.rmdirs,
-            &self.changes,
-            &self.failures,
-        ]
+            // Field by field, not through lists(): no virtual call a list on every line.
+            + self.uploads.bytes()
+            + self.downloads.bytes()
+            + self.deletes.bytes()
+            + self.renames.bytes()
+            + self.links.bytes()
+            + self.mkdirs.bytes()
+            + self.rmdirs.bytes()
+            + self.changes.bytes()
+            + self.failures.bytes()
     }
 
     fn lists_mut(&mut self) -> [&mut dyn Sheddable; 9] {
@@ -1531,7 +1606,11 @@ impl Sessions {
     }
 
     /// Adds a session to the table and the indexes (no bound is checked here).
-    fn insert(&mut self, session: Box<Session>) -> u64 {
+    fn insert(&mut self, mut session: Box<Session>) -> u64 {
+        // A restored session's lists come without their byte counts.
+        for list in session.lists_mut() {
+            list.recount();
+        }
         self.next_id += 1;
         self.next_seq += 1;
         let (id, seq) = (self.next_id, self.next_seq);
@@ -2727,10 +2806,18 @@ mod tests {
                     .map(|g| g.by_activity.len())
                     .sum();
                 assert_eq!(grouped, sessions.slots.len());
-                let ranked: usize = sessions.owners.ranking.iter().map(|&(b, _)| b).sum();
-                let headless = sessions.owners.groups.get(&HEADLESS).map_or(0, |g| g.bytes);
+                let owners = &sessions.owners;
+                // Before the first eviction the ranking is not kept: it must then be what
+                // it would be made from.
+                let ranking = owners
+                    .ranking
+                    .clone()
+                    .unwrap_or_else(|| Owners::rank(&owners.groups));
+                assert_eq!(ranking, Owners::rank(&owners.groups));
+                let ranked: usize = ranking.iter().map(|&(b, _)| b).sum();
+                let headless = owners.groups.get(&HEADLESS).map_or(0, |g| g.bytes);
                 assert_eq!(ranked + headless, sessions.held_bytes());
-                assert_eq!(sessions.owners.ids.len(), sessions.owners.ranking.len());
+                assert_eq!(owners.ids.len(), ranking.len());
                 assert!(sessions.open_count() <= 40);
                 for slot in sessions.slots.values() {
                     assert!(slot.bytes <= 4096, "{}", slot.bytes);

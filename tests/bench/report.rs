@@ -11,7 +11,8 @@
 //!    the ratio, measured in the same run (best and median of `REPORT_BENCH_RUNS`, default 3).
 //! 3. Instructions per line (`valgrind --tool=callgrind`, when installed) for `report
 //!    --format json` over a sample of 200,000 lines, plain and gzip-compressed: stable on a
-//!    noisy machine where wall times are not.
+//!    noisy machine where wall times are not. Counted by thread (parse+apply, printing,
+//!    reading): on two cores the wall time follows the busier core.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -371,6 +372,7 @@ fn instructions_per_line(set: &DataSet) {
         let out_file = dir.join(format!("callgrind.{what}"));
         let out = Command::new("valgrind")
             .arg("--tool=callgrind")
+            .arg("--separate-threads=yes")
             .arg(format!("--callgrind-out-file={}", out_file.display()))
             .arg(BIN)
             .args(["report", "--trust-unverified", "--format", "json"])
@@ -384,19 +386,34 @@ fn instructions_per_line(set: &DataSet) {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let profile = std::fs::read_to_string(&out_file).unwrap();
-        let total: u64 = profile
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("summary: ")
-                    .or_else(|| l.strip_prefix("totals: "))
-            })
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
+        // One profile a thread (`FILE-01` the main one: parse and apply), in order of start.
+        let mut threads = Vec::new();
+        for n in 1.. {
+            let Ok(profile) = std::fs::read_to_string(format!("{}-{n:02}", out_file.display()))
+            else {
+                break;
+            };
+            let count: u64 = profile
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("summary: ")
+                        .or_else(|| l.strip_prefix("totals: "))
+                })
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            threads.push(count);
+        }
+        let total: u64 = threads.iter().sum();
+        let per_line = |n: u64| n as f64 / lines as f64;
+        let each: Vec<String> = threads
+            .iter()
+            .map(|&n| format!("{:.0}", per_line(n)))
+            .collect();
         println!(
-            "callgrind, report --format json, {lines} lines ({what}): {:.1} M instructions, {:.0} a line",
+            "callgrind, report --format json, {lines} lines ({what}): {:.1} M instructions, {:.0} a line (by thread: {} = parse+apply, printing, reading)",
             total as f64 / 1e6,
-            total as f64 / lines as f64
+            per_line(total),
+            each.join(" + ")
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
