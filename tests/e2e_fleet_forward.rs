@@ -203,6 +203,18 @@ fn two_hosts_report_at_the_collector_and_forwarders_without_a_valid_certificate_
     assert_eq!(reports_of(&col, &a, "contract-a.pdf"), 1);
     assert_eq!(reports_of(&col, &b, "taxes-b.pdf"), 1);
 
+    // `report` on the collector: its log holds every forwarded line twice, each action is
+    // one row.
+    let out = col.sb.sftpctl(&["report", "--format", "csv"]);
+    let csv = stdout(&out);
+    assert_eq!(
+        csv.lines().filter(|l| l.contains("contract-a.pdf")).count(),
+        1,
+        "{csv}\n{}",
+        stderr(&out)
+    );
+    assert!(csv.contains(&a.name) && csv.contains(&b.name), "{csv}");
+
     // doctor on the collector names each host with its last line; both are recent.
     let out = col.sb.sftpctl(&["doctor"]);
     let text = stdout(&out);

@@ -153,7 +153,9 @@ fn apply_all(
     // Stays empty: finished sessions are deferred (taken below).
     let mut reports = Vec::new();
     let mut finished = Vec::new();
-    parse_logs(inputs, wall, |batch| {
+    // A collector's log holds each forwarded line twice (docs/fleet.md).
+    let skip_repeats = sessions.trust.hosts.is_some();
+    parse_logs(inputs, wall, skip_repeats, |batch| {
         for (sender, parsed) in batch.drain(..) {
             if let Parsed::Sftp(l) = &parsed {
                 clock = clock.max(l.time.unwrap_or(clock));

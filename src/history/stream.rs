@@ -29,10 +29,12 @@ pub type Batch = Vec<(Sender, Parsed)>;
 /// Reads `logs` in the order given, each to its end on its own (a last line without a newline
 /// stays a line), parses every line with `now` for the year the forward format leaves out,
 /// and calls `apply` with every [`BATCH`] lines in order. An error of reading or of `apply`
-/// stops all.
+/// stops all. `skip_repeats` (a collector's log, which holds every forwarded line twice):
+/// a line the same as one of the last few thousand is skipped ([`crate::fleet::dedupe`]).
 pub fn parse_logs(
     logs: Vec<(PathBuf, OpenLog)>,
     now: i64,
+    skip_repeats: bool,
     mut apply: impl FnMut(&mut Batch) -> Result<()>,
 ) -> Result<()> {
     std::thread::scope(|scope| {
@@ -40,6 +42,7 @@ pub fn parse_logs(
         let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(QUEUED + 2);
         scope.spawn(move || read_all(logs, &chunk_tx, &spare_rx));
         let mut batch = Vec::new();
+        let mut recent = skip_repeats.then(crate::fleet::dedupe::Recent::default);
         for chunk in chunk_rx {
             let chunk = chunk?;
             let mut rest = &chunk[..];
@@ -48,8 +51,13 @@ pub fn parse_logs(
                     Some(at) => (&rest[..at], &rest[at + 1..]),
                     None => (rest, &rest[rest.len()..]),
                 };
-                batch.push(parse_feed_line(line, now));
                 rest = after;
+                if let Some(recent) = &mut recent {
+                    if recent.repeat("", line) {
+                        continue;
+                    }
+                }
+                batch.push(parse_feed_line(line, now));
                 if batch.len() == BATCH {
                     apply(&mut batch)?;
                     batch.clear();
@@ -135,7 +143,7 @@ mod tests {
             logs.push((path.clone(), super::super::logs::open_log(&path).unwrap()));
         }
         let mut got = Vec::new();
-        parse_logs(logs, 0, |batch| {
+        parse_logs(logs, 0, false, |batch| {
             got.extend(batch.drain(..).map(|(_, p)| p));
             Ok(())
         })

@@ -58,6 +58,17 @@ sftp_put() {
         fail "$user cannot upload $file on $label"
 }
 
+# What the forwarders' rsyslog said and what waits in their queues (after a failure).
+forwarders_diag() {
+    local l
+    for l in sftp-a sftp-b; do
+        guest_use "$l"
+        echo "--- $l: rsyslog's journal (last 15), queue ---" >&2
+        in_guest journalctl -u rsyslog.service -b --no-pager -n 15 >&2 2>&1 || true
+        in_guest ls -la /var/spool/sftpctl/forward >&2 2>&1 || true
+    done
+}
+
 s_rootfs() {
     local i
     for i in 0 1 2; do
@@ -133,7 +144,7 @@ s_clients() {
     guest_use collector
     wait_for "both hosts' accounts at the collector" 30 \
         "in_guest grep -q client-a /var/lib/sftpctl/fleet/accounts.json && in_guest grep -q client-b /var/lib/sftpctl/fleet/accounts.json" ||
-        fail "the collector has no accounts of the hosts: $(in_guest cat /var/lib/sftpctl/fleet/accounts.json 2>&1)"
+        { forwarders_diag; guest_use collector; fail "the collector has no accounts of the hosts: $(in_guest cat /var/lib/sftpctl/fleet/accounts.json 2>&1)"; }
 }
 
 s_sessions() {
@@ -144,11 +155,11 @@ s_sessions() {
     wait_for "sftp-b's report at the collector" 30 '[[ $(reports client-b@sftp-b taxes-b.pdf) == 1 ]]' ||
         fail "no report of sftp-b"
     guest_use collector
-    local out
-    out=$(in_guest sftpctl doctor 2>&1 || true)
-    grep_all '^ok   fleet host sftp-a: last line' <<<"$out" || fail "doctor: $out"
-    grep_all '^ok   fleet host sftp-b: last line' <<<"$out" || fail "doctor: $out"
-    grep '^ok   fleet host' <<<"$out" | sed 's/^/  /'
+    # The watcher writes the hosts' last lines at most every 5 s.
+    wait_for "doctor's fleet lines" 15 \
+        "in_guest sftpctl doctor 2>&1 | grep -q '^ok   host sftp-a: last line' && in_guest sftpctl doctor 2>&1 | grep -q '^ok   host sftp-b: last line'" ||
+        fail "doctor: $(in_guest sftpctl doctor 2>&1 | grep host)"
+    in_guest sftpctl doctor 2>&1 | grep '^ok   host' | sed 's/^/  /'
 }
 
 # A TLS client on this machine with CERT/KEY sends one forged forwarded line to the
@@ -176,7 +187,8 @@ s_refused() {
 
 s_outage() {
     guest_use collector
-    in_guest systemctl stop rsyslog.service sftpctl-watch.service
+    # syslog.socket first: else the next line journald relays starts rsyslog again.
+    in_guest systemctl stop syslog.socket rsyslog.service sftpctl-watch.service
     local i
     for i in 1 2 3; do
         sftp_put sftp-a client-a "down-a-$i.pdf"
@@ -191,10 +203,10 @@ s_outage() {
     sleep "$outage"
     guest_use collector
     [[ $(in_guest sh -c "grep -l -F down- $SPOOL/*.eml 2>/dev/null | wc -l") == 0 ]] || fail "a report while the collector was down"
-    in_guest systemctl start rsyslog.service sftpctl-watch.service
+    in_guest systemctl start syslog.socket rsyslog.service sftpctl-watch.service
     for i in 1 2 3; do
-        wait_for "down-a-$i" 60 "[[ \$(reports client-a@sftp-a down-a-$i.pdf) -ge 1 ]]" || fail "down-a-$i.pdf was not reported"
-        wait_for "down-b-$i" 60 "[[ \$(reports client-b@sftp-b down-b-$i.pdf) -ge 1 ]]" || fail "down-b-$i.pdf was not reported"
+        wait_for "down-a-$i" 60 "[[ \$(reports client-a@sftp-a down-a-$i.pdf) -ge 1 ]]" || { forwarders_diag; fail "down-a-$i.pdf was not reported"; }
+        wait_for "down-b-$i" 60 "[[ \$(reports client-b@sftp-b down-b-$i.pdf) -ge 1 ]]" || { forwarders_diag; fail "down-b-$i.pdf was not reported"; }
     done
     wait_for "down-a-after-reboot" 60 '[[ $(reports client-a@sftp-a down-a-after-reboot.pdf) -ge 1 ]]' || fail "the session after the reboot was not reported"
     sleep 3
