@@ -1,4 +1,4 @@
-//! Opt-in (`SFTPCTL_TEST_FLEET_BOOTED=1`; not in CI yet: of 4 runs 2 passed, once the
+//! Opt-in (`SFTPCTL_TEST_FLEET_BOOTED=1`; not in CI yet: of 4 runs 1 passed, twice the
 //! collector had no accounts of a host 30 s after add-user, once the Debian 13 host's queue
 //! was not delivered within 60 s after a 50 s outage; see docs/fleet.md): many hosts, one
 //! collector, on three booted Debian hosts (systemd as PID 1 in nspawn) on a private bridge made by the
