@@ -78,15 +78,12 @@ pub fn parse_line(raw: &[u8], now: i64) -> Option<(Sender, String, Part)> {
     let rest = tag.strip_prefix(TAG.as_bytes())?;
     let pid = rest.strip_prefix(b"[")?.strip_suffix(b"]")?;
     let pid: u32 = std::str::from_utf8(pid).ok()?.parse().ok()?;
-    // Root's own line: the kernel's pid is the tag's, or the line was relayed by journald
-    // (its pid then), and the uid is 0 either way.
-    match sender {
-        Sender::Kernel {
-            uid: 0,
-            pid: k,
-            relayed,
-        } if relayed || k == pid => {}
-        _ => return None,
+    // Root's line: uid 0 as the kernel gave it. The pid is not checked: root may write any
+    // line anyway, and journald relays a sender that has exited with its own pid (seen on
+    // Debian 13: `[uid=0 pid=17 exe=]` for `sftpctl-accounts[163]`).
+    let _ = pid;
+    if !matches!(sender, Sender::Kernel { uid: 0, .. }) {
+        return None;
     }
     let host = String::from_utf8_lossy(host).into_owned();
     Some((sender, host, Part::parse_message(message)?))
@@ -258,7 +255,9 @@ mod tests {
         let (_, host, p) = parse_line(line(0, 42).as_bytes(), 0).unwrap();
         assert_eq!((host.as_str(), p.seq), ("sftp-a", 5));
         assert!(parse_line(line(1001, 42).as_bytes(), 0).is_none());
-        assert!(parse_line(line(0, 43).as_bytes(), 0).is_none());
+        assert!(parse_line(line(1001, 1001).as_bytes(), 0).is_none());
+        // Relayed by journald after the sender exited: journald's pid.
+        assert!(parse_line(line(0, 17).as_bytes(), 0).is_some());
         let unverified =
             "2026-12-03T10:00:00.000000+00:00 sftp-a sftpctl-accounts[42]: v1 5 1/1 alice:1001";
         assert!(parse_line(unverified.as_bytes(), 0).is_none());

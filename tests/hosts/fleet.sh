@@ -66,7 +66,13 @@ forwarders_diag() {
         echo "--- $l: rsyslog's journal (last 15), queue ---" >&2
         in_guest journalctl -u rsyslog.service -b --no-pager -n 15 >&2 2>&1 || true
         in_guest ls -la /var/spool/sftpctl/forward >&2 2>&1 || true
+        in_guest journalctl -b --no-pager -n 30 -t rsyslogd >&2 2>&1 || true
     done
+    guest_use collector
+    echo "--- collector: rsyslogd's messages, log file, watcher ---" >&2
+    in_guest journalctl -b --no-pager -n 30 -t rsyslogd >&2 2>&1 || true
+    in_guest sh -c 'grep -c . /var/log/sftp.log; grep sftpctl-accounts /var/log/sftp.log | cut -c1-160' >&2 2>&1 || true
+    in_guest journalctl -b --no-pager -n 20 -u sftpctl-watch.service >&2 2>&1 || true
 }
 
 s_rootfs() {
