@@ -44,15 +44,18 @@ impl HostsSeen {
         }
     }
 
-    /// A line of `host` with time `at` (the caller bounds which hosts are noted).
-    pub fn note(&mut self, host: &str, at: i64) {
+    /// A line of `host` with time `at` (the caller bounds which hosts are noted); true when
+    /// the host is new here or its count was 0 (worth writing at once).
+    pub fn note(&mut self, host: &str, at: i64) -> bool {
         let seen = match self.hosts.get_mut(host) {
             Some(s) => s,
             None => self.hosts.entry(host.to_string()).or_default(),
         };
+        let first = seen.lines == 0;
         seen.last_line = seen.last_line.max(at);
         seen.lines += 1;
         self.dirty = true;
+        first
     }
 
     pub fn save(&mut self, config: &Config) -> Result<()> {

@@ -315,8 +315,12 @@ impl Engine {
         if !tables.hosts.contains_key(&host) {
             return;
         }
-        if let Some(seen) = &mut self.hosts_seen {
-            seen.note(&host, time.unwrap_or(self.clock));
+        let first = self
+            .hosts_seen
+            .as_mut()
+            .is_some_and(|seen| seen.note(&host, time.unwrap_or(self.clock)));
+        if first {
+            self.write_hosts_seen(true);
         }
     }
 
