@@ -5,8 +5,8 @@
 //! allocations; a row is one lookup of the loop variable (docs/watch.md, "Rendering cost").
 //!
 //! Only the variables some template names are put in the context: the built-in templates
-//! use the rows, so the structured lists are not built for them; an override that names
-//! `uploads` gets them as before.
+//! print the pre-rendered blocks (`mail::blocks`), so neither the rows nor the structured
+//! lists are built for them; an override that names `uploads` or `upload_rows` gets them.
 
 use super::blocks;
 use crate::watch::report::{Named, Report, ShownFailure, ShownMove, ShownTransfer};
