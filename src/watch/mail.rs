@@ -14,6 +14,7 @@ use super::report::Report;
 use crate::config::Config;
 use crate::error::usage;
 
+mod blocks;
 pub mod mime;
 mod view;
 

@@ -5,9 +5,10 @@
 //! allocations; a row is one lookup of the loop variable (docs/watch.md, "Rendering cost").
 //!
 //! Only the variables some template names are put in the context: the built-in templates
-//! use the rows, so the structured lists are not built for them; an override that names
-//! `uploads` gets them as before.
+//! print the pre-rendered blocks (`mail::blocks`), so neither the rows nor the structured
+//! lists are built for them; an override that names `uploads` or `upload_rows` gets them.
 
+use super::blocks;
 use crate::watch::report::{Named, Report, ShownFailure, ShownMove, ShownTransfer};
 
 macro_rules! keys {
@@ -90,6 +91,33 @@ keys!(
     failure_lines,
     failure_rows,
     warnings,
+    subject_line,
+    text_head,
+    text_warnings,
+    text_uploads,
+    text_downloads,
+    text_deletes,
+    text_renames,
+    text_mkdirs,
+    text_rmdirs,
+    text_changes,
+    text_links,
+    text_failures,
+    text_unreadable,
+    text_totals,
+    html_head,
+    html_counts,
+    html_warnings,
+    html_uploads,
+    html_downloads,
+    html_deletes,
+    html_renames,
+    html_dirs,
+    html_changes,
+    html_links,
+    html_failures,
+    html_unreadable,
+    html_totals,
 );
 
 /// The template variables some template names (a bit per [`KEYS`] entry).
@@ -133,6 +161,11 @@ pub fn context(r: &Report, needed: Needed) -> tera::Context {
         };
     }
     let c = &r.counts;
+    // One test for the block of notices that most reports have none of.
+    let warnings = !r.touched_jails.is_empty()
+        || !r.ending_text.is_empty()
+        || !r.notes.is_empty()
+        || c.n_incomplete + c.n_cut + c.n_replaced > 0;
     put!(
         host => r.host.as_str(),
         pid => r.pid,
@@ -189,12 +222,54 @@ pub fn context(r: &Report, needed: Needed) -> tera::Context {
         change_rows => rows(&r.changes, |o, n| named_row(o, n, None)),
         failure_lines => rows(&r.failures, failure_line),
         failure_rows => rows(&r.failures, failure_row),
-        // One test for the block of notices that most reports have none of.
-        warnings => !r.touched_jails.is_empty()
-            || !r.ending_text.is_empty()
-            || !r.notes.is_empty()
-            || c.n_incomplete + c.n_cut + c.n_replaced > 0,
+        warnings => warnings,
+        subject_line => blocks::subject(r),
+        text_head => blocks::text_head(r),
+        text_warnings => blocks::text_warnings(r, warnings),
+        text_unreadable => blocks::text_unreadable(r),
+        text_totals => blocks::text_totals(r),
+        html_head => blocks::html_head(r),
+        html_counts => blocks::html_counts(r),
+        html_warnings => blocks::html_warnings(r, warnings),
+        html_unreadable => blocks::html_unreadable(r),
+        html_totals => blocks::html_totals(r),
     );
+    // The lists come as one batch (the built-in templates print all of them).
+    const TEXT_LISTS: [K; 9] = [
+        K::text_uploads,
+        K::text_downloads,
+        K::text_deletes,
+        K::text_renames,
+        K::text_mkdirs,
+        K::text_rmdirs,
+        K::text_changes,
+        K::text_links,
+        K::text_failures,
+    ];
+    if TEXT_LISTS.iter().any(|&k| needed.has(k)) {
+        for (k, text) in TEXT_LISTS.into_iter().zip(blocks::text_lists(r)) {
+            if needed.has(k) {
+                map.insert(KEYS[k as usize].0, &text);
+            }
+        }
+    }
+    const HTML_LISTS: [K; 8] = [
+        K::html_uploads,
+        K::html_downloads,
+        K::html_deletes,
+        K::html_renames,
+        K::html_dirs,
+        K::html_changes,
+        K::html_links,
+        K::html_failures,
+    ];
+    if HTML_LISTS.iter().any(|&k| needed.has(k)) {
+        for (k, html) in HTML_LISTS.into_iter().zip(blocks::html_lists(r)) {
+            if needed.has(k) {
+                map.insert(KEYS[k as usize].0, &html);
+            }
+        }
+    }
     // The rest as `report --json` has them (nested objects: serde).
     macro_rules! json {
         ($($k:ident),* $(,)?) => {
@@ -228,7 +303,7 @@ fn time(t: &str) -> &str {
     }
 }
 
-fn transfer_line(o: &mut String, t: &ShownTransfer) {
+pub(super) fn transfer_line(o: &mut String, t: &ShownTransfer) {
     for part in [&t.path, "  ", &t.size] {
         o.push_str(part);
     }
@@ -239,12 +314,12 @@ fn transfer_line(o: &mut String, t: &ShownTransfer) {
     o.push_str(time(&t.time));
 }
 
-fn named_line(o: &mut String, n: &Named) {
+pub(super) fn named_line(o: &mut String, n: &Named) {
     o.push_str(&n.path);
 }
 
 /// `old → new` of a rename; a link is shown `new → old`, the caller orders them.
-fn move_line(o: &mut String, first: &str, second: &str, m: &ShownMove) {
+pub(super) fn move_line(o: &mut String, first: &str, second: &str, m: &ShownMove) {
     for part in [first, " → ", second] {
         o.push_str(part);
     }
@@ -257,7 +332,7 @@ fn move_line(o: &mut String, first: &str, second: &str, m: &ShownMove) {
     o.push_str(time(&m.time));
 }
 
-fn failure_line(o: &mut String, f: &ShownFailure) {
+pub(super) fn failure_line(o: &mut String, f: &ShownFailure) {
     for part in [
         &f.action,
         " ",
@@ -273,7 +348,7 @@ fn failure_line(o: &mut String, f: &ShownFailure) {
 
 const NAME_CELL: &str = "<td style=\"word-break:break-all\"><code>";
 
-fn transfer_row(o: &mut String, t: &ShownTransfer) {
+pub(super) fn transfer_row(o: &mut String, t: &ShownTransfer) {
     o.push_str("<tr>");
     o.push_str(NAME_CELL);
     escape(o, &t.path);
@@ -289,7 +364,7 @@ fn transfer_row(o: &mut String, t: &ShownTransfer) {
 }
 
 /// A delete or change (`what` none), a directory made or removed.
-fn named_row(o: &mut String, n: &Named, what: Option<&str>) {
+pub(super) fn named_row(o: &mut String, n: &Named, what: Option<&str>) {
     o.push_str("<tr>");
     o.push_str(NAME_CELL);
     escape(o, &n.path);
@@ -304,7 +379,7 @@ fn named_row(o: &mut String, n: &Named, what: Option<&str>) {
     o.push_str("</td></tr>");
 }
 
-fn move_row(o: &mut String, first: &str, second: &str, m: &ShownMove) {
+pub(super) fn move_row(o: &mut String, first: &str, second: &str, m: &ShownMove) {
     o.push_str("<tr>");
     o.push_str(NAME_CELL);
     escape(o, first);
@@ -322,7 +397,7 @@ fn move_row(o: &mut String, first: &str, second: &str, m: &ShownMove) {
     o.push_str("</td></tr>");
 }
 
-fn failure_row(o: &mut String, f: &ShownFailure) {
+pub(super) fn failure_row(o: &mut String, f: &ShownFailure) {
     o.push_str("<tr><td>");
     escape(o, &f.action);
     o.push_str("</td>");
