@@ -241,7 +241,7 @@ fn two_hosts_report_at_the_collector_and_forwarders_without_a_valid_certificate_
 fn forwarded_lines_of_a_local_account_and_an_unannounced_host_are_not_believed() {
     let ca_sb = Sandbox::new();
     let ca = Ca::new(&ca_sb.path("pki"), "sftpctl test CA");
-    let col = collector(&ca, &["sftp-a.test"], 3600);
+    let mut col = collector(&ca, &["sftp-a.test"], 3600);
     let a = host(&ca, &ca.pem(), "sftp-a.test", "sftp-a", &col);
     put(&a, "real.pdf");
     wait_report(&col, &a, "real.pdf", Duration::from_secs(30));
@@ -285,6 +285,28 @@ fn forwarded_lines_of_a_local_account_and_an_unannounced_host_are_not_believed()
     // `announce` refuses on a host that does not forward, with one line.
     let out = col.sb.sftpctl(&["announce"]);
     assert_fails_one_line(&out, 2);
+
+    // A host quiet for longer than collect.quiet_after_secs (3600 here) is a warning: its last
+    // line two hours ago, as the watcher would have written it (stopped first: it writes
+    // the file at its stop).
+    col.sb.stop_watcher();
+    let path = col.sb.path("state/fleet/hosts.json");
+    let old = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 7200;
+    fs::write(
+        &path,
+        format!("{{\"hosts\": {{\"{}\": {{\"last_line\": {old}, \"lines\": 9}}}}}}", a.name),
+    )
+    .unwrap();
+    let text = stdout(&col.sb.sftpctl(&["doctor"]));
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!("host {}:", a.name)))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.starts_with("warn") && line.contains("quiet"), "{line}");
 }
 
 #[test]
