@@ -298,7 +298,10 @@ fn forwarded_lines_of_a_local_account_and_an_unannounced_host_are_not_believed()
         - 7200;
     fs::write(
         &path,
-        format!("{{\"hosts\": {{\"{}\": {{\"last_line\": {old}, \"lines\": 9}}}}}}", a.name),
+        format!(
+            "{{\"hosts\": {{\"{}\": {{\"last_line\": {old}, \"lines\": 9}}}}}}",
+            a.name
+        ),
     )
     .unwrap();
     let text = stdout(&col.sb.sftpctl(&["doctor"]));

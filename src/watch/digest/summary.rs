@@ -37,6 +37,7 @@ const NAMES_PER_LIST: usize = 20;
 #[serde(default)]
 pub struct Stored {
     user: String,
+    host: String,
     client: String,
     start: Option<i64>,
     end: i64,
@@ -259,13 +260,19 @@ fn shown(s: &str) -> String {
     visible(s).into_owned()
 }
 
-/// Sums the records up per client (sorted by name; sessions by their start).
-fn clients(mut records: Vec<Stored>) -> Vec<Client> {
+/// Sums the records up per client (sorted by name; sessions by their start). `remote`: on
+/// a collector, the hosts that are not this one: their clients are `user@host` (two hosts may
+/// each have an alice).
+fn clients(mut records: Vec<Stored>, remote: &dyn Fn(&str) -> bool) -> Vec<Client> {
     records.sort_by_key(|r| (r.start.unwrap_or(r.end), r.end));
     let mut by_user: BTreeMap<String, Client> = BTreeMap::new();
     for r in records {
-        let c = by_user.entry(r.user.clone()).or_insert_with(|| Client {
-            user: shown(&r.user),
+        let key = match remote(&r.host) {
+            true => format!("{}@{}", r.user, r.host),
+            false => r.user.clone(),
+        };
+        let c = by_user.entry(key.clone()).or_insert_with(|| Client {
+            user: shown(&key),
             ..Client::default()
         });
         c.sessions += 1;
@@ -390,7 +397,16 @@ pub fn letters(
     due: i64,
     records: Vec<Stored>,
 ) -> Result<Vec<Letter>> {
-    let all = clients(records);
+    let local = config
+        .collect
+        .enabled
+        .then(crate::fleet::accounts::local_host_names);
+    let remote = |host: &str| {
+        local
+            .as_ref()
+            .is_some_and(|names| !host.is_empty() && !names.iter().any(|n| n == host))
+    };
+    let all = clients(records, &remote);
     if all.is_empty() {
         return Ok(Vec::new());
     }
@@ -445,6 +461,7 @@ fn example() -> View {
     };
     let record = Stored {
         user: "alice".into(),
+        host: String::new(),
         client: "203.0.113.7".into(),
         start: Some(0),
         end: 60,
@@ -482,7 +499,7 @@ fn example() -> View {
         failed: 2,
         sources: "203.0.113.7".into(),
     }];
-    let mut many = clients(vec![record]);
+    let mut many = clients(vec![record], &|_| false);
     many[0].sessions_more = 1;
     context("alice", many, logins, Some(0), 86_400)
 }
@@ -495,6 +512,31 @@ pub(super) fn stored(json: &str) -> Stored {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_collectors_clients_of_two_hosts_stay_apart() {
+        let r = |host: &str| {
+            stored(&format!(
+                r#"{{"user": "alice", "host": "{host}", "end": 60}}"#
+            ))
+        };
+        let remote = |h: &str| h != "collector";
+        let all = clients(
+            vec![r("sftp-a"), r("sftp-b"), r("sftp-a"), r("collector")],
+            &remote,
+        );
+        let names: Vec<(&str, u64)> = all.iter().map(|c| (c.user.as_str(), c.sessions)).collect();
+        assert_eq!(
+            names,
+            [("alice", 1), ("alice@sftp-a", 2), ("alice@sftp-b", 1)]
+        );
+        let one = clients(vec![r("sftp-a"), r("sftp-b")], &|_| false);
+        assert_eq!(
+            one.len(),
+            1,
+            "a host that is not a collector: by user, as before"
+        );
+    }
 
     #[test]
     fn the_example_renders_every_part() {
