@@ -47,6 +47,7 @@ bench:
 	$(CARGO) bench --bench perms
 	$(CARGO) bench --bench digest
 	$(CARGO) bench --bench report
+	$(CARGO) bench --bench fleet
 
 clean:
 	$(CARGO) clean
