@@ -34,8 +34,17 @@ if [[ -s $tarball ]]; then
     exit 0
 fi
 work=$(mktemp -d "$cache/build.XXXXXX")
-# debootstrap mounts /proc (and more) inside; never let rm walk into a mount.
-trap 'grep -o " $work/root[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l; rm -rf --one-file-system "$work"' EXIT
+# debootstrap mounts /proc (and more) inside; never let rm walk into a mount. The cleanup
+# keeps the script's exit status: under `set -e -o pipefail` a grep that finds no mount
+# (debootstrap unmounted them itself) used to make a good build exit 1.
+cleanup() {
+    local rc=$?
+    set +e +o pipefail
+    grep -o " $work/root[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l
+    rm -rf --one-file-system "$work"
+    exit "$rc"
+}
+trap cleanup EXIT
 start=$(date +%s)
 debootstrap --variant=minbase --keyring="$keyring" --include=$packages "$suite" "$work/root" "$mirror" >"$work/log" 2>&1 ||
     { tail -20 "$work/log" >&2; echo "rootfs.sh: debootstrap $suite failed (log above)" >&2; exit 1; }
