@@ -916,13 +916,15 @@ fn refusal_text(r: Refusal) -> &'static str {
     }
 }
 
-/// SipHash of a name. Making a name look "seen free" through a collision with another name
-/// would take a 64-bit second preimage; a hash that changes between versions only forgets.
+/// SipHash of a name under a key drawn once per process. With a key a client knows (std's
+/// `DefaultHasher::new()` is SipHash with a zero key) two colliding names are a 2^32 search
+/// away: deleting one would make a `posix-rename` onto the other (say the admin's
+/// contract.pdf) report "nothing replaced". After a restart the saved hashes no longer match
+/// and a rename onto a name seen before reads "may have replaced": the key only forgets.
 fn name_hash(path: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    path.hash(&mut h);
-    h.finish()
+    use std::hash::{BuildHasher, RandomState};
+    static KEY: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+    KEY.get_or_init(RandomState::new).hash_one(path)
 }
 
 /// Names clients upload to before renaming into place (WinSCP `.filepart`, others `.part`).
@@ -2195,6 +2197,49 @@ mod tests {
             ],
             "plain rename never replaces; p → q → p folds away"
         );
+    }
+
+    /// Two names that collide under std's zero-key SipHash (found offline with a
+    /// distinguished-points search, about 2^32 hashes: minutes on a laptop). A client deletes
+    /// one so the session knows it as free, then posix-renames onto the other, a file it did
+    /// not make: with the known key the report said nothing was replaced.
+    #[test]
+    fn a_name_colliding_under_a_known_hash_key_does_not_hide_a_replace() {
+        use std::hash::{Hash, Hasher};
+        const FREED: &str = "/data/fdf8299cab0c5b42";
+        const TARGET: &str = "/data/b73f70904b9bd21a";
+        let zero_key = |s: &str| {
+            let mut h = std::hash::DefaultHasher::new();
+            s.hash(&mut h);
+            h.finish()
+        };
+        assert_eq!(
+            zero_key(FREED),
+            zero_key(TARGET),
+            "std's DefaultHasher changed: find a new pair, or this test shows nothing"
+        );
+        let text = lines(
+            "h",
+            1,
+            &[
+                OPEN,
+                "remove name \"/data/fdf8299cab0c5b42\"",
+                "posix-rename old \"/data/x\" new \"/data/b73f70904b9bd21a\"",
+                CLOSE,
+            ],
+        );
+        let (reports, _) = run(&text);
+        let got = moves(&reports[0]);
+        assert_eq!(
+            got,
+            [(
+                "x".into(),
+                "b73f70904b9bd21a".into(),
+                "REPLACED b73f70904b9bd21a if it existed".into()
+            )]
+        );
+        assert_eq!(reports[0].totals.replaced, 1);
+        assert_ne!(name_hash(FREED), name_hash(TARGET));
     }
 
     /// A name holding `" new "` makes the line fit two splits: both names are shown as
