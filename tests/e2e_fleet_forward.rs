@@ -375,3 +375,90 @@ fn collector_outage_and_a_forwarder_restart_lose_nothing_and_repeat_nothing() {
         .collect();
     assert!(incomplete.is_empty(), "{incomplete:#?}");
 }
+
+/// The forwarding key and the lines waiting in the queue (file names, client addresses) are
+/// root's alone: init refuses a key other accounts can read and changes nothing, doctor
+/// fails on one made readable later, and an account that is not root cannot list or read
+/// the queued lines while the collector is away.
+#[test]
+fn the_forwarding_key_and_the_queued_lines_are_closed_to_other_accounts() {
+    use std::os::unix::fs::PermissionsExt;
+    let ca_sb = Sandbox::new();
+    let ca = Ca::new(&ca_sb.path("pki"), "sftpctl test CA");
+    let mut sb = Sandbox::new();
+    let (cert, key) = ca.issue("sftp-a.test");
+    let queue = sb.path("spool/forward");
+    // Nobody listens there: the collector is away for the whole test.
+    let to = format!("127.0.0.1:{}", free_tcp_port());
+    sb.edit_config(
+        "[watch]\n",
+        &format!(
+            "[forward]\nto = \"{to}\"\ncollector_name = \"collector.test\"\nca = \"{}\"\ncert = \"{cert}\"\nkey = \"{key}\"\nqueue_dir = \"{}\"\nretry_secs = 1\nlog_socket = \"{}\"\n\n[watch]\n",
+            ca.pem(),
+            queue.display(),
+            sb.host_socket().display()
+        ),
+    );
+    let set_mode = |mode: u32| fs::set_permissions(&key, fs::Permissions::from_mode(mode)).unwrap();
+
+    set_mode(0o644);
+    let before = sb.snapshot();
+    let out = sb.sftpctl(&["init"]);
+    assert_fails_one_line(&out, 2);
+    assert!(stderr(&out).contains("forward.key"), "{}", stderr(&out));
+    before.assert_same(&sb.snapshot(), "init with a world-readable forward.key");
+
+    set_mode(0o600);
+    sb.sftpctl_ok(&["init"]);
+    set_mode(0o640);
+    let out = sb.sftpctl(&["doctor"]);
+    assert!(!out.status.success(), "doctor passed a group-readable key");
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("forward.key")),
+        "{}",
+        stdout(&out)
+    );
+    set_mode(0o600);
+
+    sb.start_rsyslogd();
+    sb.start_sshd();
+    let user = sb.user("client");
+    let (key_file, public) = sb.keygen("client");
+    sb.sftpctl_ok(&["add-user", &user, "--key", public.to_str().unwrap()]);
+    fs::write(sb.client_dir().join("secret-name.pdf"), "x").unwrap();
+    sb.sftp_ok(&user, &key_file, "put secret-name.pdf\n");
+    // The session's lines are in the queue (as root): the checks below look at the real thing.
+    support::wait_until(
+        "the session's lines in the forward queue",
+        Duration::from_secs(10),
+        || {
+            Command::new("grep")
+                .args(["-r", "-q", "secret-name"])
+                .arg(&queue)
+                .status()
+                .is_ok_and(|s| s.success())
+        },
+    );
+    let as_nobody = |script: &str| {
+        Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .args(["sh", "-c", script])
+            .output()
+            .unwrap()
+    };
+    let q = queue.display();
+    let ls = as_nobody(&format!("ls {q}"));
+    assert!(
+        !ls.status.success(),
+        "nobody lists the queue: {}",
+        stdout(&ls)
+    );
+    let cat = as_nobody(&format!("cat {q}/* {q}/.* 2>&1; grep -r secret-name {q}"));
+    assert!(
+        !stdout(&cat).contains("secret-name"),
+        "nobody read a queued line: {}",
+        stdout(&cat)
+    );
+}
