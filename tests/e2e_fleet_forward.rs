@@ -80,7 +80,9 @@ fn host(ca: &Ca, ca_pem: &str, cn: &str, name: &str, col: &Collector) -> Host {
     sb.edit_config("[forward]\n", &format!("[forward]\nto = \"{to}\"\n"));
     sb.sftpctl_ok(&["init"]);
     sb.start_rsyslogd();
-    sb.start_sshd();
+    // sshd logs through the host's socket, as a real host's does: its login lines go to the
+    // collector too.
+    sb.start_sshd_syslog();
     let user = sb.user("client");
     let (key_file, public) = sb.keygen("client");
     // add-user tells the collector of the new account (the line goes ahead of its sessions).
@@ -215,6 +217,34 @@ fn two_hosts_report_at_the_collector_and_forwarders_without_a_valid_certificate_
     );
     assert!(csv.contains(&a.name) && csv.contains(&b.name), "{csv}");
 
+    // Logins: a refused key on host b, then `report --logins` on the collector names each
+    // host's client as user@host, each login once (the log holds every line twice).
+    let (wrong_key, _) = b.sb.keygen("not-installed");
+    let out = b.sb.sftp(&b.user, &wrong_key, "ls\n");
+    assert!(!out.status.success(), "a key never installed logged in");
+    let count = |user: &str, outcome: &str| -> usize {
+        let out = col.sb.sftpctl(&["report", "--logins", "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), stderr(&out)));
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["user"] == user && l["outcome"] == outcome)
+            .count()
+    };
+    let (a_user, b_user) = (
+        format!("{}@{}", a.user, a.name),
+        format!("{}@{}", b.user, b.name),
+    );
+    support::wait_until(
+        "b's refused login at the collector",
+        Duration::from_secs(15),
+        || count(&b_user, "failed") == 1,
+    );
+    assert_eq!(count(&a_user, "accepted"), 2, "a's two sessions");
+    assert_eq!(count(&b_user, "accepted"), 1, "b's one session");
+    assert_eq!(count(&b_user, "failed"), 1);
+
     // doctor on the collector names each host with its last line; both are recent (the
     // watcher writes the hosts' last lines at once for a new host, then every 5 s).
     let start = std::time::Instant::now();
@@ -256,9 +286,10 @@ fn forwarded_lines_of_a_local_account_and_an_unannounced_host_are_not_believed()
         .unwrap();
     assert!(status.success());
     let script = format!(
-        "for m in 'session opened for local user {u} from [192.0.2.9]' 'open \"/data/forged.pdf\" flags WRITE,CREATE,TRUNCATE mode 0644' 'close \"/data/forged.pdf\" bytes read 0 written 99' 'session closed for local user {u} from [192.0.2.9]'; do logger -u {sock} -t \"internal-sftp[$$]\" \"$m\"; done",
+        "for m in 'session opened for local user {u} from [192.0.2.9]' 'open \"/data/forged.pdf\" flags WRITE,CREATE,TRUNCATE mode 0644' 'close \"/data/forged.pdf\" bytes read 0 written 99' 'session closed for local user {u} from [192.0.2.9]'; do logger -u {sock} -t \"internal-sftp[$$]\" \"$m\"; done; logger -u {host} -t \"sshd[$$]\" 'Accepted password for {u} from 203.0.113.77 port 1 ssh2'",
         u = a.user,
-        sock = a.sb.root_socket().display()
+        sock = a.sb.root_socket().display(),
+        host = a.sb.host_socket().display()
     );
     let out = Command::new("su")
         .args(["-s", "/bin/sh", &forger, "-c", &script])
@@ -274,8 +305,16 @@ fn forwarded_lines_of_a_local_account_and_an_unannounced_host_are_not_believed()
     wait_report(&col, &a, "after.pdf", Duration::from_secs(30));
     let log = fs::read_to_string(&col.sb.log_file).unwrap();
     assert!(
-        log.contains("forged.pdf"),
+        log.contains("forged.pdf") && log.contains("203.0.113.77"),
         "the forged lines were forwarded:\n{log}"
+    );
+    // The forged sshd line is no login at the collector: not root's sshd.
+    let out = col.sb.sftpctl(&["report", "--logins", "--format", "json"]);
+    assert!(
+        !stdout(&out).contains("203.0.113.77") && stdout(&out).contains(&a.user),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
     );
     assert!(
         !mails(&col).iter().any(|m| m.contains("forged.pdf")),

@@ -49,7 +49,7 @@ pub fn run(config: &Config, args: &ReportArgs) -> Result<()> {
         inputs.push((f, log));
     }
     if args.logins {
-        return logins(args, format, &filter, inputs, wall);
+        return logins(config, args, format, &filter, inputs, wall);
     }
     let templates = match format {
         Format::Text => Some(Templates::load(config.watch.template_dir.as_deref())?),
@@ -95,13 +95,15 @@ pub fn run(config: &Config, args: &ReportArgs) -> Result<()> {
 
 /// `report --logins`: the logins of the same logs, with the filters that apply to them.
 fn logins(
+    config: &Config,
     args: &ReportArgs,
     format: Format,
     filter: &Filter,
     inputs: Vec<(PathBuf, OpenLog)>,
     wall: i64,
 ) -> Result<()> {
-    let found = login_history::read(inputs, wall, args.trust_unverified)?;
+    let fleet = crate::fleet::accounts::HostAccounts::on_collector(config);
+    let found = login_history::read(inputs, wall, args.trust_unverified, fleet.as_ref())?;
     let keep = LoginFilter {
         users: filter.users.clone(),
         since: filter.since,
@@ -123,6 +125,12 @@ fn logins(
         eprintln!(
             "sftpctl report: {} sshd line(s) were not sent by root's sshd and were skipped{why}",
             found.untrusted
+        );
+    }
+    if found.unannounced > 0 {
+        eprintln!(
+            "sftpctl report: {} login(s) of hosts that never announced their accounts were skipped (run `sftpctl announce` there)",
+            found.unannounced
         );
     }
     Ok(())

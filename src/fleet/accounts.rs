@@ -155,6 +155,22 @@ impl HostAccounts {
         self.local_names.iter().any(|n| n == host)
     }
 
+    /// On a collector, the tables its commands read (a damaged file is said on stderr and
+    /// the tables start empty: the hosts' next announcements fill them); `None` elsewhere.
+    pub fn on_collector(config: &Config) -> Option<HostAccounts> {
+        config.collect.enabled.then(|| {
+            HostAccounts::load(config).unwrap_or_else(|e| {
+                eprintln!("sftpctl: warning: {e:#}");
+                HostAccounts::empty()
+            })
+        })
+    }
+
+    /// A forwarding host whose root announced its accounts at least once.
+    pub fn announced(&self, host: &str) -> bool {
+        self.hosts.get(host).is_some_and(|t| t.seq > 0)
+    }
+
     /// `Some(account)` / `Some(None)` for a host with a table; `None` for one without.
     pub fn account(&self, host: &str, uid: u32) -> Option<Option<&str>> {
         self.hosts

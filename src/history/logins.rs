@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::csv::push_field;
 use super::logs::{open_log, reader, rotated_logs, OpenLog};
 use crate::config::Config;
+use crate::fleet::accounts::HostAccounts;
 use crate::logins::parse::parse_login_line;
 use crate::logins::track::Tracker;
 use crate::logins::{Login, Outcome};
@@ -24,15 +25,26 @@ pub struct Found {
     /// sshd lines not believed (not sent by root's sshd, or without credentials).
     pub untrusted: u64,
     pub last_untrusted: Option<Untrusted>,
+    /// On a collector: logins of forwarding hosts that never announced their accounts.
+    pub unannounced: u64,
 }
 
 /// The logins of opened logs, read in the order given as one stream (a connection across a
 /// rotation is one login). `trust_unverified`: lines without credentials count too.
-pub fn read(inputs: Vec<(PathBuf, OpenLog)>, now: i64, trust_unverified: bool) -> Result<Found> {
+/// `fleet`, on a collector (its log holds each forwarded line twice): repeats are skipped,
+/// a forwarding host's logins count only once its root announced its accounts, and their
+/// names read `user@host` (as the collector's reports and digests name its clients).
+pub fn read(
+    inputs: Vec<(PathBuf, OpenLog)>,
+    now: i64,
+    trust_unverified: bool,
+    fleet: Option<&HostAccounts>,
+) -> Result<Found> {
     let mut tracker = Tracker::default();
     let mut found = Found::default();
     let mut line = Vec::new();
     let mut clock = i64::MIN;
+    let mut recent = fleet.map(|_| crate::fleet::dedupe::Recent::default());
     for (path, log) in inputs {
         let mut reader = reader(log, &path)?;
         loop {
@@ -48,6 +60,9 @@ pub fn read(inputs: Vec<(PathBuf, OpenLog)>, now: i64, trust_unverified: bool) -
             if !line.windows(5).any(|w| w == b" sshd") {
                 continue;
             }
+            if recent.as_mut().is_some_and(|r| r.repeat("", &line)) {
+                continue;
+            }
             if let Some((sender, l)) = parse_login_line(&line, now) {
                 clock = clock.max(l.time.unwrap_or(clock));
                 tracker.line(sender, l, trust_unverified, clock, &mut found.logins);
@@ -57,6 +72,21 @@ pub fn read(inputs: Vec<(PathBuf, OpenLog)>, now: i64, trust_unverified: bool) -
     tracker.finish_all(&mut found.logins);
     found.untrusted = tracker.untrusted;
     found.last_untrusted = tracker.last_untrusted;
+    if let Some(tables) = fleet {
+        found.logins.retain_mut(|l| {
+            if tables.is_local(&l.host) {
+                return true;
+            }
+            if !tables.announced(&l.host) {
+                found.unannounced += 1;
+                return false;
+            }
+            if !l.user.is_empty() {
+                l.user = format!("{}@{}", l.user, l.host);
+            }
+            true
+        });
+    }
     Ok(found)
 }
 
@@ -68,7 +98,8 @@ pub fn read_rotated(config: &Config, now: i64, trust_unverified: bool) -> Result
         let log = open_log(&f)?;
         inputs.push((f, log));
     }
-    read(inputs, now, trust_unverified)
+    let fleet = HostAccounts::on_collector(config);
+    read(inputs, now, trust_unverified, fleet.as_ref())
 }
 
 /// The rotations of `rsyslog.log_file` written to at or after `since` (an older one holds
@@ -87,7 +118,8 @@ pub fn read_rotated_since(config: &Config, now: i64, since: i64) -> Result<Found
         let log = open_log(&f)?;
         inputs.push((f, log));
     }
-    read(inputs, now, false)
+    let fleet = HostAccounts::on_collector(config);
+    read(inputs, now, false, fleet.as_ref())
 }
 
 /// `--user`, `--since`, `--until` for logins: by the login's name and time.
@@ -210,6 +242,79 @@ mod tests {
             failed_attempts: 0,
             note: "connection closed".into(),
         }
+    }
+
+    /// A collector's log: each forwarded line twice, a host that announced its accounts, one
+    /// that never did, and the collector's own sshd.
+    #[test]
+    fn a_collectors_logins_are_counted_once_and_only_of_announced_hosts() {
+        use crate::fleet::accounts::{HostAccounts, HostTable};
+        let line = |host: &str, pid: u32, t: u32, msg: &str| {
+            format!("2026-11-27T16:04:{t:02}.000001+00:00 {host} [uid=0 pid={pid} exe=/usr/sbin/sshd] sshd[{pid}]: {msg}\n")
+        };
+        let mut log = String::new();
+        for _ in [1, 2] {
+            log += &line(
+                "sftp-a",
+                10,
+                1,
+                "Failed password for alice from 192.0.2.1 port 1 ssh2",
+            );
+        }
+        for _ in [1, 2] {
+            log += &line(
+                "sftp-a",
+                10,
+                2,
+                "Accepted password for alice from 192.0.2.1 port 1 ssh2",
+            );
+        }
+        log += &line(
+            "rogue",
+            11,
+            3,
+            "Accepted password for alice from 192.0.2.9 port 1 ssh2",
+        );
+        log += &line(
+            "collector",
+            12,
+            4,
+            "Accepted password for admin from 192.0.2.5 port 1 ssh2",
+        );
+        let mut tables = HostAccounts::empty();
+        tables.local_names = vec!["collector".into()];
+        let mut a = HostTable::default();
+        a.seq = 1;
+        a.accounts.insert(1001, "alice".into());
+        tables.hosts.insert("sftp-a".into(), a);
+        let path = std::env::temp_dir().join(format!("sftpctl-logins-{}.log", std::process::id()));
+        std::fs::write(&path, &log).unwrap();
+        let input = || vec![(path.clone(), open_log(&path).unwrap())];
+        let found = read(input(), 1_796_000_000, false, Some(&tables)).unwrap();
+        let got: Vec<(&str, &str, Outcome, u32)> = found
+            .logins
+            .iter()
+            .map(|l| {
+                (
+                    l.host.as_str(),
+                    l.user.as_str(),
+                    l.outcome,
+                    l.failed_attempts,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("sftp-a", "alice@sftp-a", Outcome::Accepted, 1),
+                ("collector", "admin", Outcome::Accepted, 0)
+            ]
+        );
+        assert_eq!(found.unannounced, 1);
+        // Without the tables (not a collector) every line counts as it stands.
+        let plain = read(input(), 1_796_000_000, false, None).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(plain.logins.len(), 4, "{:?}", plain.logins);
     }
 
     #[test]

@@ -248,11 +248,18 @@ impl Engine {
     }
 
     /// An sshd login line (the others are left alone). UDP's lines are never believed for
-    /// a login: anyone can send them, and list-users shows what they would say.
+    /// a login: anyone can send them, and list-users shows what they would say. On a
+    /// collector only its own: a forwarding host's logins are its accounts', not this
+    /// host's (`report --logins` and the digest read them from the log).
     fn login_line(&mut self, bytes: &[u8], origin: Origin) {
         let Some((sender, line)) = crate::logins::parse::parse_login_line(bytes, self.wall) else {
             return;
         };
+        if let Some(tables) = &self.sessions.trust.hosts {
+            if !tables.is_local(&line.host) {
+                return;
+            }
+        }
         let accept = origin == Origin::Rsyslog && self.trust_unverified;
         let mut done = Vec::new();
         self.logins

@@ -222,12 +222,7 @@ impl Trust {
     /// damaged file is said on stderr and the tables start empty: the hosts' next
     /// announcements fill them).
     pub fn system(config: &Config) -> Trust {
-        let hosts = config.collect.enabled.then(|| {
-            crate::fleet::accounts::HostAccounts::load(config).unwrap_or_else(|e| {
-                eprintln!("sftpctl: warning: {e:#}");
-                crate::fleet::accounts::HostAccounts::empty()
-            })
-        });
+        let hosts = crate::fleet::accounts::HostAccounts::on_collector(config);
         Trust {
             accounts: Box::new(SystemAccounts::new(config)),
             hosts,
