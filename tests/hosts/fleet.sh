@@ -166,6 +166,14 @@ s_sessions() {
         "in_guest sftpctl doctor 2>&1 | grep -q '^ok   host sftp-a: last line' && in_guest sftpctl doctor 2>&1 | grep -q '^ok   host sftp-b: last line'" ||
         fail "doctor: $(in_guest sftpctl doctor 2>&1 | grep host)"
     in_guest sftpctl doctor 2>&1 | grep '^ok   host' | sed 's/^/  /'
+    # The sessions' logins (sshd → journald → rsyslog on each host) at the collector, once each.
+    local n
+    logins() { in_guest sftpctl report --logins --format csv 2>/dev/null | grep -c ",$1,accepted," || true; }
+    wait_for "both hosts' logins at the collector" 30 '[[ $(logins client-a@sftp-a) -ge 1 && $(logins client-b@sftp-b) -ge 1 ]]' ||
+        fail "logins at the collector: $(in_guest sftpctl report --logins 2>&1 | tail -5)"
+    n=$(logins client-a@sftp-a)
+    [[ $n == 1 ]] || fail "client-a@sftp-a's one login counted $n times"
+    echo "  report --logins at the collector: client-a@sftp-a and client-b@sftp-b, once each"
 }
 
 # A TLS client on this machine with CERT/KEY sends one forged forwarded line to the
