@@ -77,14 +77,18 @@ pub fn units(ctx: &mut Ctx) -> Vec<Check> {
     let crashed: Vec<String> = failed
         .iter()
         .filter(|u| !u.start_limit_hit())
-        .map(|u| format!("{} (result: {})", u.id, u.result))
+        .map(|u| match u.exec_main_status {
+            Some(status) if u.result == "exit-code" => {
+                format!("{} (result: {}, status {status})", u.id, u.result)
+            }
+            _ => format!("{} (result: {})", u.id, u.result),
+        })
         .collect();
-    // Result 'resources': systemd could not start the process at all (systemd 257 in nspawn
-    // now and then: "Failed to spawn executor"), nothing the unit or its config did; starting
-    // again is the repair, as for the start limit.
+    // systemd could not start the process at all (UnitState::could_not_spawn), nothing the
+    // unit or its config did: starting again is the repair, as for the start limit.
     let spawn_failed_only = failed
         .iter()
-        .all(|u| u.start_limit_hit() || u.result == "resources");
+        .all(|u| u.start_limit_hit() || u.could_not_spawn());
     if !crashed.is_empty() && !spawn_failed_only {
         return vec![Check::fail(
             "rsyslog",
@@ -103,7 +107,7 @@ pub fn units(ctx: &mut Ctx) -> Vec<Check> {
             "rsyslog",
             name,
             format!(
-                "{} failed: systemd could not start the process (result 'resources', e.g. \"Failed to spawn executor\" in the journal), so no session is logged or reported while it is down",
+                "{} failed: systemd could not start the process (result 'resources', \"Failed to spawn executor\" in the journal, or status 219/CGROUP, \"Failed to attach to cgroup\"), so no session is logged or reported while it is down",
                 crashed.join(", ")
             ),
             format!("journalctl -u {rsyslog_unit} -n 20 shows it; then {fix}"),

@@ -602,6 +602,8 @@ pub struct UnitState {
     pub result: String,
     /// Units whose activation starts this one (for rsyslog: `syslog.socket`).
     pub triggered_by: Vec<String>,
+    /// The exit status of the last start's main process (`ExecMainStatus`).
+    pub exec_main_status: Option<i32>,
 }
 
 impl UnitState {
@@ -615,13 +617,27 @@ impl UnitState {
                 "start-limit-hit" | "service-start-limit-hit"
             )
     }
+
+    /// systemd could not start the process at all, through nothing the unit or its config
+    /// did: result `resources` ("Failed to spawn executor"), or exit status 219/CGROUP
+    /// ("Failed to attach to cgroup …: No such file or directory" when a quick restart races
+    /// the old cgroup's removal). Both seen with systemd in nspawn on these machines.
+    pub fn could_not_spawn(&self) -> bool {
+        self.active == "failed"
+            && (self.result == "resources"
+                || (self.result == "exit-code" && self.exec_main_status == Some(EXIT_CGROUP)))
+    }
 }
+
+/// systemd's exit status for a process it could not move into the unit's cgroup.
+const EXIT_CGROUP: i32 = 219;
 
 /// The states of `units`, in that order, from one `systemctl show`.
 pub fn unit_states(units: &[&str]) -> Result<Vec<UnitState>> {
     let mut argv: Vec<String> = ["systemctl", "show", "-p", "Id", "-p", "LoadState"]
         .iter()
         .chain(&["-p", "ActiveState", "-p", "Result", "-p", "TriggeredBy"])
+        .chain(&["-p", "ExecMainStatus"])
         .map(|s| s.to_string())
         .collect();
     argv.extend(units.iter().map(|u| u.to_string()));
@@ -656,6 +672,7 @@ pub fn parse_unit_states(text: &str) -> Vec<UnitState> {
                     "LoadState" => u.load = v,
                     "ActiveState" => u.active = v,
                     "Result" => u.result = v,
+                    "ExecMainStatus" => u.exec_main_status = v.parse().ok(),
                     "TriggeredBy" => {
                         u.triggered_by = v.split_whitespace().map(str::to_string).collect()
                     }

@@ -185,6 +185,17 @@ fn systemctl_show_blocks_become_unit_states() {
     assert_eq!(states[1].active, "active");
     assert!(!states[1].start_limit_hit());
     // A unit that crashed is failed, but not refused by the start limit.
-    let crashed = parse_unit_states("Id=rsyslog.service\nActiveState=failed\nResult=exit-code\n");
+    let crashed = parse_unit_states(
+        "Id=rsyslog.service\nActiveState=failed\nResult=exit-code\nExecMainStatus=1\n",
+    );
     assert!(!crashed[0].start_limit_hit());
+    assert!(!crashed[0].could_not_spawn(), "rsyslogd itself exited 1");
+    // systemd failed to put the process into its cgroup (219/CGROUP): not the daemon's doing.
+    let cgroup = parse_unit_states(
+        "Id=rsyslog.service\nActiveState=failed\nResult=exit-code\nExecMainStatus=219\n",
+    );
+    assert_eq!(cgroup[0].exec_main_status, Some(219));
+    assert!(cgroup[0].could_not_spawn());
+    let spawn = parse_unit_states("Id=rsyslog.service\nActiveState=failed\nResult=resources\n");
+    assert!(spawn[0].could_not_spawn());
 }

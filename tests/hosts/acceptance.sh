@@ -379,12 +379,20 @@ s_shared_write() {
 }
 
 s_share() {
+    local admin_reports incomplete
+    admin_reports=$(reports_naming sftpadmin)
+    incomplete=$(reports_naming INCOMPLETE)
     guest_sh 'echo "admin version" > /root/up/admin-over.txt; echo "from the admin" > /root/up/from-admin.txt; echo "alice version" > /root/up/alice-over.txt'
     sftp_as sftpadmin admin_init >/dev/null <<'SFTP'
 get /sftp-root/alice/data/report-final.txt /root/down/admin-read.txt
 put admin-over.txt /sftp-root/alice/data/report-final.txt
 put from-admin.txt /sftp-root/alice/data/from-admin.txt
 SFTP
+    # The admin's session logs through the host's socket (journald here, which relays to
+    # rsyslog): its report comes at its close, whole.
+    wait_for "the admin's session report" 15 "test \$(reports_naming sftpadmin) -gt $admin_reports" ||
+        fail "no report of the admin's session within 15 s; its lines in the log: $(in_guest grep -c 'internal-sftp' /var/log/sftp.log) internal-sftp lines, watcher: $(in_guest journalctl -u sftpctl-watch --no-pager -o cat | tail -3)"
+    [[ $(reports_naming INCOMPLETE) == "$incomplete" ]] || fail "the admin's session report is incomplete"
     [[ $(in_guest cat /root/down/admin-read.txt) == "quarterly numbers" ]] || fail "the admin did not read alice's file"
     [[ $(in_guest cat /sftp-root/alice/data/report-final.txt) == "admin version" ]] || fail "the admin did not overwrite alice's file"
     wait_for "the admin's upload to become group-writable" 10 guest_sh '[ $(( 0$(stat -c %a /sftp-root/alice/data/from-admin.txt) & 020 )) = 16 ]'
@@ -420,8 +428,9 @@ s_restart_seven() {
         # rsyslog's socket unit (syslog.socket) is refused with it and must be cleared too.
         # Start limit hit: "fix: systemctl reset-failed …". systemd 257 in nspawn also fails a
         # quick restart now and then with "Failed to spawn executor: No such file or directory"
-        # (result 'resources', seen twice on Debian 13): doctor then says to read the journal
-        # first, then the same command.
+        # (result 'resources', seen twice on Debian 13), and systemd 252 a start with
+        # "Failed to attach to cgroup" (status 219/CGROUP, seen once on Debian 12): doctor then
+        # says to read the journal first, then the same command.
         if ! grep -qE '(fix:|then) systemctl reset-failed rsyslog.service sftpctl-watch.service( syslog.socket)? && systemctl start rsyslog.service' <<<"$out"; then
             # Leave a working host to the later steps.
             in_guest systemctl reset-failed rsyslog.service sftpctl-watch.service syslog.socket
