@@ -6,6 +6,7 @@ pub mod digest;
 pub mod escape;
 pub mod mail;
 pub mod newfiles;
+pub mod notify;
 pub mod outbox;
 pub mod parse;
 pub mod report;

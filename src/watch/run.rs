@@ -616,6 +616,7 @@ pub fn watch(config: &Config, input: Input, options: Options) -> Result<()> {
                 config.watch.socket.display(),
                 std::process::id()
             );
+            super::notify::ready();
             let result = read_live(&mut engine, &feed, udp.as_ref());
             drop(feed);
             let _ = std::fs::remove_file(&config.watch.socket);

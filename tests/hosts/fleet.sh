@@ -71,7 +71,7 @@ forwarders_diag() {
     guest_use collector
     echo "--- collector: rsyslogd's messages, log file, watcher ---" >&2
     in_guest journalctl -b --no-pager -n 30 -t rsyslogd >&2 2>&1 || true
-    in_guest sh -c 'grep -c . /var/log/sftp.log; grep sftpctl-accounts /var/log/sftp.log | cut -c1-160' >&2 2>&1 || true
+    in_guest sh -c 'grep -c . /var/log/sftp.log; echo "lines naming down-: $(grep -c down- /var/log/sftp.log)"; grep sftpctl-accounts /var/log/sftp.log | cut -c1-160' >&2 2>&1 || true
     in_guest journalctl -b --no-pager -n 20 -u sftpctl-watch.service >&2 2>&1 || true
 }
 
@@ -218,6 +218,12 @@ s_outage() {
     guest_use collector
     [[ $(in_guest sh -c "grep -l -F down- $SPOOL/*.eml 2>/dev/null | wc -l") == 0 ]] || fail "a report while the collector was down"
     in_guest systemctl start syslog.socket rsyslog.service sftpctl-watch.service
+    # The queued lines pour in at once: the watcher must be listening before rsyslog runs
+    # (its unit is ordered before rsyslog and says READY=1 once its socket is bound).
+    local ready started
+    ready=$(in_guest systemctl show -p ActiveEnterTimestampMonotonic --value sftpctl-watch.service)
+    started=$(in_guest systemctl show -p ExecMainStartTimestampMonotonic --value rsyslog.service)
+    ((ready > 0 && ready <= started)) || fail "rsyslog started (${started} µs) before the watcher was ready (${ready} µs)"
     for i in 1 2 3; do
         wait_for "down-a-$i" 60 "[[ \$(reports client-a@sftp-a down-a-$i.pdf) -ge 1 ]]" || { forwarders_diag; fail "down-a-$i.pdf was not reported"; }
         wait_for "down-b-$i" 60 "[[ \$(reports client-b@sftp-b down-b-$i.pdf) -ge 1 ]]" || { forwarders_diag; fail "down-b-$i.pdf was not reported"; }
