@@ -67,10 +67,16 @@ guest_boot() {
     INIT_PID=
     local p child
     for _ in $(seq 150); do
-        # The guest's PID 1 is nspawn's child (or grandchild) named systemd.
+        # The guest's PID 1 is nspawn's child (or grandchild) named systemd, and PID 1 of its
+        # namespace: a unit's process that PID 1 has just forked is named systemd too for a
+        # moment (taking one made nsenter fail once: "cannot open /proc/N/ns/net").
         for child in $(pgrep -P "$NSPAWN_PID" || true); do
             for p in "$child" $(pgrep -P "$child" || true); do
-                [[ $(cat "/proc/$p/comm" 2>/dev/null) == systemd ]] && INIT_PID=$p
+                if [[ $(cat "/proc/$p/comm" 2>/dev/null) == systemd ]] &&
+                    [[ $(awk '/^NSpid:/ {print $NF}' "/proc/$p/status" 2>/dev/null) == 1 ]]; then
+                    INIT_PID=$p
+                    break 2
+                fi
             done
         done
         [[ -n $INIT_PID ]] && break
