@@ -206,6 +206,12 @@ impl HostAccounts {
     }
 }
 
+/// How a collector names a client of another host in reports, digests and `report
+/// --logins`: two hosts may each have an alice.
+pub fn remote_client(user: &str, host: &str) -> String {
+    format!("{user}@{host}")
+}
+
 /// The names this host's rsyslog may write as `%hostname%`: the kernel's host name and its
 /// first label (rsyslog drops the domain unless `PreserveFQDN` is on).
 pub fn local_host_names() -> Vec<String> {

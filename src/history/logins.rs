@@ -82,7 +82,7 @@ pub fn read(
                 return false;
             }
             if !l.user.is_empty() {
-                l.user = format!("{}@{}", l.user, l.host);
+                l.user = crate::fleet::accounts::remote_client(&l.user, &l.host);
             }
             true
         });

@@ -636,8 +636,16 @@ const EXIT_CGROUP: i32 = 219;
 pub fn unit_states(units: &[&str]) -> Result<Vec<UnitState>> {
     let mut argv: Vec<String> = ["systemctl", "show", "-p", "Id", "-p", "LoadState"]
         .iter()
-        .chain(&["-p", "ActiveState", "-p", "Result", "-p", "TriggeredBy"])
-        .chain(&["-p", "ExecMainStatus"])
+        .chain(&[
+            "-p",
+            "ActiveState",
+            "-p",
+            "Result",
+            "-p",
+            "TriggeredBy",
+            "-p",
+            "ExecMainStatus",
+        ])
         .map(|s| s.to_string())
         .collect();
     argv.extend(units.iter().map(|u| u.to_string()));

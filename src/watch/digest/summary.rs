@@ -268,7 +268,7 @@ fn clients(mut records: Vec<Stored>, remote: &dyn Fn(&str) -> bool) -> Vec<Clien
     let mut by_user: BTreeMap<String, Client> = BTreeMap::new();
     for r in records {
         let key = match remote(&r.host) {
-            true => format!("{}@{}", r.user, r.host),
+            true => crate::fleet::accounts::remote_client(&r.user, &r.host),
             false => r.user.clone(),
         };
         let c = by_user.entry(key.clone()).or_insert_with(|| Client {
