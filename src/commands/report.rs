@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
 use anyhow::{Context, Result};
 
@@ -63,10 +63,13 @@ pub fn run(config: &Config, args: &ReportArgs) -> Result<()> {
     let prefix = sessions.data_prefix().to_string();
     let idle = config.watch.idle_timeout_secs;
     std::thread::scope(|scope| -> Result<()> {
-        // Reports are filtered, formatted and written on a thread of their own, in order.
+        // Reports are filtered, formatted and written on a thread of their own, in order; the
+        // sessions they were made of come back to be freed where they were allocated.
         let (to_printer, printing) = sync_channel::<Printed>(4);
+        let (to_free, spent) = channel::<Vec<Finished>>();
         let (filter, prefix) = (&filter, prefix.as_str());
-        let printer = scope.spawn(move || print_all(format, templates, filter, prefix, printing));
+        let printer =
+            scope.spawn(move || print_all(format, templates, filter, prefix, printing, to_free));
         let applied = apply_all(
             inputs,
             wall,
@@ -74,6 +77,7 @@ pub fn run(config: &Config, args: &ReportArgs) -> Result<()> {
             idle,
             &mut sessions,
             &to_printer,
+            &spent,
         );
         drop(to_printer);
         // A printer that stopped (output closed) has the error that matters.
@@ -147,7 +151,8 @@ enum Printed {
 const SESSIONS_AT_ONCE: usize = 64;
 
 /// One Sessions table across all files: a session that a rotation split continues in the
-/// next file. Lines come parsed, in order, from `stream`.
+/// next file. Lines come parsed, in order, from `stream`. Sessions the printer is done with
+/// come back on `spent` and are dropped here, on the thread whose malloc arena holds them.
 fn apply_all(
     inputs: Vec<(PathBuf, OpenLog)>,
     wall: i64,
@@ -155,6 +160,7 @@ fn apply_all(
     idle: u64,
     sessions: &mut Sessions,
     printer: &SyncSender<Printed>,
+    spent: &Receiver<Vec<Finished>>,
 ) -> Result<()> {
     let stopped = || anyhow::anyhow!("the output stopped");
     let mut clock = i64::MIN;
@@ -176,6 +182,7 @@ fn apply_all(
             printer
                 .send(Printed::Sessions(ready))
                 .map_err(|_| stopped())?;
+            spent.try_iter().for_each(drop);
         }
         Ok(())
     })?;
@@ -189,13 +196,16 @@ fn apply_all(
     printer.send(Printed::Done).map_err(|_| stopped())
 }
 
-/// The printing thread: every report through the filter to one buffered stdout.
+/// The printing thread: every report through the filter to one buffered stdout; each batch of
+/// sessions goes back on `spent` once its reports are made (or is freed here when the other
+/// side has stopped).
 fn print_all(
     format: Format,
     templates: Option<Templates>,
     filter: &Filter,
     data_prefix: &str,
     reports: Receiver<Printed>,
+    spent: Sender<Vec<Finished>>,
 ) -> Result<()> {
     let stdout = std::io::stdout();
     let mut printer = Printer {
@@ -208,10 +218,11 @@ fn print_all(
     for message in reports {
         match message {
             Printed::Sessions(batch) => {
-                for (session, ending) in batch {
-                    let report = Report::from_session(session, ending, data_prefix);
+                for (session, ending) in &batch {
+                    let report = Report::from_session(session, *ending, data_prefix);
                     printer.print(filter, report)?;
                 }
+                let _ = spent.send(batch);
             }
             Printed::Done => return printer.end(),
         }

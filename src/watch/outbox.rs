@@ -506,7 +506,7 @@ fn summary_report(user: &str, s: Summary, limits: ReportLimits) -> Report {
     base.failures.more = t.failures;
     base.totals = t;
     base.unreadable_lines = s.unreadable_lines;
-    let mut report = Report::from_session(base, Ending::Summarized, "");
+    let mut report = Report::from_session(&base, Ending::Summarized, "");
     let why = if s.all_users {
         format!(
             "{} reports of all users were already written in this window of {} seconds (watch.max_reports_per_window)",

@@ -166,8 +166,13 @@ pub struct EntryClock {
 
 impl EntryClock {
     pub fn new(start: i64, end: i64) -> EntryClock {
-        let at_start = offset_of(&format_local(start));
-        let same = match (at_start, offset_of(&format_local(end))) {
+        EntryClock::of_texts(start, &format_local(start), &format_local(end))
+    }
+
+    /// [`EntryClock::new`] with the [`format_local`] texts of `start` and `end` at hand
+    /// (a report shows both anyway: jiff is then asked twice a session, not four times).
+    pub fn of_texts(start: i64, start_text: &str, end_text: &str) -> EntryClock {
+        let same = match (offset_of(start_text), offset_of(end_text)) {
             (Some(a), Some(b)) if a == b => Some((a, (start + a).div_euclid(86_400))),
             _ => None,
         };
@@ -175,21 +180,43 @@ impl EntryClock {
     }
 
     pub fn text(&mut self, at: i64) -> String {
+        if let Some((offset, day)) = self.same {
+            if (at + offset).div_euclid(86_400) == day {
+                return time_of_day((at + offset).rem_euclid(86_400));
+            }
+        }
         if let Some((last, text)) = &self.last {
             if *last == at {
                 return text.clone();
             }
         }
-        let text = match self.same {
-            Some((offset, day)) if (at + offset).div_euclid(86_400) == day => {
-                let secs = (at + offset).rem_euclid(86_400);
-                format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
-            }
-            _ => format_local(at),
-        };
+        let text = format_local(at);
         self.last = Some((at, text.clone()));
         text
     }
+}
+
+/// A list's entry times, then `fallback` for entries of records from before entries had times.
+fn entry_times(times: &[i64], fallback: i64) -> impl Iterator<Item = i64> + '_ {
+    times.iter().copied().chain(std::iter::repeat(fallback))
+}
+
+/// `17:04:18` of the seconds since midnight, without `format!` (it runs for every entry).
+fn time_of_day(secs: i64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let two = |n: i64| [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
+    let [h1, h0] = two(h);
+    let [m1, m0] = two(m);
+    let [s1, s0] = two(s);
+    let digits = [h1, h0, b':', m1, m0, b':', s1, s0];
+    std::str::from_utf8(&digits).unwrap_or_default().to_string()
+}
+
+/// This process's id, asked of the kernel once: glibc does not cache it, and `report` makes a
+/// quarter of a million reports a year of logs (one getpid system call each).
+fn process_id() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
 }
 
 /// The UTC offset in seconds of a [`format_local`] text (`… 17:04:18 +01:00 …`).
@@ -300,21 +327,26 @@ impl Counts {
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 impl Report {
-    pub fn from_session(s: Session, ending: Ending, data_prefix: &str) -> Report {
+    /// The report of `s`, which stays as it was: every name is copied. `report` hands the
+    /// session back to the thread that built it, to be freed there: glibc's malloc locks an
+    /// arena when another thread frees into it, and with every name freed on the printing
+    /// thread the two threads spent a third of the time waiting for that lock.
+    pub fn from_session(s: &Session, ending: Ending, data_prefix: &str) -> Report {
         let fallback = s.end;
-        let mut clock = EntryClock::new(s.start.unwrap_or(s.first_seen), s.end);
+        let first = s.start.unwrap_or(s.first_seen);
+        let (first_text, end_text) = (format_local(first), format_local(s.end));
+        let mut clock = EntryClock::of_texts(first, &first_text, &end_text);
         let clock = &mut clock;
-        let times = |times: Vec<i64>| times.into_iter().chain(std::iter::repeat(fallback));
-        let mut transfers = |b: Bounded<super::session::Transfer>| -> (Vec<ShownTransfer>, u64) {
+        let mut transfers = |b: &Bounded<super::session::Transfer>| -> (Vec<ShownTransfer>, u64) {
             let items = b
                 .items
-                .into_iter()
-                .zip(times(b.times))
-                .map(|(mut t, at)| {
-                    t.path = relative(t.path, data_prefix);
+                .iter()
+                .zip(entry_times(&b.times, fallback))
+                .map(|(t, at)| {
+                    let path = relative(&t.path, data_prefix);
                     ShownTransfer {
-                        size: transfer_size(&t),
-                        path: t.path,
+                        size: transfer_size(t, &path),
+                        path,
                         bytes: t.bytes,
                         incomplete: t.incomplete,
                         time: clock.text(at),
@@ -323,13 +355,13 @@ impl Report {
                 .collect();
             (items, b.more)
         };
-        let (uploads, uploads_more) = transfers(s.uploads);
-        let (downloads, downloads_more) = transfers(s.downloads);
-        let mut names = |b: Bounded<String>| -> (Vec<Named>, u64) {
+        let (uploads, uploads_more) = transfers(&s.uploads);
+        let (downloads, downloads_more) = transfers(&s.downloads);
+        let mut names = |b: &Bounded<String>| -> (Vec<Named>, u64) {
             let items = b
                 .items
-                .into_iter()
-                .zip(times(b.times))
+                .iter()
+                .zip(entry_times(&b.times, fallback))
                 .map(|(p, at)| Named {
                     path: relative(p, data_prefix),
                     time: clock.text(at),
@@ -337,17 +369,17 @@ impl Report {
                 .collect();
             (items, b.more)
         };
-        let (deletes, deletes_more) = names(s.deletes);
-        let (mkdirs, mkdirs_more) = names(s.mkdirs);
-        let (rmdirs, rmdirs_more) = names(s.rmdirs);
-        let mut moves = |b: Bounded<super::session::Move>| -> (Vec<ShownMove>, u64) {
+        let (deletes, deletes_more) = names(&s.deletes);
+        let (mkdirs, mkdirs_more) = names(&s.mkdirs);
+        let (rmdirs, rmdirs_more) = names(&s.rmdirs);
+        let mut moves = |b: &Bounded<super::session::Move>| -> (Vec<ShownMove>, u64) {
             let items = b
                 .items
-                .into_iter()
-                .zip(times(b.times))
+                .iter()
+                .zip(entry_times(&b.times, fallback))
                 .map(|(m, at)| {
-                    let old = relative(m.old, data_prefix);
-                    let new = relative(m.new, data_prefix);
+                    let old = relative(&m.old, data_prefix);
+                    let new = relative(&m.new, data_prefix);
                     let note = move_note(&new, m.replaced, m.ambiguous);
                     ShownMove {
                         new: if m.ambiguous { "?".into() } else { new },
@@ -361,46 +393,43 @@ impl Report {
                 .collect();
             (items, b.more)
         };
-        let (renames, renames_more) = moves(s.renames);
-        let (links, links_more) = moves(s.links);
+        let (renames, renames_more) = moves(&s.renames);
+        let (links, links_more) = moves(&s.links);
         let changes = s
             .changes
             .items
-            .into_iter()
-            .zip(times(s.changes.times))
+            .iter()
+            .zip(entry_times(&s.changes.times, fallback))
             .map(|(c, at)| Named {
-                path: format!("{}: {}", relative(c.path, data_prefix), c.what),
+                path: format!("{}: {}", relative_str(&c.path, data_prefix), c.what),
                 time: clock.text(at),
             })
             .collect();
         let failures = s
             .failures
             .items
-            .into_iter()
-            .zip(times(s.failures.times))
+            .iter()
+            .zip(entry_times(&s.failures.times, fallback))
             .map(|(f, at)| ShownFailure {
-                action: f.action,
-                path: match f.target {
+                action: f.action.clone(),
+                path: match &f.target {
                     Some(t) => format!(
                         "{} → {}",
-                        relative(f.path, data_prefix),
-                        relative(t, data_prefix)
+                        relative_str(&f.path, data_prefix),
+                        relative_str(t, data_prefix)
                     ),
-                    None => relative(f.path, data_prefix),
+                    None => relative(&f.path, data_prefix),
                 },
-                status: f.status,
+                status: f.status.clone(),
                 time: clock.text(at),
             })
             .collect();
         let start = s.start;
         let start_text = match start {
-            Some(t) => format_local(t),
-            None => format!(
-                "before {} (opening line not seen)",
-                format_local(s.first_seen)
-            ),
+            Some(_) => first_text,
+            None => format!("before {first_text} (opening line not seen)"),
         };
-        let duration_text = format_duration(s.end - start.unwrap_or(s.first_seen));
+        let duration_text = format_duration(s.end - first);
         let ending_text = match ending {
             Ending::Closed => "",
             Ending::IdleTimeout => {
@@ -418,7 +447,7 @@ impl Report {
             start.unwrap_or(s.first_seen),
             safe_for_file_name(&s.host),
             s.pid,
-            std::process::id(),
+            process_id(),
             (now_unix() as u64)
                 .wrapping_mul(1_000_003)
                 .wrapping_add(seq)
@@ -428,12 +457,15 @@ impl Report {
             // The host comes from the line's header as it was sent: shown like a name.
             host: crate::display::visible(&s.host).into_owned(),
             pid: s.pid,
-            user: s.user.unwrap_or_else(|| "(unknown user)".into()),
-            client: s.client.unwrap_or_else(|| "(unknown address)".into()),
+            user: s.user.clone().unwrap_or_else(|| "(unknown user)".into()),
+            client: s
+                .client
+                .clone()
+                .unwrap_or_else(|| "(unknown address)".into()),
             start,
             end: s.end,
             start_text,
-            end_text: format_local(s.end),
+            end_text,
             duration_text,
             complete: ending == Ending::Closed
                 && s.totals.incomplete_transfers == 0
@@ -558,7 +590,7 @@ fn total_size(bytes: u64, unknown: u64) -> String {
 }
 
 /// `12 bytes`; for a line the log cut, what is known of the size and direction.
-fn transfer_size(t: &super::session::Transfer) -> String {
+fn transfer_size(t: &super::session::Transfer, shown_path: &str) -> String {
     let mut size = String::with_capacity(40);
     if t.size_unknown {
         size.push_str("size unknown: the log cut the line before the byte counts");
@@ -572,7 +604,7 @@ fn transfer_size(t: &super::session::Transfer) -> String {
         size.push_str("; upload or download: the open flags were cut too");
     }
     if t.replaced != Replaced::No {
-        let note = move_note(&t.path, t.replaced, false);
+        let note = move_note(shown_path, t.replaced, false);
         size.push_str("; ");
         size.push_str(&note);
         size.push_str(" (uploaded under a temporary name)");
@@ -581,23 +613,21 @@ fn transfer_size(t: &super::session::Transfer) -> String {
 }
 
 /// `/data/a/b` → `a/b`, `/data` → `.`; names outside the data dir stay absolute.
-fn relative(path: String, prefix: &str) -> String {
+fn relative(path: &str, prefix: &str) -> String {
+    relative_str(path, prefix).to_string()
+}
+
+fn relative_str<'a>(path: &'a str, prefix: &str) -> &'a str {
     if prefix.is_empty() || prefix == "/" {
         return path;
     }
     if path == prefix
         || path.len() == prefix.len() + 1 && path.starts_with(prefix) && path.ends_with('/')
     {
-        return ".".into();
+        return ".";
     }
     match path.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
-        Some(rest) if !rest.is_empty() => {
-            // In place: no second allocation per name.
-            let cut = path.len() - rest.len();
-            let mut path = path;
-            path.drain(..cut);
-            path
-        }
+        Some(rest) if !rest.is_empty() => rest,
         _ => path,
     }
 }
@@ -786,32 +816,32 @@ mod tests {
             }
         };
         assert_eq!(
-            transfer_size(&t(5, false, false, false, Replaced::No)),
+            transfer_size(&t(5, false, false, false, Replaced::No), "a"),
             "5 bytes"
         );
         assert_eq!(
-            transfer_size(&t(5, true, false, false, Replaced::No)),
+            transfer_size(&t(5, true, false, false, Replaced::No), "a"),
             "5 bytes as logged (the line may have been cut)"
         );
         assert_eq!(
-            transfer_size(&t(0, true, true, true, Replaced::Maybe)),
+            transfer_size(&t(0, true, true, true, Replaced::Maybe), "a"),
             "size unknown: the log cut the line before the byte counts; upload or download: \
              the open flags were cut too; REPLACED a if it existed (uploaded under a temporary name)"
         );
         assert_eq!(
-            transfer_size(&t(1, false, false, false, Replaced::Yes)),
+            transfer_size(&t(1, false, false, false, Replaced::Yes), "a"),
             "1 byte; REPLACED the existing a (uploaded under a temporary name)"
         );
     }
 
     #[test]
     fn paths_relative_to_the_data_dir() {
-        assert_eq!(relative("/data/a/b".into(), "/data"), "a/b");
-        assert_eq!(relative("/data".into(), "/data"), ".");
-        assert_eq!(relative("/data/".into(), "/data"), ".");
-        assert_eq!(relative("/database".into(), "/data"), "/database");
-        assert_eq!(relative("/forbidden".into(), "/data"), "/forbidden");
-        assert_eq!(relative("big.bin".into(), "/data"), "big.bin");
+        assert_eq!(relative("/data/a/b", "/data"), "a/b");
+        assert_eq!(relative("/data", "/data"), ".");
+        assert_eq!(relative("/data/", "/data"), ".");
+        assert_eq!(relative("/database", "/data"), "/database");
+        assert_eq!(relative("/forbidden", "/data"), "/forbidden");
+        assert_eq!(relative("big.bin", "/data"), "big.bin");
     }
 
     #[test]

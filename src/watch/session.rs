@@ -1725,7 +1725,7 @@ impl Sessions {
         if s.has_activity() {
             match &mut self.deferred {
                 Some(sessions) => sessions.push((s, ending)),
-                None => out.push(Report::from_session(s, ending, &self.data_prefix)),
+                None => out.push(Report::from_session(&s, ending, &self.data_prefix)),
             }
         }
     }

@@ -73,6 +73,11 @@ pub fn parse_rfc3339(s: &[u8]) -> Option<i64> {
 
 /// Like [`parse_rfc3339`], plus the microseconds of the second when the stamp has a fraction.
 pub fn parse_rfc3339_micros(s: &[u8]) -> Option<(i64, Option<u32>)> {
+    if let Ok(fixed) = <&[u8; 32]>::try_from(s) {
+        if let Some(found) = parse_rsyslog_stamp(fixed) {
+            return Some(found);
+        }
+    }
     if s.len() < 19 || s[4] != b'-' || s[7] != b'-' || !matches!(s[10], b'T' | b' ') {
         return None;
     }
@@ -103,6 +108,46 @@ pub fn parse_rfc3339_micros(s: &[u8]) -> Option<(i64, Option<u32>)> {
         _ => return None,
     }
     Some((t, micros))
+}
+
+/// rsyslog's own stamp, every field at its place (`2026-11-27T16:04:18.430882+00:00`), as
+/// every line of its file format has it: one pass over fixed positions instead of the general
+/// parse (a sixth of a line's parsing was here). `None` for anything else, which the general
+/// parse then reads (or refuses) as before.
+fn parse_rsyslog_stamp(s: &[u8; 32]) -> Option<(i64, Option<u32>)> {
+    const DIGITS: [usize; 24] = [
+        0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22, 23, 24, 25, 27, 28, 30, 31,
+    ];
+    let layout = s[4] == b'-'
+        && s[7] == b'-'
+        && s[10] == b'T'
+        && s[13] == b':'
+        && s[16] == b':'
+        && s[19] == b'.'
+        && matches!(s[26], b'+' | b'-')
+        && s[29] == b':';
+    if !layout
+        || !DIGITS
+            .iter()
+            .fold(true, |all, &i| all & s[i].is_ascii_digit())
+    {
+        return None;
+    }
+    let two = |i: usize| u32::from(s[i] - b'0') * 10 + u32::from(s[i + 1] - b'0');
+    let (h, m, sec) = (two(11), two(14), two(17));
+    if h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    let days = date_days(s[..10].try_into().ok()?)?;
+    let micros = two(20) * 10_000 + two(22) * 100 + two(24);
+    let offset = i64::from(two(27) * 3600 + two(30) * 60);
+    let local = days * 86_400 + i64::from(h * 3600 + m * 60 + sec);
+    let t = if s[26] == b'+' {
+        local - offset
+    } else {
+        local + offset
+    };
+    Some((t, Some(micros)))
 }
 
 /// Days since 1970-01-01 of `YYYY-MM-DD`. The lines of a log come in date order, so the last
@@ -180,6 +225,41 @@ mod tests {
         assert_eq!(us, Some(430_882));
         let (_, us) = parse_rfc3339_micros(b"2026-11-27T16:04:18.43Z").unwrap();
         assert_eq!(us, Some(430_000));
+    }
+
+    #[test]
+    fn the_fixed_stamp_reads_as_the_general_parse_does() {
+        // A seventh digit of fraction (dropped): not 32 bytes, so the general parse reads it.
+        let general = |s: &[u8]| {
+            let mut longer = s.to_vec();
+            longer.insert(26, b'7');
+            parse_rfc3339_micros(&longer)
+        };
+        for stamp in [
+            &b"2026-11-27T16:04:18.430882+00:00"[..],
+            b"2026-11-27T16:04:18.000009-05:30",
+            b"1999-12-31T23:59:60.999999+14:00",
+            b"2026-02-30T00:00:00.000000+00:00",
+        ] {
+            let fixed = parse_rsyslog_stamp(stamp.try_into().unwrap());
+            assert!(fixed.is_some(), "{}", String::from_utf8_lossy(stamp));
+            assert_eq!(fixed, general(stamp), "{}", String::from_utf8_lossy(stamp));
+        }
+        for bad in [
+            &b"2026-11-27T24:04:18.430882+00:00"[..],
+            b"2026-11-27T16:04:18.43088x+00:00",
+            b"2026-11-27 16:04:18.430882+00:00",
+            b"2026-11-27T16:04:18.430882 00:00",
+            b"2026-13-27T16:04:18.430882+00:00",
+            b"2026-11-27T16:04:18,430882+00:00",
+        ] {
+            assert_eq!(parse_rsyslog_stamp(bad.try_into().unwrap()), None);
+        }
+        // What the fast path refuses still gets the general parse's answer.
+        assert_eq!(
+            parse_rfc3339_micros(b"2026-11-27 16:04:18.430882+00:00"),
+            parse_rfc3339_micros(b"2026-11-27T16:04:18.430882+00:00")
+        );
     }
 
     #[test]
