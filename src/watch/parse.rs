@@ -6,6 +6,8 @@
 //! the fixed suffix (`" bytes read N written M`, `" mode 0644`, …) is matched first and the
 //! name is whatever lies between the fixed prefix and that suffix (a greedy name).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::escape::for_people;
@@ -35,7 +37,8 @@ pub enum Sender {
 /// A line that belongs to an SFTP session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Line {
-    pub host: String,
+    /// Shared with the lines before it from the same host ([`host_name`]).
+    pub host: Arc<str>,
     pub pid: u32,
     /// Unix seconds from the line's own timestamp, when it has one that parses.
     pub time: Option<i64>,
@@ -51,7 +54,7 @@ pub enum Parsed {
     Sftp(Line),
     /// An internal-sftp line whose message is cut, garbled or unknown to this parser.
     Unreadable {
-        host: String,
+        host: Arc<str>,
         pid: u32,
         time: Option<i64>,
     },
@@ -294,11 +297,7 @@ fn parse_into(raw: &[u8], now: i64, sender: &mut Sender) -> Parsed {
             _ => return Parsed::Foreign,
         },
     };
-    // from_utf8_lossy walks its chunk iterator even for a short ASCII name.
-    let host = match std::str::from_utf8(host) {
-        Ok(host) => host.to_owned(),
-        Err(_) => String::from_utf8_lossy(host).into_owned(),
-    };
+    let host = host_name(host);
     let event = if message.len() >= MAYBE_CUT {
         parse_cut_message(message)
     } else {
@@ -314,6 +313,26 @@ fn parse_into(raw: &[u8], now: i64, sender: &mut Sender) -> Parsed {
         }),
         None => Parsed::Unreadable { host, pid, time },
     }
+}
+
+/// The host name of a line, shared with the line before when it is the same (nearly always):
+/// one allocation per host and thread instead of one per line.
+fn host_name(raw: &[u8]) -> Arc<str> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<Arc<str>>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some(host) if host.as_bytes() == raw => Arc::clone(host),
+        _ => {
+            // from_utf8_lossy walks its chunk iterator even for a short ASCII name.
+            let host: Arc<str> = match std::str::from_utf8(raw) {
+                Ok(host) => host.into(),
+                Err(_) => String::from_utf8_lossy(raw).into(),
+            };
+            *last = Some(Arc::clone(&host));
+            host
+        }
+    })
 }
 
 fn trim_end(mut s: &[u8]) -> &[u8] {
@@ -938,7 +957,7 @@ mod tests {
         ) else {
             panic!()
         };
-        assert_eq!((a.host.as_str(), a.pid), ("vm", 5900));
+        assert_eq!((&*a.host, a.pid), ("vm", 5900));
         assert_eq!(
             crate::tz::rfc3339_utc(a.time.unwrap()),
             "2026-11-27T16:04:26Z"
@@ -949,7 +968,7 @@ mod tests {
         ) else {
             panic!()
         };
-        assert_eq!((b.host.as_str(), b.pid), ("vm", 5701));
+        assert_eq!((&*b.host, b.pid), ("vm", 5701));
         assert_eq!(
             b.event,
             Event::SessionOpened {
@@ -1407,12 +1426,32 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_host_name_is_always_the_lines_own() {
+        let host = |line: &str| match parse_line(line.as_bytes(), NOW) {
+            Parsed::Sftp(l) => l.host.to_string(),
+            Parsed::Unreadable { host, .. } => host.to_string(),
+            Parsed::Foreign => String::new(),
+        };
+        let line =
+            |h: &str| format!("2026-11-27T16:04:18Z {h} internal-sftp[1]: remove name \"/data/x\"");
+        for h in ["a", "a", "ab", "a", "b", "b", "ba", "a"] {
+            assert_eq!(host(&line(h)), h);
+        }
+        assert_eq!(
+            host("2026-11-27T16:04:18Z a internal-sftp[1]: garbled"),
+            "a"
+        );
+        let lossy = parse_line(b"2026-11-27T16:04:18Z b\xff internal-sftp[1]: garbled", NOW);
+        assert!(matches!(lossy, Parsed::Unreadable { host, .. } if &*host == "b\u{fffd}"));
+    }
+
+    #[test]
     fn stamps_of_the_fixed_width_and_of_others_read_alike() {
         let at = |stamp: &str| match parse_line(
             format!("{stamp} vm internal-sftp[5701]: remove name \"/data/x\"").as_bytes(),
             NOW,
         ) {
-            Parsed::Sftp(l) => Some((l.host, l.time, l.time_us)),
+            Parsed::Sftp(l) => Some((l.host.to_string(), l.time, l.time_us)),
             _ => None,
         };
         // 2026-11-27T16:04:18Z

@@ -280,8 +280,8 @@ impl Engine {
             return false;
         };
         let host = match parsed {
-            Parsed::Sftp(l) => l.host.as_str(),
-            Parsed::Unreadable { host, .. } => host.as_str(),
+            Parsed::Sftp(l) => &*l.host,
+            Parsed::Unreadable { host, .. } => &**host,
             Parsed::Foreign => return false,
         };
         !tables.is_local(host) && self.recent.repeat(host, bytes)
@@ -296,8 +296,8 @@ impl Engine {
             return;
         };
         let (host, time) = match parsed {
-            Parsed::Sftp(l) => (l.host.clone(), l.time),
-            Parsed::Unreadable { host, time, .. } => (host.clone(), *time),
+            Parsed::Sftp(l) => (l.host.to_string(), l.time),
+            Parsed::Unreadable { host, time, .. } => (host.to_string(), *time),
             Parsed::Foreign => {
                 let Some((_, host, part)) = crate::fleet::accounts::parse_line(bytes, self.wall)
                 else {
