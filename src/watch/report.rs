@@ -165,13 +165,9 @@ pub struct EntryClock {
 }
 
 impl EntryClock {
-    pub fn new(start: i64, end: i64) -> EntryClock {
-        EntryClock::of_texts(start, &format_local(start), &format_local(end))
-    }
-
-    /// [`EntryClock::new`] with the [`format_local`] texts of `start` and `end` at hand
-    /// (a report shows both anyway: jiff is then asked twice a session, not four times).
-    pub fn of_texts(start: i64, start_text: &str, end_text: &str) -> EntryClock {
+    /// From the session's start and the [`format_local`] texts of its start and end, which a
+    /// report shows anyway (jiff is asked twice a session, not four times).
+    pub fn new(start: i64, start_text: &str, end_text: &str) -> EntryClock {
         let same = match (offset_of(start_text), offset_of(end_text)) {
             (Some(a), Some(b)) if a == b => Some((a, (start + a).div_euclid(86_400))),
             _ => None,
@@ -335,7 +331,7 @@ impl Report {
         let fallback = s.end;
         let first = s.start.unwrap_or(s.first_seen);
         let (first_text, end_text) = (format_local(first), format_local(s.end));
-        let mut clock = EntryClock::of_texts(first, &first_text, &end_text);
+        let mut clock = EntryClock::new(first, &first_text, &end_text);
         let clock = &mut clock;
         let mut transfers = |b: &Bounded<super::session::Transfer>| -> (Vec<ShownTransfer>, u64) {
             let items = b

@@ -1,5 +1,6 @@
 //! The watcher's main loop: lines in, reports into the outbox, a delivery thread out.
 
+use std::borrow::Cow;
 use std::io::Read;
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
@@ -296,8 +297,8 @@ impl Engine {
             return;
         };
         let (host, time) = match parsed {
-            Parsed::Sftp(l) => (l.host.to_string(), l.time),
-            Parsed::Unreadable { host, time, .. } => (host.to_string(), *time),
+            Parsed::Sftp(l) => (Cow::Borrowed(&*l.host), l.time),
+            Parsed::Unreadable { host, time, .. } => (Cow::Borrowed(&**host), *time),
             Parsed::Foreign => {
                 let Some((_, host, part)) = crate::fleet::accounts::parse_line(bytes, self.wall)
                 else {
@@ -316,10 +317,10 @@ impl Engine {
                         eprintln!("sftpctl: warning: {e:#}");
                     }
                 }
-                (host, Some(self.clock))
+                (Cow::Owned(host), Some(self.clock))
             }
         };
-        if !tables.hosts.contains_key(&host) {
+        if !tables.hosts.contains_key(&*host) {
             return;
         }
         let first = self
